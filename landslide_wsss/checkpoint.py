@@ -1,0 +1,107 @@
+"""Model files: safetensors tensors plus one validated JSON metadata block. Never unpickles.
+
+Metadata (stored under the safetensors metadata key "landslide_wsss" as a JSON string) holds
+at least: format (int), architecture (str), in_bands (int), version (str); the model's own
+settings (normalization, tile size, CAM layer, thresholds, training data, validation figures)
+ride along in the same dict.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, Dict, Mapping, Tuple
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .errors import ModelError
+from .raster import atomic_output
+
+FORMAT = 1
+META_KEY = "landslide_wsss"
+REQUIRED = {"format": int, "architecture": str, "in_bands": int, "version": str}
+
+
+def save_checkpoint(path, tensors: Mapping[str, torch.Tensor], metadata: Dict[str, Any]) -> Path:
+    """Write tensors + metadata atomically (temp file in the same directory, then rename)."""
+    meta = {"format": FORMAT, **metadata}
+    _check_metadata(meta, str(path))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_output(path, overwrite=True) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    return Path(path)
+
+
+def read_metadata(path) -> Dict[str, Any]:
+    """Read and validate only the metadata block (cheap; no tensor is loaded)."""
+    return _open(path)[1]
+
+
+def load_checkpoint(path, device="cpu") -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Load tensors and validated metadata. Raises ModelError for anything that is not ours."""
+    path, meta = _open(path)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise ModelError(f"{path}: damaged model file ({exc})") from None
+    return tensors, meta
+
+
+def check_state_dict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path) -> None:
+    """Refuse a file whose tensor names or shapes do not fit the module (wrong architecture)."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise ModelError(
+            f"{path}: tensors do not fit the architecture "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})"
+        )
+    for k, v in own.items():
+        if tuple(v.shape) != tuple(tensors[k].shape):
+            raise ModelError(f"{path}: tensor {k} has shape {tuple(tensors[k].shape)}, expected {tuple(v.shape)}")
+
+
+def _open(path) -> Tuple[Path, Dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # A safetensors file starts with an 8-byte header length and a JSON object; pickles and zip
+    # archives (torch.save) start otherwise and are refused before any parser sees them.
+    if len(head) < 9 or head[8:9] != b"{":
+        raise ModelError(f"{path}: not a safetensors model file (pickled or foreign files are refused)")
+    (hlen,) = struct.unpack("<Q", head[:8])
+    if hlen > min(os.path.getsize(path), 100_000_000):
+        raise ModelError(f"{path}: damaged model file (header length {hlen})")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except Exception as exc:
+        raise ModelError(f"{path}: damaged model file ({exc})") from None
+    if raw is None:
+        raise ModelError(f"{path}: safetensors file without landslide_wsss metadata")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: metadata is not valid JSON") from None
+    _check_metadata(meta, str(path))
+    return path, meta
+
+
+def _check_metadata(meta: Any, where: str) -> None:
+    if not isinstance(meta, dict):
+        raise ModelError(f"{where}: metadata is not a JSON object")
+    for key, typ in REQUIRED.items():
+        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
+            raise ModelError(f"{where}: metadata field '{key}' missing or not {typ.__name__}")
+    if meta["format"] > FORMAT:
+        raise ModelError(f"{where}: model format {meta['format']} is newer than this package understands ({FORMAT})")
+    if meta["in_bands"] < 1:
+        raise ModelError(f"{where}: metadata in_bands must be >= 1")

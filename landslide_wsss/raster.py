@@ -1,0 +1,260 @@
+"""Scene I/O: open GeoTIFFs of any band count and dtype, read through windows, valid-data mask,
+atomic single-band GeoTIFF outputs. No torch here."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from .errors import InputError, OutputError
+
+# Refuse headers that claim more than this many pixels: a corrupt or hostile header must not make
+# us allocate terabytes (a 200k x 200k scene is still accepted).
+MAX_PIXELS = 200_000 * 200_000
+RASTER_SUFFIXES = (".tif", ".tiff", ".gtif", ".vrt", ".img", ".jp2")
+
+
+@dataclass
+class Scene:
+    """An open raster scene: the dataset, the chosen bands (1-based), CRS and transform."""
+
+    path: Path
+    dataset: rasterio.io.DatasetReader
+    bands: Tuple[int, ...]
+    crs: CRS
+    transform: rasterio.Affine
+
+    @property
+    def width(self) -> int:
+        return self.dataset.width
+
+    @property
+    def height(self) -> int:
+        return self.dataset.height
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def pixel_area_m2(self) -> Optional[float]:
+        """Area of one pixel in m² for projected CRSs in metres, else None (geographic)."""
+        if self.crs.is_geographic:
+            return None
+        factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d) * factor**2
+
+    def read(self, window: Window, boundless: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """Read the chosen bands in `window` as float32 (C, h, w) plus the valid mask (h, w).
+
+        Invalid pixels (nodata, internal mask 0, NaN in any band) hold 0 in the data.
+        With boundless=True, the window may reach outside the scene; outside is invalid.
+        """
+        ds = self.dataset
+        data = ds.read(self.bands, window=window, boundless=boundless, fill_value=0).astype(np.float32, copy=False)
+        valid = self.read_valid(window, boundless=boundless)
+        nan = ~np.isfinite(data)
+        if nan.any():
+            valid &= ~nan.any(axis=0)
+        data[:, ~valid] = 0.0
+        return data, valid
+
+    def read_valid(self, window: Window, boundless: bool = False) -> np.ndarray:
+        """Valid-data mask from nodata / internal masks (GDAL's dataset mask of the chosen bands)."""
+        masks = self.dataset.read_masks(self.bands, window=window, boundless=boundless)
+        valid = np.all(masks > 0, axis=0)
+        if boundless:
+            valid &= _inside_mask(window, self.width, self.height)
+        return valid
+
+    def close(self) -> None:
+        self.dataset.close()
+
+    def __enter__(self) -> "Scene":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _inside_mask(window: Window, width: int, height: int) -> np.ndarray:
+    rows = np.arange(window.row_off, window.row_off + window.height)
+    cols = np.arange(window.col_off, window.col_off + window.width)
+    return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+
+
+def open_scene(
+    path,
+    bands: Optional[Sequence[int]] = None,
+    assume_crs: Optional[str] = None,
+) -> Scene:
+    """Open a raster scene with checks that give one clear InputError instead of a traceback.
+
+    bands: 1-based band indexes to use (default: all bands).
+    assume_crs: CRS to use when the file has none (e.g. "EPSG:32647"); without it such files are refused.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a raster file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file, not a raster")
+    try:
+        ds = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: not a readable raster ({_short(exc)})") from None
+    try:
+        scene = _check_dataset(path, ds, bands, assume_crs)
+    except Exception:
+        ds.close()
+        raise
+    return scene
+
+
+def _check_dataset(path: Path, ds, bands, assume_crs) -> Scene:
+    if ds.width < 1 or ds.height < 1 or ds.count < 1:
+        raise InputError(f"{path}: raster has no pixels ({ds.width}x{ds.height}, {ds.count} bands)")
+    if ds.width * ds.height > MAX_PIXELS:
+        raise InputError(f"{path}: raster header claims {ds.width}x{ds.height} pixels, beyond what this tool accepts")
+    if ds.width < 2 and ds.height < 2:
+        raise InputError(f"{path}: a {ds.width}x{ds.height} raster is too small to hold a landslide")
+    if bands is None:
+        bands = tuple(range(1, ds.count + 1))
+    bands = tuple(int(b) for b in bands)
+    bad = [b for b in bands if b < 1 or b > ds.count]
+    if bad or not bands:
+        raise InputError(f"{path}: band choice {list(bands)} does not fit a raster with {ds.count} band(s)")
+    transform = ds.transform
+    if transform.is_identity or ds.transform == rasterio.Affine.identity():
+        if not ds.gcps[0] and not ds.rpcs:
+            raise InputError(f"{path}: raster has no geotransform (not georeferenced)")
+        raise InputError(f"{path}: raster is georeferenced by GCPs/RPCs only; warp it to a grid first (gdalwarp)")
+    if transform.b != 0 or transform.d != 0:
+        raise InputError(
+            f"{path}: rotated or sheared geotransform is not supported; warp it to a north-up grid first (gdalwarp)"
+        )
+    crs = ds.crs
+    if crs is None:
+        if not assume_crs:
+            raise InputError(f"{path}: raster has no CRS; give one with --assume-crs EPSG:XXXX")
+        try:
+            crs = CRS.from_user_input(assume_crs)
+        except Exception:
+            raise InputError(f"--assume-crs {assume_crs!r}: not a CRS") from None
+    # Touch the first block so that truncated files fail here, not in the middle of a run.
+    try:
+        ds.read(bands[0], window=Window(0, 0, min(ds.width, 16), min(ds.height, 16)))
+    except Exception as exc:
+        raise InputError(f"{path}: raster data cannot be read ({_short(exc)})") from None
+    return Scene(path=path, dataset=ds, bands=bands, crs=crs, transform=transform)
+
+
+def list_rasters(directory) -> list[Path]:
+    """Raster files directly inside `directory`, sorted; InputError when there are none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory")
+    found = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+    if not found:
+        raise InputError(f"{directory}: no raster files (*.tif, *.tiff) in this directory")
+    return found
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic outputs
+
+
+def check_output(path, overwrite: bool) -> Path:
+    """Refuse an existing output without overwrite, or a missing / read-only output directory."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: output directory {parent} is not writable")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: output exists; use --overwrite to replace it")
+    if path.is_dir():
+        raise OutputError(f"{path}: output is a directory")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the same directory; rename it onto `path` only on success.
+
+    On any exception (KeyboardInterrupt included) the temporary file is removed and `path`
+    is left as it was, so a reader never sees a half-written output.
+    """
+    path = check_output(path, overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers (GDAL, sqlite) want to create the file themselves
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OutputError(f"{path}: writer produced no file")
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in tmp.parent.glob(tmp.name + "*"):  # sqlite -journal / -wal files too
+            leftover.unlink(missing_ok=True)
+        raise
+
+
+GEOTIFF_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2)
+
+
+def geotiff_profile(scene: Scene, dtype="float32", count: int = 1, nodata=None, **extra) -> dict:
+    """Profile for a single- (or few-) band output aligned with `scene`: tiled and compressed."""
+    profile = dict(GEOTIFF_PROFILE)
+    profile.update(
+        width=scene.width, height=scene.height, count=count, dtype=dtype, crs=scene.crs, transform=scene.transform
+    )
+    if np.dtype(dtype).kind == "f":
+        profile["predictor"] = 3
+    if scene.width < 256 or scene.height < 256:
+        profile.update(tiled=False)
+        profile.pop("blockxsize"), profile.pop("blockysize")
+    if nodata is not None:
+        profile["nodata"] = nodata
+    profile.update(extra)
+    return profile
+
+
+def write_geotiff(path, array: np.ndarray, scene: Scene, overwrite: bool = False, nodata=None) -> Path:
+    """Write a single-band array aligned with `scene` as a tiled, compressed GeoTIFF, atomically."""
+    with atomic_output(path, overwrite) as tmp:
+        with rasterio.open(tmp, "w", **geotiff_profile(scene, dtype=array.dtype, nodata=nodata)) as dst:
+            dst.write(array, 1)
+    return Path(path)
+
+
+def block_windows(width: int, height: int, rows: int = 1024) -> Iterator[Window]:
+    """Full-width strips of `rows` rows: the unit of every windowed pass over a scene."""
+    for r in range(0, height, rows):
+        yield Window(0, r, width, min(rows, height - r))
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+__all__ = [
+    "Scene", "open_scene", "list_rasters", "check_output", "atomic_output", "write_geotiff",
+    "geotiff_profile", "block_windows", "MAX_PIXELS",
+]
