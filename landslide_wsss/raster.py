@@ -258,3 +258,65 @@ __all__ = [
     "Scene", "open_scene", "list_rasters", "check_output", "atomic_output", "write_geotiff",
     "geotiff_profile", "block_windows", "MAX_PIXELS",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Terrain (a co-registered DSM/DEM)
+
+
+class Terrain:
+    """Elevation and slope on the scene's grid, from a DSM file (warped on the fly if its grid differs)."""
+
+    def __init__(self, path, scene: Scene):
+        from rasterio.vrt import WarpedVRT
+        from rasterio.enums import Resampling
+
+        self.path = Path(path)
+        try:
+            self.src = rasterio.open(self.path)
+        except RasterioIOError as exc:
+            raise InputError(f"{self.path}: DSM is not a readable raster ({_short(exc)})") from None
+        if self.src.crs is None:
+            self.src.close()
+            raise InputError(f"{self.path}: DSM has no CRS")
+        same = (
+            self.src.crs == scene.crs and self.src.transform.almost_equals(scene.transform)
+            and self.src.width == scene.width and self.src.height == scene.height
+        )
+        self.ds = self.src if same else WarpedVRT(
+            self.src, crs=scene.crs, transform=scene.transform, width=scene.width, height=scene.height,
+            resampling=Resampling.bilinear,
+        )
+        self.scene = scene
+        # Pixel size in metres, for the slope (geographic CRS: metres per degree at the scene centre).
+        px, py = abs(scene.transform.a), abs(scene.transform.e)
+        if scene.crs.is_geographic:
+            lat = scene.transform.f + scene.transform.e * scene.height / 2
+            px, py = px * 111_320 * np.cos(np.radians(lat)), py * 110_574
+        self.px, self.py = px, py
+
+    def read(self, window: Window) -> np.ndarray:
+        """float32 (2, h, w): elevation (m) and slope (degrees); 0 where the DSM has no data."""
+        boundless = window.col_off + window.width > self.ds.width or window.row_off + window.height > self.ds.height
+        z = self.ds.read(1, window=window, boundless=boundless, fill_value=0).astype(np.float32)
+        ok = self.ds.read_masks(1, window=window, boundless=boundless) > 0
+        ok &= np.isfinite(z)
+        z = np.where(ok, z, np.float32(z[ok].mean()) if ok.any() else 0).astype(np.float32)
+        if min(z.shape) >= 2:
+            gy, gx = np.gradient(z, self.py, self.px)
+            slope = np.degrees(np.arctan(np.hypot(gx, gy))).astype(np.float32)
+        else:
+            slope = np.zeros_like(z)
+        return np.stack([np.where(ok, z, 0), np.where(ok, slope, 0)]).astype(np.float32)
+
+    def close(self) -> None:
+        if self.ds is not self.src:
+            self.ds.close()
+        self.src.close()
+
+
+def open_terrain(path, scene: Scene) -> Terrain:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: DSM file not found")
+    return Terrain(path, scene)

@@ -1,0 +1,407 @@
+"""Public functions: detect one scene, detect a directory of scenes, predict a scene's score/mask.
+
+The data path (DESIGN.md): Scene -> TileGrid -> model.predict_tiles (classifier gate, CAM,
+CycleGAN difference) -> Stitcher (scene-sized raw maps) -> SceneStats -> model.fuse block by
+block -> score + mask GeoTIFFs -> vectorize -> GeoPackage.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio.windows import Window
+
+from . import __version__
+from .errors import InputError, LandslideWSSSError, ModelError
+from .raster import (
+    Scene, atomic_output, block_windows, check_output, geotiff_profile, list_rasters, open_scene, open_terrain,
+)
+from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel
+from .tiling import Stitcher, TileGrid, batched
+from .vectorize import DEFAULT_LAYER, empty_frame, vectorize, write_gpkg, write_layer
+
+log = logging.getLogger("landslide_wsss")
+Progress = Optional[Callable[[float], None]]
+
+DEFAULT_BATCH = 16
+STRIP_ROWS = 512
+
+
+class NothingToDetect(UserWarning):
+    """The scene has no valid pixel: the result is an empty layer."""
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise InputError(f"--device {device!r}: expected auto, cpu or cuda")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here")
+    return device
+
+
+def load_scoring_model(model=None, method: Optional[str] = None, device: str = "auto") -> ScoringModel:
+    """A ScoringModel from an instance, a model file path, or None (the embedded default model)."""
+    if model is not None and hasattr(model, "predict_tiles"):
+        return model
+    device = resolve_device(device)
+    if model is not None:
+        from .checkpoint import read_metadata
+
+        meta = read_metadata(model)
+        if meta["architecture"] == "pixelnet":
+            from .models.pixelnet import PixelNetScorer
+
+            return PixelNetScorer.load(model, device=device)
+    try:
+        from .wsss import load_model
+    except ImportError as exc:  # pragma: no cover - only before the weak methods exist
+        raise ModelError(f"weakly supervised models are not available ({exc})") from None
+    return load_model(model, method=method, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# One scene
+
+
+def predict_scene(
+    scene: Union[str, Path, Scene],
+    model=None,
+    *,
+    method: Optional[str] = None,
+    device: str = "auto",
+    tile: Optional[int] = None,
+    overlap: Optional[int] = None,
+    bands: Optional[Sequence[int]] = None,
+    dsm=None,
+    batch_size: int = DEFAULT_BATCH,
+    assume_crs: Optional[str] = None,
+    progress: Progress = None,
+):
+    """Score a whole scene and return in-memory arrays (score float32, mask bool, valid bool).
+
+    Same path as detect() without the polygons; meant for evaluation on scenes that fit in memory.
+    """
+    model = load_scoring_model(model, method, device)
+    with tempfile.TemporaryDirectory(prefix="lwsss-") as work:
+        with _as_scene(scene, bands, assume_crs) as sc:
+            paths = _run_scene(sc, model, Path(work), tile, overlap, dsm, batch_size, progress)
+        with rasterio.open(paths["score"]) as s, rasterio.open(paths["mask"]) as m, rasterio.open(paths["valid"]) as v:
+            return s.read(1), m.read(1) > 0, v.read(1) > 0
+
+
+def detect(
+    scene: Union[str, Path],
+    out: Union[str, Path, None] = None,
+    model=None,
+    device: str = "auto",
+    *,
+    method: Optional[str] = None,
+    tile: Optional[int] = None,
+    overlap: Optional[int] = None,
+    bands: Optional[Sequence[int]] = None,
+    dsm=None,
+    min_area_m2: float = 100.0,
+    simplify_px: float = 1.0,
+    layer: str = DEFAULT_LAYER,
+    overwrite: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+    assume_crs: Optional[str] = None,
+    score_raster=None,
+    preview=None,
+    progress: Progress = None,
+) -> gpd.GeoDataFrame:
+    """Detect landslides in one GeoTIFF scene and return polygons in the scene's CRS.
+
+    out:          GeoPackage to write (atomically); None returns the frame only.
+    model:        a ScoringModel, a model file (.safetensors), or None for the embedded default.
+    method:       --method name (default: the model's own default).
+    min_area_m2:  drop polygons smaller than this (m², through UTM for geographic CRSs).
+    simplify_px:  simplification tolerance in pixels (0 = exact pixel outlines).
+    score_raster: optional GeoTIFF path for the fused score (float32, 0..1).
+    preview:      optional PNG path: scene, stitched maps and polygons side by side.
+    """
+    for target in (out, score_raster, preview):
+        if target is not None:
+            check_output(target, overwrite)
+    model = load_scoring_model(model, method, device)
+    with tempfile.TemporaryDirectory(prefix="lwsss-") as work:
+        work = Path(work)
+        with _as_scene(scene, bands, assume_crs) as sc:
+            paths = _run_scene(sc, model, work, tile, overlap, dsm, batch_size, progress)
+            gdf = vectorize(
+                paths["mask"], paths["score"], paths["valid"], scene=sc.name, method=model.name,
+                model_version=model.version, simplify_px=simplify_px, min_area_m2=min_area_m2,
+            )
+            if preview is not None:
+                from .preview import render_preview
+
+                with atomic_output(preview, overwrite) as tmp:
+                    render_preview(sc, paths, gdf, tmp, model.map_names)
+        if score_raster is not None:
+            with atomic_output(score_raster, overwrite) as tmp:
+                shutil.copyfile(paths["score"], tmp)
+        if out is not None:
+            write_gpkg(gdf, out, layer=layer, overwrite=overwrite)
+    if progress:
+        progress(1.0)
+    return gdf
+
+
+class _as_scene:
+    """Context manager: open a path as a Scene (closing it after), or pass a Scene through."""
+
+    def __init__(self, scene, bands, assume_crs):
+        self.given = isinstance(scene, Scene)
+        self.scene = scene if self.given else open_scene(scene, bands=bands, assume_crs=assume_crs)
+
+    def __enter__(self) -> Scene:
+        return self.scene
+
+    def __exit__(self, *exc):
+        if not self.given:
+            self.scene.close()
+
+
+def _run_scene(sc: Scene, model, work: Path, tile, overlap, dsm, batch_size, progress) -> Dict[str, Path]:
+    """Tiles -> stitched raw maps -> scene stats -> fused score/mask GeoTIFFs in `work`."""
+    if len(sc.bands) != model.in_bands:
+        raise InputError(
+            f"{sc.path}: {len(sc.bands)} band(s) chosen but the model expects {model.in_bands}; choose bands with --bands"
+        )
+    tile = int(tile or model.tile_size)
+    overlap = int(tile // 8 if overlap is None else overlap)
+    try:
+        grid = TileGrid(sc.width, sc.height, tile, overlap)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    terrain = open_terrain(dsm, sc) if (dsm is not None) else None
+    names = list(model.map_names)
+    paths = {k: work / f"{k}.tif" for k in ("maps", "valid", "score", "mask")}
+    _stitch_maps(sc, model, grid, terrain, names, paths["maps"], batch_size, progress)
+    stats = _scene_stats(sc, paths["maps"], paths["valid"], names)
+    if stats.maps[names[0]].count == 0:
+        warnings.warn(f"{sc.path}: no valid pixel (all nodata); nothing to detect", NothingToDetect, stacklevel=3)
+    _fuse(sc, model, paths, names, stats)
+    if terrain is not None:
+        terrain.close()
+    return paths
+
+
+def _work_profile(sc: Scene, count: int, dtype: str) -> dict:
+    # Scratch rasters: tiled, fast deflate (gated-out tiles are zeros and compress to nothing).
+    return geotiff_profile(sc, dtype=dtype, count=count, zlevel=1, BIGTIFF="IF_SAFER")
+
+
+def _stitch_maps(sc, model, grid, terrain, names, maps_path, batch_size, progress) -> None:
+    windows = grid.windows()
+
+    def read(batch):
+        out = []
+        for w in batch:
+            boundless = w.col_off + w.width > sc.width or w.row_off + w.height > sc.height
+            data, valid = sc.read(w, boundless=boundless)
+            terr = terrain.read(w) if terrain is not None else None
+            out.append((w, data, valid, terr))
+        return out
+
+    batches = list(batched(windows, batch_size))
+    done = 0
+    with rasterio.open(maps_path, "w", **_work_profile(sc, len(names), "float32")) as dst:
+        stitcher = Stitcher(dst, len(names), grid.tile, grid.overlap)
+        # Read the next batch on a thread while the model works on this one.
+        with cf.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(read, batches[0]) if batches else None
+            for i in range(len(batches)):
+                items = pending.result()
+                pending = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
+                items = [it for it in items if it[2].any()]  # tiles without a valid pixel are skipped
+                if items:
+                    tiles = np.stack([it[1] for it in items])
+                    valid = np.stack([it[2] for it in items])
+                    terr = np.stack([it[3] for it in items]) if terrain is not None else None
+                    maps = model.predict_tiles(tiles, valid, terr)
+                    for j, it in enumerate(items):
+                        stitcher.add(it[0], np.stack([maps[n][j] for n in names]), it[2])
+                done += len(batches[i])
+                if progress:
+                    progress(0.9 * done / max(len(windows), 1))
+        stitcher.close()
+
+
+def _scene_stats(sc: Scene, maps_path, valid_path, names) -> SceneStats:
+    """Two windowed passes: per-map maximum, then histograms on [0, max] (valid pixels only)."""
+    vmax = np.zeros(len(names))
+    count = 0
+    with rasterio.open(maps_path) as src, rasterio.open(valid_path, "w", **_work_profile(sc, 1, "uint8")) as vdst:
+        for win in block_windows(sc.width, sc.height, STRIP_ROWS):
+            valid = sc.read_valid(win)
+            vdst.write(valid.astype(np.uint8), 1, window=win)
+            if valid.any():
+                m = src.read(window=win)
+                vmax = np.maximum(vmax, m[:, valid].max(axis=1))
+                count += int(valid.sum())
+        hists = np.zeros((len(names), HIST_BINS), np.int64)
+        with rasterio.open(valid_path) as vsrc:
+            for win in block_windows(sc.width, sc.height, STRIP_ROWS):
+                valid = vsrc.read(1, window=win) > 0
+                if not valid.any():
+                    continue
+                m = src.read(window=win)[:, valid]
+                for k in range(len(names)):
+                    if vmax[k] > 0:
+                        idx = np.clip((m[k] / vmax[k] * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
+                        hists[k] += np.bincount(idx, minlength=HIST_BINS)
+                    else:
+                        hists[k, 0] += m.shape[1]
+    return SceneStats({n: MapStats(float(vmax[k]), count, hists[k]) for k, n in enumerate(names)})
+
+
+def _fuse(sc: Scene, model, paths, names, stats: SceneStats) -> None:
+    """model.fuse block by block, each block read with a FUSE_HALO halo and cropped."""
+    with rasterio.open(paths["maps"]) as src, rasterio.open(paths["valid"]) as vsrc, \
+            rasterio.open(paths["score"], "w", **_work_profile(sc, 1, "float32")) as sdst, \
+            rasterio.open(paths["mask"], "w", **_work_profile(sc, 1, "uint8")) as mdst:
+        for win in block_windows(sc.width, sc.height, STRIP_ROWS):
+            top = max(0, win.row_off - FUSE_HALO)
+            bottom = min(sc.height, win.row_off + win.height + FUSE_HALO)
+            big = Window(0, top, sc.width, bottom - top)
+            m = src.read(window=big)
+            score, mask = model.fuse({n: m[k] for k, n in enumerate(names)}, stats)
+            r0 = win.row_off - top
+            valid = vsrc.read(1, window=win) > 0
+            score = np.where(valid, score[r0 : r0 + win.height], 0).astype(np.float32)
+            mask = (mask[r0 : r0 + win.height] & valid).astype(np.uint8)
+            sdst.write(score, 1, window=win)
+            mdst.write(mask, 1, window=win)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many scenes
+
+
+def _options_key(options: dict) -> str:
+    blob = json.dumps({k: str(v) for k, v in sorted(options.items())}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _scene_key(path: Path, options_key: str) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{options_key}".encode()).hexdigest()[:16]
+
+
+def _detect_part(scene_path: str, part_path: str, options: dict) -> str:
+    """One task of detect_directory: detect one scene into its own small GeoPackage (atomic)."""
+    import torch
+
+    threads = options.pop("threads", None)
+    if threads:
+        torch.set_num_threads(threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NothingToDetect)
+        detect(scene_path, out=part_path, overwrite=True, **options)
+    return part_path
+
+
+def detect_directory(
+    scene_dir,
+    out_gpkg,
+    model=None,
+    device: str = "auto",
+    *,
+    workers: int = 1,
+    scheduler: Optional[str] = None,
+    target_crs: Optional[str] = None,
+    overwrite: bool = False,
+    progress: Progress = None,
+    **options,
+) -> gpd.GeoDataFrame:
+    """Detect every raster in `scene_dir` into one GeoPackage `out_gpkg`.
+
+    Output: one layer "landslides" with a `scene` attribute. Scenes in different CRSs are
+    refused unless `target_crs` is given (then every scene's polygons are reprojected to it).
+    Resumable: finished scenes are kept in a journal folder `<out_gpkg>.parts/` beside the
+    output; a run killed at any point and started again redoes only unfinished scenes. The
+    journal is removed once the output is written. With `scheduler` ("tcp://host:port") the
+    scenes run as tasks on a Dask distributed cluster; else on `workers` local processes.
+    """
+    out_gpkg = check_output(out_gpkg, overwrite)
+    scenes = list_rasters(scene_dir)
+    crss = {}
+    for p in scenes:
+        with open_scene(p, bands=options.get("bands"), assume_crs=options.get("assume_crs")) as sc:
+            crss[p] = sc.crs
+    if target_crs is None and len({c.to_wkt() for c in crss.values()}) > 1:
+        listing = ", ".join(sorted({c.to_string() for c in crss.values()}))
+        raise InputError(f"{scene_dir}: scenes are in different CRSs ({listing}); give --target-crs to reproject into one layer")
+    if model is not None and not isinstance(model, (str, Path)):
+        raise InputError("detect_directory takes a model file path (each worker loads its own copy)")
+    options = dict(options, model=str(model) if model is not None else None, device=device)
+    journal = out_gpkg.parent / (out_gpkg.name + ".parts")
+    journal.mkdir(exist_ok=True)
+    okey = _options_key(options)
+    parts = {p: journal / f"{p.stem}-{_scene_key(p, okey)}.gpkg" for p in scenes}
+    todo = [p for p in scenes if not parts[p].exists()]
+    _run_parts(todo, parts, options, workers, scheduler, progress, len(scenes))
+    frames = []
+    for p in scenes:
+        gdf = gpd.read_file(parts[p], layer=DEFAULT_LAYER, engine="pyogrio")
+        if target_crs is not None and len(gdf):
+            gdf = gdf.to_crs(target_crs)
+        frames.append(gdf)
+    crs = target_crs or next(iter(crss.values()))
+    merged = [f for f in frames if len(f)]
+    gdf = gpd.GeoDataFrame(pd.concat(merged, ignore_index=True), crs=crs) if merged else empty_frame(crs)
+    if len(gdf) == 0:
+        gdf = empty_frame(crs)
+    write_gpkg(gdf, out_gpkg, overwrite=True)  # check_output above already honoured --overwrite
+    shutil.rmtree(journal, ignore_errors=True)
+    return gdf
+
+
+def _run_parts(todo, parts, options, workers, scheduler, progress, total) -> None:
+    done0 = total - len(todo)
+    if progress:
+        progress(done0 / max(total, 1))
+    if not todo:
+        return
+    if scheduler:
+        from distributed import Client, as_completed
+
+        with Client(scheduler) as client:
+            futs = [client.submit(_detect_part, str(p), str(parts[p]), dict(options), pure=False) for p in todo]
+            for k, fut in enumerate(as_completed(futs), 1):
+                fut.result()
+                if progress:
+                    progress((done0 + k) / total)
+        return
+    if workers <= 1:
+        for k, p in enumerate(todo, 1):
+            _detect_part(str(p), str(parts[p]), dict(options))
+            if progress:
+                progress((done0 + k) / total)
+        return
+    import multiprocessing as mp
+
+    opts = dict(options, threads=max(1, (os.cpu_count() or 1) // workers))
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futs = [pool.submit(_detect_part, str(p), str(parts[p]), dict(opts)) for p in todo]
+        for k, fut in enumerate(cf.as_completed(futs), 1):
+            fut.result()
+            if progress:
+                progress((done0 + k) / total)

@@ -1,0 +1,276 @@
+"""The `landslide-wsss` command: argument parsing only; the work is in api.py and friends.
+
+Exit codes: 0 success (an all-clear scene gives an empty layer), 2 bad input or usage (one
+`error:` line on stderr, nothing written), 130 interrupted, 1 an unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import warnings
+from typing import List, Optional
+
+from . import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated band numbers, got {text!r}") from None
+
+
+def _emit(event: dict) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class _Reporter:
+    """Progress as a tqdm bar on stderr, as JSON lines on stdout (--jsonl), or nothing (--quiet)."""
+
+    def __init__(self, args, desc: str):
+        self.jsonl = getattr(args, "jsonl", False)
+        self.bar = None
+        self.last = -1.0
+        if not self.jsonl and not getattr(args, "quiet", False):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc=desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
+
+    def __call__(self, fraction: float) -> None:
+        pct = round(100.0 * min(max(fraction, 0.0), 1.0), 1)
+        if self.jsonl and pct != self.last:
+            _emit({"event": "progress", "percent": pct})
+        if self.bar is not None:
+            self.bar.n = pct
+            self.bar.refresh()
+        self.last = pct
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _add_detect(sub) -> None:
+    p = sub.add_parser("detect", help="detect landslides in a GeoTIFF scene or a directory of scenes")
+    p.add_argument("input", help="a GeoTIFF scene or a directory of them")
+    p.add_argument("-o", "--output", required=True, help="output GeoPackage (.gpkg)")
+    p.add_argument("--model", help="model file (.safetensors); default: the embedded model")
+    p.add_argument("--method", help="method name (default: the model's best method)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--tile", type=int, help="tile size in px (default: the model's)")
+    p.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/8)")
+    p.add_argument("--bands", type=_int_list, help="1-based bands to use, e.g. 1,2,3 (default: all)")
+    p.add_argument("--dsm", help="co-registered elevation raster (DSM/DEM); used by terrain-aware methods")
+    p.add_argument("--threshold", type=float, help="override the model's CAM threshold (0..1)")
+    p.add_argument("--min-area", type=float, default=100.0, help="minimum polygon area in m² (default 100)")
+    p.add_argument("--simplify", type=float, default=1.0, help="simplification tolerance in px (default 1)")
+    p.add_argument("--batch-size", type=int, default=16, help="tiles per model batch (default 16)")
+    p.add_argument("--assume-crs", help="CRS for rasters that have none, e.g. EPSG:32647")
+    p.add_argument("--target-crs", help="directory input: reproject every scene into this CRS")
+    p.add_argument("--workers", type=int, default=1, help="directory input: local worker processes (default 1)")
+    p.add_argument("--scheduler", help="directory input: Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--score-raster", help="also write the fused score as a GeoTIFF (single scene)")
+    p.add_argument("--preview", help="also write a PNG preview (single scene)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--jsonl", action="store_true", help="machine-readable JSON-lines events on stdout")
+    p.set_defaults(func=_cmd_detect)
+
+
+def _load_model(args):
+    from .api import load_scoring_model
+
+    model = load_scoring_model(args.model, args.method, args.device)
+    if args.threshold is not None:
+        if not 0.0 <= args.threshold <= 1.0:
+            from .errors import InputError
+
+            raise InputError(f"--threshold {args.threshold}: expected a value between 0 and 1")
+        model.threshold = args.threshold
+    return model
+
+
+def _cmd_detect(args) -> int:
+    from pathlib import Path
+
+    from . import api
+
+    common = dict(
+        method=args.method, tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
+        min_area_m2=args.min_area, simplify_px=args.simplify, batch_size=args.batch_size,
+        assume_crs=args.assume_crs,
+    )
+    report = _Reporter(args, "detect")
+    try:
+        if Path(args.input).is_dir():
+            if args.score_raster or args.preview:
+                from .errors import InputError
+
+                raise InputError("--score-raster and --preview take a single scene, not a directory")
+            if args.threshold is not None:
+                common["threshold"] = args.threshold
+            gdf = api.detect_directory(
+                args.input, args.output, model=args.model, device=args.device, workers=args.workers,
+                scheduler=args.scheduler, target_crs=args.target_crs, overwrite=args.overwrite,
+                progress=report, **{k: v for k, v in common.items() if k != "threshold"},
+            )
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", api.NothingToDetect)
+                gdf = api.detect(
+                    args.input, args.output, model=_load_model(args), device=args.device,
+                    overwrite=args.overwrite, score_raster=args.score_raster, preview=args.preview,
+                    progress=report, **common,
+                )
+            for w in caught:
+                if issubclass(w.category, api.NothingToDetect):
+                    _warn(args, str(w.message))
+    finally:
+        report.close()
+    crs = gdf.crs.to_string() if gdf.crs is not None else None
+    if args.jsonl:
+        _emit({"event": "result", "output": str(Path(args.output).resolve()), "features": int(len(gdf)),
+               "crs": crs, "layer": "landslides"})
+    elif not args.quiet:
+        print(f"{args.output}: {len(gdf)} landslide polygon(s), CRS {crs}")
+    return 0
+
+
+def _warn(args, text: str) -> None:
+    if getattr(args, "jsonl", False):
+        _emit({"event": "message", "level": "warning", "text": text})
+    else:
+        sys.stderr.write(f"warning: {text}\n")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="measure landslide IoU/F1 on labelled data")
+    esub = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    b = esub.add_parser("bijie", help="a Bijie-style folder (images/, masks/) and a split list")
+    b.add_argument("data_dir")
+    b.add_argument("--split", required=True, help="list of image names (e.g. val.txt)")
+    b.add_argument("--limit", type=int, help="only the first N names (quick checks)")
+    s = esub.add_parser("scene", help="a georeferenced scene with a pixel mask (255 = ignore)")
+    s.add_argument("--image", required=True)
+    s.add_argument("--dsm")
+    s.add_argument("--mask", required=True)
+    for q in (b, s):
+        q.add_argument("--method", help="method name (default: the best weak method)")
+        q.add_argument("--model", help="model file (default: the embedded model)")
+        q.add_argument("--device", default="auto")
+        q.add_argument("--json", action="store_true", help="print one JSON object")
+        q.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args) -> int:
+    from . import evaluation
+
+    if args.kind == "bijie":
+        res = evaluation.evaluate_bijie(args.data_dir, args.split, method=args.method, model_path=args.model,
+                                        device=args.device, limit=args.limit)
+    else:
+        res = evaluation.evaluate_scene(args.image, args.mask, dsm=args.dsm, method=args.method,
+                                        model_path=args.model, device=args.device)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:>10}: {v:.4f}" if isinstance(v, float) else f"{k:>10}: {v}")
+    return 0
+
+
+TRAINERS = {
+    "classifier": "landslide_wsss.training.classifier",
+    "cyclegan": "landslide_wsss.training.cyclegan",
+    "unet": "landslide_wsss.training.unet",
+    "default": "landslide_wsss.training.default",
+    "terrain-crop": "landslide_wsss.training.terrain_crop",
+    "rcm-mam": "landslide_wsss.training.rcm_mam",
+    "adversarial-erasing": "landslide_wsss.training.adversarial_erasing",
+}
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model (classifier, cyclegan, unet, default, refinements)",
+                       add_help=False)
+    p.add_argument("what", choices=sorted(TRAINERS))
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args, rest: List[str]) -> int:
+    module = importlib.import_module(TRAINERS[args.what])
+    return int(module.main(rest) or 0)
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample-scene", help="write the synthetic sample scene (GeoTIFF, EPSG:32647)")
+    p.add_argument("output")
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--dsm", help="also write a matching DSM here")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args) -> int:
+    from .sample import make_sample_scene
+
+    make_sample_scene(args.output, size=args.size, overwrite=args.overwrite, dsm_path=args.dsm)
+    print(args.output)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="landslide-wsss", description="Weakly supervised landslide mapping for GeoTIFF scenes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_detect(sub)
+    _add_evaluate(sub)
+    _add_train(sub)
+    _add_sample(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    jsonl = getattr(args, "jsonl", False)
+    from .errors import LandslideWSSSError
+
+    try:
+        if args.command == "train":
+            return _cmd_train(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args.func(args)
+    except LandslideWSSSError as exc:
+        return _fail(str(exc), 2, jsonl)
+    except KeyboardInterrupt:
+        return _fail("interrupted; nothing was written", 130, jsonl)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if args.debug:
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", 1, jsonl)
+
+
+def _fail(message: str, code: int, jsonl: bool) -> int:
+    message = " ".join(str(message).split())
+    if jsonl:
+        _emit({"event": "error", "message": message})
+    sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

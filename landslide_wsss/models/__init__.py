@@ -1,0 +1,1 @@
+"""Networks: classifier, CycleGAN generator/discriminator, U-Net, and the small pixel scorer."""
