@@ -1,0 +1,192 @@
+"""The small dialog behind the toolbar button, pre-filled from the active layer and saved settings."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from . import settings as saved
+from .environment import ENV_VAR, resolve_python
+from .layers import SourceError, default_bands, default_output, raster_source_path
+from .runner import DEVICES, METHODS, DetectError, DetectParams, normalize_bands
+
+DEFAULT_TEXT = "model default"
+
+
+class DetectDialog(QDialog):
+    def __init__(self, layer: Optional[QgsRasterLayer] = None, parent=None):
+        super().__init__(parent)
+        self.setObjectName("landslide_wsss_dialog")
+        self.setWindowTitle("Detect landslides")
+        self.setMinimumWidth(520)
+        s = saved.load()
+        self._output_dir = s.output_dir
+        self._auto_output = ""
+
+        self.layer_combo = QgsMapLayerComboBox(self)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.bands = QLineEdit(self)
+        self.bands.setPlaceholderText("e.g. 1,2,3 (empty: model default)")
+        self.model = QgsFileWidget(self)
+        self.model.setFilter("landslide_wsss model (*.safetensors);;All files (*)")
+        self.model.lineEdit().setPlaceholderText("empty: embedded default model")
+        self.model.setFilePath(s.model)
+        self.method = QComboBox(self)
+        self.method.setEditable(True)
+        self.method.addItems([""] + list(METHODS))
+        self.method.lineEdit().setPlaceholderText(DEFAULT_TEXT)
+        self.method.setCurrentText(s.method)
+        self.device = QComboBox(self)
+        self.device.addItems(list(DEVICES))
+        self.device.setCurrentText(s.device if s.device in DEVICES else "auto")
+        self.tile = _int_box(0, 16384, s.tile, step=64)
+        self.overlap = _int_box(-1, 8192, s.overlap, step=16)
+        self.threshold = _float_box(-0.01, 1.0, s.threshold, step=0.05, decimals=2)
+        self.min_area = _float_box(-1.0, 1e10, s.min_area, step=100.0, decimals=1)
+        self.dsm = QgsFileWidget(self)
+        self.dsm.setFilter("GeoTIFF (*.tif *.tiff);;All files (*)")
+        self.dsm.lineEdit().setPlaceholderText("optional co-registered elevation GeoTIFF")
+        self.output = QgsFileWidget(self)
+        self.output.setStorageMode(QgsFileWidget.SaveFile)
+        self.output.setFilter("GeoPackage (*.gpkg)")
+        self.overwrite = QCheckBox("Replace the output if it exists", self)
+        self.overwrite.setChecked(s.overwrite)
+        self.python = QgsFileWidget(self)
+        py, origin = resolve_python(s.python)
+        self.python.setFilePath(py or "")
+        self.python.lineEdit().setPlaceholderText(".../landslide_wsss/.venv/bin/python")
+        self.python.setToolTip(f"Python of the landslide_wsss environment (found via: {origin}). "
+                               f"The environment variable {ENV_VAR} overrides the saved value.")
+
+        form = QFormLayout()
+        form.addRow("Raster layer", self.layer_combo)
+        form.addRow("Bands", self.bands)
+        form.addRow("Model", self.model)
+        form.addRow("Method", self.method)
+        form.addRow("Device", self.device)
+        form.addRow("Tile size (px)", self.tile)
+        form.addRow("Tile overlap (px)", self.overlap)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Minimum area (m²)", self.min_area)
+        form.addRow("Elevation (DSM)", self.dsm)
+        form.addRow("Output GeoPackage", self.output)
+        form.addRow("", self.overwrite)
+        form.addRow("Python interpreter", self.python)
+        self.error_label = QLabel(self)
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #b00020")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
+        self.buttons.button(QDialogButtonBox.Ok).setText("Run")
+        self.buttons.accepted.connect(self._validate_and_accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+
+        self.layer_combo.layerChanged.connect(self._layer_changed)
+        if layer is not None:
+            self.layer_combo.setLayer(layer)
+        self._layer_changed(self.layer_combo.currentLayer())
+
+    def _layer_changed(self, layer) -> None:
+        self.bands.setText(default_bands(layer))
+        try:
+            path = raster_source_path(layer)
+        except SourceError:
+            return
+        current = self.output.filePath()
+        if not current or current == self._auto_output:
+            self._auto_output = default_output(path, self._output_dir)
+            self.output.setFilePath(self._auto_output)
+
+    def params(self) -> DetectParams:
+        """The run parameters; raises SourceError / DetectError with a message for the user."""
+        path = raster_source_path(self.layer_combo.currentLayer())
+        out = self.output.filePath().strip()
+        if not out:
+            raise DetectError("choose an output GeoPackage")
+        if Path(out).suffix.lower() != ".gpkg":
+            out += ".gpkg"
+        bands = self.bands.text().strip()
+        return DetectParams(
+            input=path,
+            output=out,
+            bands=normalize_bands(bands) if bands else "",
+            model=self.model.filePath().strip(),
+            device=self.device.currentText(),
+            method=self.method.currentText().strip(),
+            tile=_int_value(self.tile),
+            overlap=_int_value(self.overlap),
+            threshold=_float_value(self.threshold),
+            min_area=_float_value(self.min_area),
+            dsm=self.dsm.filePath().strip(),
+            overwrite=self.overwrite.isChecked(),
+        )
+
+    def python_path(self) -> str:
+        return self.python.filePath().strip()
+
+    def _validate_and_accept(self) -> None:
+        try:
+            p = self.params()
+        except (SourceError, DetectError) as exc:
+            self.error_label.setText(str(exc))
+            return
+        saved.save(saved.SavedSettings(
+            python=self._python_to_save(), model=p.model, method=p.method, device=p.device, tile=p.tile,
+            overlap=p.overlap, threshold=p.threshold, min_area=p.min_area,
+            output_dir=str(Path(p.output).parent), overwrite=p.overwrite))
+        self.accept()
+
+    def _python_to_save(self) -> str:
+        # Do not freeze a value that only came from the environment variable or the project default.
+        chosen = self.python_path()
+        resolved, origin = resolve_python(saved.load().python)
+        if chosen == (resolved or "") and origin != "plugin settings":
+            return saved.load().python
+        return chosen
+
+
+def _int_box(minimum: int, maximum: int, value: Optional[int], step: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(minimum, maximum)
+    box.setSingleStep(step)
+    box.setSpecialValueText(DEFAULT_TEXT)  # shown at the minimum
+    box.setValue(minimum if value is None else value)
+    box.setAlignment(Qt.AlignRight)
+    return box
+
+
+def _float_box(minimum: float, maximum: float, value: Optional[float], step: float, decimals: int) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(minimum, maximum)
+    box.setSingleStep(step)
+    box.setSpecialValueText(DEFAULT_TEXT)
+    box.setValue(minimum if value is None else value)
+    box.setAlignment(Qt.AlignRight)
+    return box
+
+
+def _int_value(box: QSpinBox) -> Optional[int]:
+    return None if box.value() == box.minimum() else int(box.value())
+
+
+def _float_value(box: QDoubleSpinBox) -> Optional[float]:
+    return None if box.value() <= box.minimum() else float(box.value())
