@@ -137,7 +137,7 @@ class DetectAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.DSM, "Elevation GeoTIFF (DSM, optional)",
                                                      extension="tif", optional=True))
         python = QgsProcessingParameterFile(self.PYTHON, "Python interpreter of the landslide_wsss environment",
-                                            optional=True)
+                                            optional=True, fileFilter="All files (*)")  # 'python' has no suffix
         python.setFlags(python.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(python)
         self.addParameter(QgsProcessingParameterVectorDestination(

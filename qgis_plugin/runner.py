@@ -132,12 +132,17 @@ def _num(x: float) -> str:
     return repr(float(x)).rstrip("0").rstrip(".") if float(x) != int(x) else str(int(x))
 
 
-def child_env(base=None) -> dict:
+def child_env(base=None, scratch: Optional[str] = None) -> dict:
     env = dict(os.environ if base is None else base)
     for key in _SCRUB_ENV:
         env.pop(key, None)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
+    if scratch:
+        # The child's temporary files go into the private run folder too, so a killed run
+        # leaves no work files in the system temp folder either.
+        for key in ("TMPDIR", "TMP", "TEMP"):
+            env[key] = scratch
     return env
 
 
@@ -179,7 +184,7 @@ def run_detect(
         tmp_out = os.path.join(tmpdir, out.name)
         argv = build_argv(python, params, output=tmp_out)
         kwargs = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                      env=child_env(), cwd=tmpdir)
+                      env=child_env(scratch=tmpdir), cwd=tmpdir)
         if os.name == "posix":
             kwargs["start_new_session"] = True  # own process group: cancel reaches its workers too
         else:
@@ -349,13 +354,16 @@ def probe_environment(python: Optional[str], timeout_s: float = 20.0) -> Optiona
     else a user-facing message saying what to install and how."""
     if not python or not os.path.isfile(python) or not os.access(python, os.X_OK):
         return install_hint(python)
-    code = ("import importlib.util, sys\n"
-            "ok = importlib.util.find_spec('landslide_wsss') is not None\n"
-            "ok = ok and importlib.util.find_spec('landslide_wsss.cli') is not None\n"
+    # find_spec of the top-level package only: importing it could pull in torch (slow).
+    code = ("import importlib.util, os, sys\n"
+            "spec = importlib.util.find_spec('landslide_wsss')\n"
+            "dirs = list(spec.submodule_search_locations or []) if spec else []\n"
+            "ok = any(os.path.isfile(os.path.join(d, 'cli.py')) for d in dirs)\n"
             "sys.stdout.write('ok' if ok else 'missing')\n")
     try:
+        # cwd: a neutral folder, so a landslide_wsss source folder in QGIS's cwd is not found by accident
         res = subprocess.run([python, "-c", code], capture_output=True, timeout=timeout_s,
-                             env=child_env(), stdin=subprocess.DEVNULL)
+                             env=child_env(), stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot run {python} ({exc}). " + install_hint(python, found=True)
     out = res.stdout.decode("utf-8", "replace").strip()

@@ -24,11 +24,13 @@ class DetectTask(QgsTask):
         self.error: Optional[DetectError] = None
         self.messages: List[Tuple[str, str]] = []
         self.done = False
+        self.pid: Optional[int] = None  # of the detector subprocess, once started
 
     def run(self) -> bool:  # worker thread: no widgets here
         try:
             self.result = run_detect(self.python, self.params, on_progress=self.setProgress,
-                                     on_message=self._message, is_canceled=self.isCanceled)
+                                     on_message=self._message, is_canceled=self.isCanceled,
+                                     on_started=self._started)
             return True
         except DetectError as exc:
             self.error = exc
@@ -37,6 +39,9 @@ class DetectTask(QgsTask):
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
             self.error = DetectError(f"unexpected error in the plugin: {exc}")
             return False
+
+    def _started(self, proc) -> None:
+        self.pid = proc.pid
 
     def _message(self, level: str, text: str) -> None:
         self.messages.append((level, text))
