@@ -139,20 +139,19 @@ def detect(
     for target in (out, score_raster, preview):
         if target is not None:
             check_output(target, overwrite)
-    model = load_scoring_model(model, method, device)
-    with tempfile.TemporaryDirectory(prefix="lwsss-") as work:
+    with _as_scene(scene, bands, assume_crs) as sc, tempfile.TemporaryDirectory(prefix="lwsss-") as work:
+        model = load_scoring_model(model, method, device)  # after the scene checks: bad input fails fast
         work = Path(work)
-        with _as_scene(scene, bands, assume_crs) as sc:
-            paths = _run_scene(sc, model, work, tile, overlap, dsm, batch_size, progress)
-            gdf = vectorize(
-                paths["mask"], paths["score"], paths["valid"], scene=sc.name, method=model.name,
-                model_version=model.version, simplify_px=simplify_px, min_area_m2=min_area_m2,
-            )
-            if preview is not None:
-                from .preview import render_preview
+        paths = _run_scene(sc, model, work, tile, overlap, dsm, batch_size, progress)
+        gdf = vectorize(
+            paths["mask"], paths["score"], paths["valid"], scene=sc.name, method=model.name,
+            model_version=model.version, simplify_px=simplify_px, min_area_m2=min_area_m2,
+        )
+        if preview is not None:
+            from .preview import render_preview
 
-                with atomic_output(preview, overwrite) as tmp:
-                    render_preview(sc, paths, gdf, tmp, model.map_names)
+            with atomic_output(preview, overwrite) as tmp:
+                render_preview(sc, paths, gdf, tmp, model.map_names)
         if score_raster is not None:
             with atomic_output(score_raster, overwrite) as tmp:
                 shutil.copyfile(paths["score"], tmp)

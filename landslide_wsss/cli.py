@@ -38,15 +38,17 @@ class _Reporter:
 
     def __init__(self, args, desc: str):
         self.jsonl = getattr(args, "jsonl", False)
+        self.show_bar = not self.jsonl and not getattr(args, "quiet", False)
+        self.desc = desc
         self.bar = None
         self.last = -1.0
-        if not self.jsonl and not getattr(args, "quiet", False):
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=100, desc=desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 
     def __call__(self, fraction: float) -> None:
         pct = round(100.0 * min(max(fraction, 0.0), 1.0), 1)
+        if self.show_bar and self.bar is None:  # created on first progress: errors before work show no bar
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc=self.desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
         if self.jsonl and pct != self.last:
             _emit({"event": "progress", "percent": pct})
         if self.bar is not None:

@@ -91,6 +91,14 @@ def vectorize(
         polys = _merge_across_cuts(polys, cut_ys)
     geoms = gpd.GeoSeries(polys, crs=crs)
     px = abs(transform.a)
+    # Drop small polygons and fill holes below the same area before simplifying: noisy masks make
+    # polygons with thousands of pixel holes, and simplification cost grows with every ring.
+    area = areas_m2(geoms)
+    geoms = geoms[area >= min_area_m2].reset_index(drop=True)
+    if len(geoms) == 0:
+        return empty_frame(crs)
+    hole_px = max(min_area_m2 / _pixel_area_m2(geoms, transform), 1.0)
+    geoms = gpd.GeoSeries([_fill_small_holes(g, hole_px * abs(transform.a * transform.e)) for g in geoms], crs=crs)
     if simplify_px > 0:
         geoms = geoms.simplify(simplify_px * px, preserve_topology=True)
         if valid_path is not None:
@@ -119,6 +127,25 @@ def vectorize(
     )
 
 
+def _pixel_area_m2(geoms: gpd.GeoSeries, transform) -> float:
+    """m² of one pixel (through UTM for geographic CRSs), from the first geometry's location."""
+    from shapely.geometry import box
+
+    x, y = geoms.iloc[0].representative_point().coords[0]
+    cell = gpd.GeoSeries([box(x, y, x + abs(transform.a), y + abs(transform.e))], crs=geoms.crs)
+    return float(areas_m2(cell)[0])
+
+
+def _fill_small_holes(poly, min_hole_area: float):
+    """Drop interior rings smaller than `min_hole_area` (in CRS units²); larger holes are kept."""
+    from shapely.geometry import Polygon
+
+    if not poly.interiors:
+        return poly
+    keep = [r for r in poly.interiors if Polygon(r).area >= min_hole_area]
+    return Polygon(poly.exterior, keep)
+
+
 def _merge_across_cuts(polys, cut_ys):
     """Union the polygons that touch a strip border (they may be halves of one polygon)."""
     ys = np.array(cut_ys)
@@ -137,7 +164,9 @@ def _clip_to_valid(geoms: gpd.GeoSeries, valid_path) -> gpd.GeoSeries:
     out = []
     with rasterio.open(valid_path) as vds:
         for g in geoms:
-            win = from_bounds(*g.bounds, transform=vds.transform).round_offsets().round_lengths()
+            win = from_bounds(*g.bounds, transform=vds.transform)
+            c0, r0 = int(np.floor(win.col_off)), int(np.floor(win.row_off))
+            win = Window(c0, r0, int(np.ceil(win.width)) + 2, int(np.ceil(win.height)) + 2)
             win = win.intersection(Window(0, 0, vds.width, vds.height))
             valid = vds.read(1, window=win) > 0
             if valid.all():
@@ -156,8 +185,9 @@ def _zonal_scores(geoms: gpd.GeoSeries, score_path):
     with rasterio.open(score_path) as sds:
         full = Window(0, 0, sds.width, sds.height)
         for i, g in enumerate(geoms):
-            win = from_bounds(*g.bounds, transform=sds.transform).round_offsets("floor").round_lengths("ceil")
-            win = Window(win.col_off, win.row_off, win.width + 1, win.height + 1).intersection(full)
+            win = from_bounds(*g.bounds, transform=sds.transform)
+            c0, r0 = int(np.floor(win.col_off)), int(np.floor(win.row_off))
+            win = Window(c0, r0, int(np.ceil(win.width)) + 2, int(np.ceil(win.height)) + 2).intersection(full)
             score = sds.read(1, window=win)
             inside = features.geometry_mask([g], out_shape=score.shape, transform=sds.window_transform(win), invert=True, all_touched=False)
             if not inside.any():

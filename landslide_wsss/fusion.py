@@ -1,0 +1,188 @@
+"""Fusion of a CAM with the CycleGAN difference map into a landslide score and mask.
+
+Difference map (`difference_map`, per tile, inside predict_tiles)
+    D = sqrt(mean_c (x_c - G_A(x)_c)^2) over the spectral bands normalized to [-1, 1]
+    (root-mean-square over bands, so D is in [0, 2] whatever the band count), then a light
+    Gaussian smoothing (sigma 1 px by default) over the two spatial axes only. Un-normalized.
+
+Fusion rule (`fuse_maps`, once per scene, block by block with the same scene statistics)
+    1. CAM normalization by the scene: camn = clip(cam / r_C, 0, 1) with
+       r_C = max(q-quantile of the scene's CAM histogram (q = `cam_quantile`, 0.99), `cam_floor`).
+       `cam_floor` is an absolute reference from the model (e.g. a high CAM quantile over
+       landslide training chips) so a scene with only weak activations is not stretched; 0 turns it off.
+       Never per tile or per block.
+    2. CAM dilation: grey dilation (square window, radius `cam_dilate` px, default 4) of camn, so
+       the gate reaches the landslide edges that CAMs under-cover.
+    3. Difference threshold t_D, from the scene's difference histogram only:
+       `diff_rule="otsu"` (default): Otsu's threshold of the scene-wide histogram of D (valid
+       pixels; METHODS.md allows "Otsu inside the CAM region or a per-scene percentile": the
+       core only hands us whole-scene histograms, so this is Otsu over the scene),
+       `diff_rule="percentile"`: the `diff_percentile` quantile of D over the scene.
+       Then t_D = max(diff_scale * t_D, diff_floor).
+    4. mask = [D > t_D] AND [dilated camn > t_C] (t_C = `t_cam`, default 0.2).
+    5. Clean-up: binary opening with a disk of radius `open_radius` (default 1), then removal of
+       8-connected components smaller than `min_component_px` (default 32 px).
+       All neighbourhood radii are <= scoring.FUSE_HALO, so block-wise fusion is seamless
+       (component sizes are measured inside block + halo: a component cut by a block edge is
+       at least FUSE_HALO px long there, so it is never counted too small when min_component_px
+       <= FUSE_HALO).
+    Score: diffn = clip(D / (2 t_D), 0, 1) (0.5 at the threshold);
+       score = sqrt(dilated camn * diffn), float32 in [0, 1] (geometric mean, high only where both
+       agree); polygons take score_mean / score_max of it over the mask.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import numpy as np
+from scipy import ndimage
+
+from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats
+
+
+@dataclass
+class FusionParams:
+    t_cam: float = 0.2
+    cam_quantile: float = 0.99
+    cam_floor: float = 0.0
+    cam_dilate: int = 4
+    diff_rule: str = "otsu"
+    diff_percentile: float = 0.85
+    diff_scale: float = 1.0
+    diff_floor: float = 0.0
+    open_radius: int = 1
+    min_component_px: int = 32
+
+    def __post_init__(self):
+        if self.diff_rule not in ("otsu", "percentile"):
+            raise ValueError(f"diff_rule must be 'otsu' or 'percentile', not {self.diff_rule!r}")
+        if max(self.cam_dilate, self.open_radius) > FUSE_HALO:
+            raise ValueError(f"fusion radii must be <= FUSE_HALO ({FUSE_HALO})")
+
+    @classmethod
+    def from_any(cls, params: Union[None, "FusionParams", Mapping[str, Any]]) -> "FusionParams":
+        if params is None:
+            return cls()
+        if isinstance(params, cls):
+            return params
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in dict(params).items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# difference map
+
+
+def difference_map(x, g_x, sigma: float = 1.0) -> np.ndarray:
+    """Per-pixel RMS distance over bands between x and G(x), both normalized to [-1, 1].
+
+    x, g_x: (C, H, W) or (N, C, H, W), numpy or torch (spectral bands only). Returns float32
+    (H, W) or (N, H, W), >= 0, Gaussian-smoothed over the spatial axes by `sigma` px.
+    """
+    x = _np(x)
+    g = _np(g_x)
+    if x.shape != g.shape:
+        raise ValueError(f"x {x.shape} and G(x) {g.shape} differ in shape")
+    d = np.sqrt(np.mean((x - g) ** 2, axis=-3, dtype=np.float32)).astype(np.float32)
+    if sigma and sigma > 0:
+        sig = (0,) * (d.ndim - 2) + (sigma, sigma)
+        d = ndimage.gaussian_filter(d, sig, mode="nearest")
+    return np.maximum(d, 0, out=d)
+
+
+def _np(a) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().float().cpu().numpy()
+    return np.asarray(a, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# scene statistics and thresholds
+
+
+def map_stats(values: np.ndarray, valid: Optional[np.ndarray] = None, vmax: Optional[float] = None) -> MapStats:
+    """MapStats of one whole map (for tests, and for callers that hold a scene in memory)."""
+    v = np.asarray(values, np.float32)
+    if valid is not None:
+        v = v[np.asarray(valid, bool)]
+    v = v[np.isfinite(v)].ravel()
+    top = float(v.max()) if v.size and vmax is None else float(vmax or 0.0)
+    hist = np.zeros(HIST_BINS, np.int64)
+    if v.size and top > 0:
+        idx = np.clip((v / top * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
+        hist = np.bincount(idx, minlength=HIST_BINS).astype(np.int64)
+    elif v.size:
+        hist[0] = v.size
+    return MapStats(vmax=top, count=int(v.size), hist=hist)
+
+
+def otsu_from_hist(hist: np.ndarray, vmax: float) -> float:
+    """Otsu's threshold (value between the two classes) from a histogram over [0, vmax]."""
+    h = np.asarray(hist, np.float64)
+    if h.sum() <= 0 or vmax <= 0:
+        return 0.0
+    p = h / h.sum()
+    centers = (np.arange(len(h)) + 0.5) * vmax / len(h)
+    w0 = np.cumsum(p)
+    mu = np.cumsum(p * centers)
+    mu_t = mu[-1]
+    w1 = 1.0 - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu_t * w0 - mu) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = -1
+    k = int(np.argmax(between))
+    return float((k + 1) * vmax / len(h))  # upper edge of the last bin of the lower class
+
+
+def thresholds(stats: SceneStats, params: Union[None, FusionParams, Mapping] = None,
+               cam_key: str = "cam", diff_key: str = "diff") -> Tuple[float, float]:
+    """(r_C, t_D): the CAM normalization reference and the difference threshold of a scene."""
+    p = FusionParams.from_any(params)
+    cs, ds = stats.maps[cam_key], stats.maps[diff_key]
+    r_c = max(cs.quantile(p.cam_quantile), p.cam_floor, 1e-12)
+    if p.diff_rule == "otsu":
+        t_d = otsu_from_hist(ds.hist, ds.vmax)
+    else:
+        t_d = ds.quantile(p.diff_percentile)
+    t_d = max(p.diff_scale * t_d, p.diff_floor, 1e-12)
+    return float(r_c), float(t_d)
+
+
+def _disk(r: int) -> np.ndarray:
+    y, x = np.ogrid[-r:r + 1, -r:r + 1]
+    return x * x + y * y <= r * r
+
+
+def fuse_maps(cam: np.ndarray, diff: np.ndarray, stats: SceneStats,
+              params: Union[None, FusionParams, Mapping] = None,
+              cam_key: str = "cam", diff_key: str = "diff") -> Tuple[np.ndarray, np.ndarray]:
+    """Fuse a block of stitched CAM and difference maps: (score float32 in [0, 1], mask bool).
+
+    Thresholds come from `stats` (whole scene), never from the block. See the module docstring.
+    """
+    p = FusionParams.from_any(params)
+    cam = np.nan_to_num(np.asarray(cam, np.float32))
+    diff = np.nan_to_num(np.asarray(diff, np.float32))
+    if cam.shape != diff.shape:
+        raise ValueError(f"cam {cam.shape} and diff {diff.shape} differ in shape")
+    r_c, t_d = thresholds(stats, p, cam_key, diff_key)
+    camn = np.clip(cam / r_c, 0, 1)
+    if p.cam_dilate > 0:
+        camn = ndimage.maximum_filter(camn, size=2 * p.cam_dilate + 1, mode="nearest")
+    diffn = np.clip(diff / (2 * t_d), 0, 1)
+    score = np.sqrt(camn * diffn).astype(np.float32)
+    mask = (diff > t_d) & (camn > p.t_cam)
+    if p.open_radius > 0 and mask.any():
+        mask = ndimage.binary_opening(mask, structure=_disk(p.open_radius))
+    if p.min_component_px > 1 and mask.any():
+        lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        if n:
+            sizes = np.bincount(lab.ravel())
+            keep = sizes >= p.min_component_px
+            keep[0] = False
+            mask = keep[lab]
+    return score, mask

@@ -1,0 +1,297 @@
+"""The weakly supervised scoring models behind `detect` / `evaluate`.
+
+`WeakScorer`  classifier + one CAM method (cam, gradcam, gradcam++, scorecam), optionally the
+              CycleGAN generator for `NAME-cyclegan` (fusion.fuse_maps). Implements scoring.ScoringModel.
+`UNetScorer`  the supervised U-Net baseline (--method unet).
+`load_model(path=None, method=None, device="auto")` loads the embedded default model
+(landslide_wsss/weights/default.safetensors) when `path` is None.
+
+One safetensors file holds every component under its prefix (classifier.*, generator.*, unet.*)
+plus the JSON metadata (see `classifier_metadata`).
+
+Cam-only fusion (WeakScorer.fuse), per scene, never per tile:
+    r = scene reference of the stitched CAM: params["norm"] = "vmax" (scene maximum),
+        "quantile" (q-quantile of the non-zero CAM pixels, params["norm_q"]) or "abs" (a fixed
+        reference params["abs_ref"] measured on training chips), floored by params["abs_floor"];
+    score = clip(cam / r, 0, 1); mask = score > t (t = params["thresholds"][method]);
+    then binary opening (disk radius params["open_radius"]) and removal of 8-connected components
+    smaller than params["min_component_px"] (<= FUSE_HALO, so block-wise fusion is seamless).
+Classifier gate: tiles whose landslide probability is below params["gate"] get all-zero maps and
+no CAM work.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from . import __version__
+from .errors import ModelError
+from .scoring import SceneStats
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "default.safetensors"
+CAM_METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
+ARCHITECTURE = "wsss-classifier"
+
+DEFAULT_PARAMS = {
+    "method": "gradcam",
+    "gate": 0.5,
+    "norm": "vmax",
+    "norm_q": 0.99,
+    "abs_ref": 1.0,
+    "abs_floor": 0.0,
+    "thresholds": {"cam": 0.3, "gradcam": 0.3, "gradcam++": 0.3, "scorecam": 0.3},
+    "open_radius": 1,
+    "min_component_px": 16,
+    "scorecam": {"top_k": 32, "mask_size": None, "chunk": 64},
+    "scales": [1.0],
+    "flip": False,
+    "bf16": True,
+    "batch_size": 32,
+}
+
+
+def classifier_metadata(model, tile: int, training: dict, params: dict, validation: Optional[dict] = None) -> dict:
+    return {
+        "architecture": ARCHITECTURE,
+        "in_bands": int(model.in_bands),
+        "version": f"{__version__}+default",
+        "bands": ["red", "green", "blue"][: model.in_bands] if model.in_bands <= 3 else [f"b{i + 1}" for i in range(model.in_bands)],
+        "normalization": {"mean": [float(v) for v in model.norm_mean], "std": [float(v) for v in model.norm_std]},
+        "tile_size": int(tile),
+        "cam_layer": "layer4",
+        "classifier": model.config(),
+        "method_default": params.get("method", "gradcam"),
+        "params": params,
+        "training": training,
+        "validation": validation or {},
+    }
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def _remove_small(mask: np.ndarray, min_px: int) -> np.ndarray:
+    if min_px <= 1 or not mask.any():
+        return mask
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if not n:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= min_px
+    keep[0] = False
+    return keep[lab]
+
+
+def _disk(r: int) -> np.ndarray:
+    y, x = np.ogrid[-r:r + 1, -r:r + 1]
+    return x * x + y * y <= r * r
+
+
+def cam_reference(stats: SceneStats, params: Mapping, key: str = "cam") -> float:
+    """The scene's CAM normalization reference r (see module docstring)."""
+    ms = stats.maps[key]
+    norm = params.get("norm", "vmax")
+    if norm == "abs":
+        r = float(params.get("abs_ref", 1.0))
+    elif norm == "quantile":
+        h = np.asarray(ms.hist[1:], np.float64)
+        if h.sum() <= 0 or ms.vmax <= 0:
+            r = ms.vmax
+        else:
+            cdf = np.cumsum(h) / h.sum()
+            idx = int(np.searchsorted(cdf, float(params.get("norm_q", 0.99))))
+            r = (idx + 1 + 0.5) * ms.vmax / len(ms.hist)
+    else:
+        r = ms.vmax
+    return float(max(r, float(params.get("abs_floor", 0.0)), 1e-12))
+
+
+def clean_mask(mask: np.ndarray, open_radius: int, min_px: int) -> np.ndarray:
+    if open_radius > 0 and mask.any():
+        mask = ndimage.binary_opening(mask, structure=_disk(open_radius))
+    return _remove_small(mask, min_px)
+
+
+class WeakScorer:
+    """ScoringModel: classifier gate -> CAM (-> CycleGAN difference) -> per-scene fusion."""
+
+    uses_terrain = False
+
+    def __init__(self, classifier, meta: dict, method: Optional[str] = None, generator=None,
+                 device: str = "cpu", params: Optional[dict] = None):
+        from .cam import make_cam
+
+        self.meta = meta
+        self.params = copy.deepcopy(DEFAULT_PARAMS)
+        self.params.update(copy.deepcopy(meta.get("params") or {}))
+        if params:
+            self.params.update(params)
+        method = method or meta.get("method_default") or self.params["method"]
+        base = method[:-len("-cyclegan")] if method.endswith("-cyclegan") else method
+        if base not in CAM_METHODS:
+            raise ModelError(f"method {method!r} is not a CAM method of this model ({', '.join(CAM_METHODS)})")
+        self.cyclegan = method.endswith("-cyclegan")
+        if self.cyclegan and generator is None:
+            raise ModelError(f"method {method!r} needs a CycleGAN generator, and this model file has none")
+        self.name = method
+        self.base_method = base
+        self.version = str(meta.get("version", __version__))
+        self.in_bands = int(meta["in_bands"])
+        self.tile_size = int(meta.get("tile_size", 128))
+        self.map_names = ("cam", "diff") if self.cyclegan else ("cam",)
+        self.device = torch.device(device)
+        self.classifier = classifier.to(self.device).eval()
+        self.generator = generator.to(self.device).eval() if generator is not None else None
+        self.bf16 = bool(self.params.get("bf16", True)) and self.device.type == "cpu"
+        opts = dict(scales=self.params.get("scales", [1.0]), flip=bool(self.params.get("flip", False)),
+                    bf16=self.bf16, target_layer=meta.get("cam_layer", "layer4"))
+        if base == "scorecam":
+            opts.update({k: v for k, v in (self.params.get("scorecam") or {}).items() if v is not None})
+        self.cam = make_cam(base, self.classifier, **opts)
+        if self.device.type == "cpu":
+            self.classifier = self.classifier.to(memory_format=torch.channels_last)
+
+    # -- scoring
+    @torch.no_grad()
+    def probabilities(self, x_norm: torch.Tensor) -> torch.Tensor:
+        out = []
+        bs = int(self.params.get("batch_size", 32))
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            for i in range(0, len(x_norm), bs):
+                out.append(torch.sigmoid(self.classifier(x_norm[i:i + bs]).float()))
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def predict_tiles(self, tiles: np.ndarray, valid: np.ndarray, terrain: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+        tiles = np.asarray(tiles, np.float32)
+        if tiles.ndim != 4 or tiles.shape[1] < self.in_bands:
+            raise ModelError(f"model expects {self.in_bands} band(s), got tiles of shape {tiles.shape}")
+        tiles = tiles[:, : self.in_bands]
+        n, _, h, w = tiles.shape
+        valid = np.asarray(valid, bool)
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        xn = self.classifier.normalize(x).contiguous(memory_format=torch.channels_last)
+        probs = self.probabilities(xn).cpu()
+        self.last_probs = probs.numpy()
+        keep = torch.nonzero(probs >= float(self.params.get("gate", 0.5))).flatten()
+        cam = np.zeros((n, h, w), np.float32)
+        diff = np.zeros((n, h, w), np.float32) if self.cyclegan else None
+        bs = int(self.params.get("batch_size", 32))
+        for i in range(0, len(keep), bs):
+            idx = keep[i:i + bs]
+            cam[idx.numpy()] = self.cam(xn[idx]).numpy()
+            if self.cyclegan:
+                from .fusion import difference_map
+                from .models.cyclegan import normalize_spectral, translate
+                spec = normalize_spectral(x[idx])
+                g = translate(self.generator, spec)
+                diff[idx.numpy()] = difference_map(spec, g)
+        cam *= valid
+        out = {"cam": cam}
+        if self.cyclegan:
+            out["diff"] = diff * valid
+        return out
+
+    def fuse(self, maps: Mapping[str, np.ndarray], stats: SceneStats):
+        cam = np.nan_to_num(np.asarray(maps["cam"], np.float32))
+        if self.cyclegan:
+            from .fusion import fuse_maps
+            return fuse_maps(cam, maps["diff"], stats, self.params.get("fusion"))
+        r = cam_reference(stats, self.params)
+        score = np.clip(cam / r, 0, 1).astype(np.float32)
+        t = float((self.params.get("thresholds") or {}).get(self.base_method, 0.3))
+        mask = clean_mask(score > t, int(self.params.get("open_radius", 1)), int(self.params.get("min_component_px", 16)))
+        return score, mask
+
+
+class UNetScorer:
+    """ScoringModel for the supervised U-Net baseline: map "prob" (sigmoid), mask = prob > threshold."""
+
+    uses_terrain = False
+    map_names = ("prob",)
+
+    def __init__(self, net, meta: dict, device: str = "cpu"):
+        self.net = net.to(device).eval()
+        self.meta = meta
+        self.name = "unet"
+        self.version = str(meta.get("version", __version__))
+        u = meta.get("unet") or meta
+        self.in_bands = int(u.get("in_bands", meta["in_bands"]))
+        self.tile_size = int(u.get("tile_size", meta.get("tile_size", 128)))
+        self.threshold = float(u.get("threshold", 0.5))
+        self.device = torch.device(device)
+        self.bf16 = self.device.type == "cpu"
+
+    def predict_tiles(self, tiles, valid, terrain=None):
+        tiles = np.asarray(tiles, np.float32)[:, : self.in_bands]
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        out = []
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            for i in range(0, len(x), 32):
+                out.append(torch.sigmoid(self.net(self.net.normalize(x[i:i + 32])).float())[:, 0].cpu())
+        prob = torch.cat(out).numpy() if out else np.zeros((0,) + tiles.shape[2:], np.float32)
+        return {"prob": (prob * np.asarray(valid, bool)).astype(np.float32)}
+
+    def fuse(self, maps, stats):
+        p = np.asarray(maps["prob"], np.float32)
+        return np.clip(p, 0, 1), clean_mask(p > self.threshold, 0, 0)
+
+
+def _load_classifier(tensors, meta, path):
+    from .checkpoint import check_state_dict
+    from .models.classifier import build_classifier
+
+    cfg = dict(meta.get("classifier") or {})
+    cfg.setdefault("in_bands", meta["in_bands"])
+    model = build_classifier(cfg)
+    sd = {k[len("classifier."):]: v.float() for k, v in tensors.items() if k.startswith("classifier.")}
+    if not sd:
+        raise ModelError(f"{path}: no classifier in this model file")
+    check_state_dict(model, sd, path)
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def _load_unet(tensors, meta, path):
+    from .checkpoint import check_state_dict
+    from .models.unet import build_unet
+
+    u = meta.get("unet")
+    if not u:
+        raise ModelError(f"{path}: no U-Net in this model file (train one with `landslide-wsss train unet`)")
+    net = build_unet(u)
+    sd = {k[len("unet."):]: v.float() for k, v in tensors.items() if k.startswith("unet.")}
+    check_state_dict(net, sd, path)
+    net.load_state_dict(sd)
+    return net.eval()
+
+
+def load_model(path=None, method: Optional[str] = None, device: str = "auto", params: Optional[dict] = None):
+    """Load a ScoringModel from a model file (the embedded default model when path is None)."""
+    from .checkpoint import load_checkpoint
+
+    path = Path(path) if path is not None else DEFAULT_MODEL
+    if not path.is_file() and path == DEFAULT_MODEL:
+        raise ModelError(f"{path}: the embedded default model is missing; train it with "
+                         "`python -m landslide_wsss.training.default`")
+    device = resolve_device(device)
+    tensors, meta = load_checkpoint(path)
+    if method == "unet" or (method is None and meta["architecture"] == "unet"):
+        return UNetScorer(_load_unet(tensors, meta, path), meta, device=device)
+    if meta["architecture"] != ARCHITECTURE:
+        raise ModelError(f"{path}: architecture {meta['architecture']!r} is not a weakly supervised classifier model")
+    classifier = _load_classifier(tensors, meta, path)
+    generator = None
+    if method and method.endswith("-cyclegan") or (method is None and str(meta.get("method_default", "")).endswith("-cyclegan")):
+        if any(k.startswith("generator.") for k in tensors):
+            from .models.cyclegan import load_generator
+            generator = load_generator(tensors, meta)
+    return WeakScorer(classifier, meta, method=method, generator=generator, device=device, params=params)

@@ -1,0 +1,183 @@
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+from rasterio.transform import from_origin
+
+from conftest import SHARED_DATA, ThresholdScorer, blob_scene, realdata, write_tif
+from landslide_wsss import api
+from landslide_wsss.cli import main
+from landslide_wsss.errors import InputError, ModelError
+
+
+def test_detect_puts_polygons_on_the_scars_utm(tmp_path):
+    data, mask = blob_scene(h=300, w=260, boxes=((60, 60, 140, 120), (200, 180, 260, 240)))
+    p = write_tif(tmp_path / "s.tif", data, nodata=0, transform=from_origin(400_000, 3_500_000, 2, 2))
+    out = tmp_path / "o.gpkg"
+    gdf = api.detect(p, out, model=ThresholdScorer(), tile=64, overlap=16, simplify_px=0, min_area_m2=0)
+    assert len(gdf) == 2
+    gdf = gdf.sort_values("area_m2", ascending=False)
+    b = gdf.geometry.iloc[0].bounds
+    assert b == pytest.approx((400_000 + 60 * 2, 3_500_000 - 140 * 2, 400_000 + 120 * 2, 3_500_000 - 60 * 2))
+    assert gdf.area_m2.iloc[0] == pytest.approx(80 * 60 * 4)
+    back = gpd.read_file(out)
+    assert back.crs.to_epsg() == 32647 and len(back) == 2 and set(back.scene) == {"s"}
+    assert set(back.method) == {"brightness"} and (back.score_mean > 0.8).all()
+
+
+def test_detect_geographic_scene_keeps_crs_and_min_area_in_m2(tmp_path):
+    data, _ = blob_scene(h=120, w=100, boxes=((10, 10, 60, 50), (80, 80, 83, 83)))
+    p = write_tif(tmp_path / "g.tif", data, crs="EPSG:4326", transform=from_origin(98.7, 31.1, 5e-5, 5e-5), nodata=0)
+    gdf = api.detect(p, tmp_path / "g.gpkg", model=ThresholdScorer(), tile=64, overlap=8, min_area_m2=500)
+    assert len(gdf) == 1  # the 3x3 px blob (9 px of ~26 m² = ~240 m²) is dropped by the m² rule
+    assert gpd.read_file(tmp_path / "g.gpkg").crs.to_epsg() == 4326
+
+
+def test_scene_smaller_than_a_tile_is_padded_not_skipped(tmp_path):
+    data, _ = blob_scene(h=40, w=30, boxes=((5, 5, 25, 20),))
+    p = write_tif(tmp_path / "small.tif", data, nodata=0)
+    gdf = api.detect(p, model=ThresholdScorer(), tile=64, overlap=0, simplify_px=0, min_area_m2=0)
+    assert len(gdf) == 1 and gdf.area_m2.iloc[0] == pytest.approx(20 * 15 * 4)
+
+
+def test_nodata_region_gives_no_polygon(tmp_path):
+    data, _ = blob_scene(h=128, w=128, boxes=((10, 10, 50, 50),))
+    data[:, :, 64:] = 0  # nodata half, and a 'bright' nodata value would be ignored too
+    p = write_tif(tmp_path / "n.tif", data, nodata=0)
+    gdf = api.detect(p, model=ThresholdScorer(), tile=64, overlap=16, min_area_m2=0)
+    assert len(gdf) == 1 and gdf.total_bounds[2] <= 400_000 + 64 * 2
+
+
+def test_all_nodata_scene_gives_empty_layer_and_warning(tmp_path):
+    p = write_tif(tmp_path / "z.tif", np.zeros((3, 50, 50), np.uint8), nodata=0)
+    with pytest.warns(api.NothingToDetect):
+        gdf = api.detect(p, tmp_path / "z.gpkg", model=ThresholdScorer(), tile=32)
+    assert len(gdf) == 0 and pyogrio.read_info(tmp_path / "z.gpkg")["features"] == 0
+
+
+def test_band_mismatch_is_input_error(tmp_path, tiny_model_path):
+    p = write_tif(tmp_path / "b.tif", np.ones((4, 32, 32), np.uint8))
+    with pytest.raises(InputError, match="band"):
+        api.detect(p, model=str(tiny_model_path))
+    gdf = api.detect(p, model=str(tiny_model_path), bands=[1, 2, 3], tile=32)  # choosing bands fits
+    assert gdf.crs.to_epsg() == 32647
+
+
+def test_pixelnet_runs_end_to_end_through_the_cli(tmp_path, utm_scene, tiny_model_path):
+    path, _ = utm_scene
+    out, png = tmp_path / "o.gpkg", tmp_path / "o.png"
+    rc = main(["detect", str(path), "-o", str(out), "--model", str(tiny_model_path), "--quiet",
+               "--threshold", "0.3", "--min-area", "0", "--preview", str(png)])
+    assert rc == 0 and out.exists() and png.stat().st_size > 1000
+    gdf = gpd.read_file(out)
+    assert gdf.crs.to_epsg() == 32647 and gdf.is_valid.all()
+    assert set(gdf.model_version) <= {"pixelnet-random-0"}
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "landslide_wsss.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_cli_missing_file_exit_2_and_no_output(tmp_path, tiny_model_path):
+    out = tmp_path / "o.gpkg"
+    r = _cli("detect", tmp_path / "missing.tif", "-o", out, "--model", tiny_model_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == [tiny_model_path]
+
+
+def test_cli_jsonl_events_and_existing_output(tmp_path, utm_scene, tiny_model_path):
+    path, _ = utm_scene
+    out = tmp_path / "o.gpkg"
+    r = _cli("detect", path, "-o", out, "--model", tiny_model_path, "--jsonl", "--tile", "64")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(l) for l in r.stdout.splitlines()]
+    assert events[0]["event"] == "progress" and events[-1]["event"] == "result"
+    assert events[-1]["crs"] == "EPSG:32647" and events[-1]["features"] == len(gpd.read_file(out))
+    assert max(e["percent"] for e in events if e["event"] == "progress") == 100.0
+    before = out.read_bytes()
+    r = _cli("detect", path, "-o", out, "--model", tiny_model_path, "--jsonl")
+    assert r.returncode == 2 and "--overwrite" in r.stderr and out.read_bytes() == before
+    assert json.loads(r.stdout.splitlines()[-1])["event"] == "error"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickle_disguised_as_weights_is_refused(tmp_path, utm_scene):
+    path, _ = utm_scene
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps(_Evil()))
+    r = _cli("detect", path, "-o", tmp_path / "o.gpkg", "--model", evil, cwd=tmp_path)
+    assert r.returncode == 2 and "safetensors" in r.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "o.gpkg").exists()
+    with pytest.raises(ModelError):
+        api.load_scoring_model(str(evil))
+
+
+def test_wrong_architecture_tensors_are_refused(tmp_path, tiny_model_path):
+    from landslide_wsss.checkpoint import load_checkpoint, save_checkpoint
+    from landslide_wsss.models.pixelnet import PixelNetScorer
+
+    tensors, meta = load_checkpoint(tiny_model_path)
+    tensors["0.weight"] = tensors["0.weight"][:, :2]
+    bad = tmp_path / "bad.safetensors"
+    save_checkpoint(bad, tensors, {k: v for k, v in meta.items() if k != "format"})
+    with pytest.raises(ModelError, match="shape"):
+        PixelNetScorer.load(bad)
+
+
+def test_detect_directory_one_layer_with_scene_attribute(tmp_path):
+    d = tmp_path / "scenes"
+    d.mkdir()
+    for k in range(3):
+        data, _ = blob_scene(h=100, w=90, boxes=((10 + k, 10, 50, 40),), seed=k)
+        write_tif(d / f"s{k}.tif", data, nodata=0)
+    from landslide_wsss.models.pixelnet import PixelNetScorer
+
+    model = tmp_path / "m.safetensors"
+    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64, threshold=0.0).save(model)
+    out = tmp_path / "all.gpkg"
+    gdf = api.detect_directory(d, out, model=model, min_area_m2=0)
+    assert set(gdf.scene) == {"s0", "s1", "s2"}
+    assert pyogrio.list_layers(out).tolist() == [["landslides", "Polygon"]]
+    assert not (tmp_path / "all.gpkg.parts").exists()
+
+
+def test_detect_directory_refuses_mixed_crs_unless_target_given(tmp_path, tiny_model_path):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    data, _ = blob_scene(h=64, w=64)
+    write_tif(d / "a.tif", data, crs="EPSG:32647")
+    write_tif(d / "b.tif", data, crs="EPSG:4326", transform=from_origin(98.7, 31.1, 5e-5, 5e-5))
+    with pytest.raises(InputError, match="different CRSs"):
+        api.detect_directory(d, tmp_path / "o.gpkg", model=tiny_model_path)
+    gdf = api.detect_directory(d, tmp_path / "o.gpkg", model=tiny_model_path, target_crs="EPSG:32647")
+    assert gdf.crs.to_epsg() == 32647
+
+
+def test_empty_directory_is_input_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert main(["detect", str(tmp_path / "empty"), "-o", str(tmp_path / "o.gpkg")]) == 2
+
+
+@realdata
+@pytest.mark.realdata
+def test_detect_on_real_amunet_area_a(tmp_path, tiny_model_path):
+    scene = SHARED_DATA / "amunet" / "areaA_rgb.tif"
+    out = tmp_path / "a.gpkg"
+    rc = main(["detect", str(scene), "-o", str(out), "--model", str(tiny_model_path), "--quiet", "--threshold", "0.45"])
+    assert rc == 0
+    info = pyogrio.read_info(out, layer="landslides")
+    assert info["crs"] == "EPSG:32647"
+    gdf = gpd.read_file(out)
+    assert gdf.is_valid.all() and (gdf.area_m2 >= 100).all()

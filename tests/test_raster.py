@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine, from_origin
+from rasterio.windows import Window
+
+from conftest import write_tif
+from landslide_wsss.errors import InputError, OutputError
+from landslide_wsss.raster import atomic_output, open_scene, write_geotiff
+
+
+def test_multiband_float_with_nodata_and_nan(tmp_path):
+    data = np.full((4, 20, 30), 5.0, np.float32)
+    data[:, :5, :] = -9999
+    data[2, 10, 10] = np.nan
+    p = write_tif(tmp_path / "f.tif", data, nodata=-9999)
+    with open_scene(p, bands=[3, 1]) as sc:
+        assert sc.bands == (3, 1) and sc.crs.to_epsg() == 32647
+        arr, valid = sc.read(Window(0, 0, 30, 20))
+    assert arr.shape == (2, 20, 30) and arr.dtype == np.float32
+    assert not valid[:5].any() and valid[5:, :].sum() == 15 * 30 - 1
+    assert not valid[10, 10] and arr[:, 10, 10].tolist() == [0.0, 0.0]
+
+
+def test_internal_mask_is_respected(tmp_path):
+    p = tmp_path / "m.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(p, "w", driver="GTiff", width=16, height=16, count=1, dtype="uint8",
+                           crs="EPSG:32647", transform=from_origin(0, 16, 1, 1)) as dst:
+            dst.write(np.full((1, 16, 16), 7, np.uint8))
+            m = np.full((16, 16), 255, np.uint8)
+            m[:, :4] = 0
+            dst.write_mask(m)
+    with open_scene(p) as sc:
+        _, valid = sc.read(Window(0, 0, 16, 16))
+    assert not valid[:, :4].any() and valid[:, 4:].all()
+
+
+def test_boundless_read_marks_outside_invalid(tmp_path):
+    p = write_tif(tmp_path / "s.tif", np.full((3, 10, 12), 9, np.uint8))
+    with open_scene(p) as sc:
+        arr, valid = sc.read(Window(0, 0, 16, 16), boundless=True)
+    assert valid[:10, :12].all() and not valid[10:].any() and not valid[:, 12:].any()
+    assert arr[:, 12:, :].max() == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "dir", "empty", "text", "truncated", "nocrs", "rotated", "nogeo", "bands", "tiny"])
+def test_bad_inputs_raise_input_error(tmp_path, case):
+    p = tmp_path / "x.tif"
+    kw = {}
+    if case == "missing":
+        p = tmp_path / "nope.tif"
+    elif case == "dir":
+        p = tmp_path
+    elif case == "empty":
+        p.write_bytes(b"")
+    elif case == "text":
+        p.write_text("hello, not a raster\n")
+    elif case == "truncated":
+        write_tif(p, np.ones((3, 64, 64), np.uint8))
+        p.write_bytes(p.read_bytes()[:300])
+    elif case == "nocrs":
+        write_tif(p, np.ones((1, 8, 8), np.uint8), crs=None)
+    elif case == "rotated":
+        write_tif(p, np.ones((1, 8, 8), np.uint8), transform=Affine(1, 0.2, 0, 0.1, -1, 0))
+    elif case == "nogeo":
+        with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
+            dst.write(np.ones((1, 8, 8), np.uint8))
+    elif case == "bands":
+        write_tif(p, np.ones((3, 8, 8), np.uint8))
+        kw = {"bands": [1, 4]}
+    elif case == "tiny":
+        write_tif(p, np.ones((1, 1, 1), np.uint8))
+    with pytest.raises(InputError):
+        open_scene(p, **kw).close()
+
+
+def test_assume_crs_accepts_a_raster_without_crs(tmp_path):
+    p = write_tif(tmp_path / "n.tif", np.ones((1, 8, 8), np.uint8), crs=None)
+    with open_scene(p, assume_crs="EPSG:32647") as sc:
+        assert sc.crs.to_epsg() == 32647
+
+
+def test_atomic_output_leaves_nothing_on_error(tmp_path):
+    out = tmp_path / "o.tif"
+    with pytest.raises(RuntimeError):
+        with atomic_output(out) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_refuse_existing_and_missing_dir(tmp_path, utm_scene):
+    path, _ = utm_scene
+    with open_scene(path) as sc:
+        out = write_geotiff(tmp_path / "o.tif", np.zeros((sc.height, sc.width), np.float32), sc)
+        with pytest.raises(OutputError):
+            write_geotiff(out, np.zeros((sc.height, sc.width), np.float32), sc)
+        with pytest.raises(OutputError):
+            write_geotiff(tmp_path / "no" / "o.tif", np.zeros((sc.height, sc.width), np.float32), sc)
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 32647 and ds.profile["compress"] == "deflate"
