@@ -356,6 +356,8 @@ def detect_directory(
     okey = _options_key(options)
     parts = {p: journal / f"{p.stem}-{_scene_key(p, okey)}.gpkg" for p in scenes}
     todo = [p for p in scenes if not parts[p].exists()]
+    if len(todo) < len(scenes):
+        log.info("resuming: %d of %d scenes already done (journal %s)", len(scenes) - len(todo), len(scenes), journal)
     _run_parts(todo, parts, options, workers, scheduler, progress, len(scenes))
     frames = []
     for p in scenes:

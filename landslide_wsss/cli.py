@@ -101,8 +101,32 @@ def _load_model(args):
     return model
 
 
+class _LogToEvents:
+    """Route the package's log records to JSON-lines messages or to stderr."""
+
+    def __init__(self, args):
+        import logging
+
+        self.args = args
+        handler = logging.Handler()
+        handler.emit = self.emit
+        logger = logging.getLogger("landslide_wsss")
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+        logger.propagate = False
+
+    def emit(self, record) -> None:
+        text = record.getMessage()
+        if getattr(self.args, "jsonl", False):
+            _emit({"event": "message", "level": record.levelname.lower(), "text": text})
+        else:
+            sys.stderr.write(f"{record.levelname.lower()}: {text}\n")
+
+
 def _cmd_detect(args) -> int:
     from pathlib import Path
+
+    _LogToEvents(args)
 
     from . import api
 

@@ -1,0 +1,72 @@
+"""Interruption: a detect_directory run killed with SIGKILL resumes without redoing finished scenes."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import geopandas as gpd
+import pytest
+
+from conftest import blob_scene, write_tif
+from landslide_wsss.models.pixelnet import PixelNetScorer
+
+
+def _scenes(tmp_path, n=6, size=384):
+    d = tmp_path / "scenes"
+    d.mkdir()
+    for k in range(n):
+        data, _ = blob_scene(h=size, w=size, boxes=((40, 40, 200, 160),), seed=k)
+        write_tif(d / f"scene{k}.tif", data, nodata=0)
+    model = tmp_path / "m.safetensors"
+    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=32, threshold=0.0).save(model)
+    return d, model
+
+
+def _start(d, out, model):
+    cmd = [sys.executable, "-m", "landslide_wsss.cli", "detect", str(d), "-o", str(out), "--model", str(model),
+           "--jsonl", "--tile", "32", "--overlap", "8", "--min-area", "0", "--batch-size", "4"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_finishes_every_scene_once(tmp_path):
+    d, model = _scenes(tmp_path)
+    out = tmp_path / "all.gpkg"
+    journal = tmp_path / "all.gpkg.parts"
+    proc = _start(d, out, model)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(journal.glob("*.gpkg"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(journal.glob("*.gpkg")))
+    assert 2 <= done_before < 6, "the kill should land while scenes remain"
+    assert not out.exists()
+    proc = _start(d, out, model)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    resumed = [e["text"] for e in events if e["event"] == "message" and "resuming" in e["text"]]
+    assert resumed and resumed[0].startswith(f"resuming: {done_before} of 6")
+    gdf = gpd.read_file(out)
+    assert sorted(gdf.scene.unique()) == [f"scene{k}" for k in range(6)]
+    # threshold 0 marks every valid pixel: exactly one polygon per scene, none twice
+    assert gdf.groupby("scene").size().tolist() == [1] * 6
+    assert not journal.exists()
+
+
+def test_sigint_stops_cleanly(tmp_path):
+    d, model = _scenes(tmp_path, n=3, size=512)
+    out = tmp_path / "all.gpkg"
+    proc = _start(d, out, model)
+    while proc.poll() is None:
+        line = proc.stdout.readline()
+        if '"progress"' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode in (130, 0)
+    if proc.returncode == 130:
+        assert stderr.strip().splitlines()[-1].startswith("error: interrupted") and "Traceback" not in stderr
+        assert not out.exists()
