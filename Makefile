@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-core test-qgis bench plugin-zip train-default evaluate clean
+.PHONY: setup demo test test-core test-qgis setup-qgis bench plugin-zip train-default evaluate clean
 
 setup: $(STAMP)
 
@@ -24,3 +24,25 @@ test: setup
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# --- QGIS plugin ------------------------------------------------------------------------------------
+# plugin-zip: dist/landslide_wsss_plugin-VERSION.zip (qgis_plugin/ + metadata.txt + LICENSE); stdlib only.
+# setup-qgis: Debian's QGIS 3.22 via apt (if missing) + .venv-qgis (/usr/bin/python3, system site packages,
+#             pytest-qgis 5.0.2, constraints-qgis.txt).
+# test-qgis:  the real-QGIS tests in tests/qgis (own pytest.ini; never collected by `make test`); they run
+#             the detector through the project's .venv. Skips (exit 0) where QGIS is not installed.
+VENV_QGIS := .venv-qgis
+QGIS_SYS_PYTHON := /usr/bin/python3
+
+plugin-zip:
+	$(PYTHON) scripts/build_plugin_zip.py
+
+setup-qgis:
+	scripts/install_qgis.sh
+
+test-qgis: setup
+	@if ! $(QGIS_SYS_PYTHON) -c "import qgis.core" >/dev/null 2>&1; then \
+		echo "test-qgis SKIPPED: QGIS is not installed here (make setup-qgis installs it)"; exit 0; fi; \
+	test -x $(VENV_QGIS)/bin/python || SKIP_APT=1 scripts/install_qgis.sh; \
+	QT_QPA_PLATFORM=offscreen $(VENV_QGIS)/bin/python -m pytest -c tests/qgis/pytest.ini \
+		--rootdir=tests/qgis --confcutdir=tests/qgis tests/qgis

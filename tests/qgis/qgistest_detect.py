@@ -1,11 +1,17 @@
 """End to end in a real QGIS with the real detector subprocess (project .venv, tiny PixelNet model)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
-from qgis.core import (
+
+pytest.importorskip("qgis.core", reason="QGIS is not installed (make setup-qgis)")
+pytest.importorskip("pytest_qgis", reason="pytest-qgis is not installed (make setup-qgis)")
+
+from qgis_fixtures import *  # noqa: E402,F401,F403 (fixtures)
+
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from qgis.core import (  # noqa: E402
     Qgis,
     QgsApplication,
     QgsCoordinateReferenceSystem,
@@ -16,9 +22,9 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtWidgets import QAction, QDialogButtonBox, QPushButton
+from qgis.PyQt.QtWidgets import QAction, QDialogButtonBox, QPushButton  # noqa: E402
 
-from qgis_helpers import SCENE_EPSG, process_events, wait_for, write_geotiff
+from qgis_helpers import SCENE_EPSG, process_events, wait_for, write_geotiff  # noqa: E402
 
 FIELDS = {"area_m2", "score_mean", "score_max", "scene", "method", "model_version"}
 TIMEOUT = 240  # s, for one detector run (the interpreter start with torch dominates)

@@ -1,13 +1,19 @@
 """The plugin inside a real QGIS: loading, the action's state, messages for unusable input/environment."""
 from __future__ import annotations
 
-import configparser
-
 import pytest
-from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
-from qgis.PyQt.QtWidgets import QAction
 
-from qgis_helpers import PLUGIN_NAME, REPO, process_events, write_geotiff
+pytest.importorskip("qgis.core", reason="QGIS is not installed (make setup-qgis)")
+pytest.importorskip("pytest_qgis", reason="pytest-qgis is not installed (make setup-qgis)")
+
+from qgis_fixtures import *  # noqa: E402,F401,F403 (fixtures)
+
+import configparser  # noqa: E402
+
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer  # noqa: E402
+from qgis.PyQt.QtWidgets import QAction  # noqa: E402
+
+from qgis_helpers import PLUGIN_NAME, REPO, process_events, write_geotiff  # noqa: E402
 
 
 def activate(iface, layer):

@@ -1,0 +1,83 @@
+"""One end-to-end run of the desktop QGIS application under xvfb-run, with the plugin installed from the
+built zip into a fresh profile (scripts/build_plugin_zip.py -> unzip into <profile>/python/plugins)."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("qgis.core", reason="QGIS is not installed (make setup-qgis)")
+pytest.importorskip("pytest_qgis", reason="pytest-qgis is not installed (make setup-qgis)")
+
+from qgis_fixtures import *  # noqa: E402,F401,F403 (fixtures)
+
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import zipfile  # noqa: E402
+
+
+from qgis_helpers import PLUGIN_NAME, SCENE_EPSG, write_geotiff  # noqa: E402
+
+QGIS_TIMEOUT = 420
+
+
+@pytest.mark.skipif(not shutil.which("qgis") or not shutil.which("xvfb-run"),
+                    reason="desktop QGIS or xvfb-run not installed (apt-get install qgis xvfb xauth)")
+def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python, tmp_path):
+    meta = builder.read_metadata()
+    zpath = builder.build_zip(meta, tmp_path / "dist")
+    assert zpath.name == f"landslide_wsss_plugin-{meta['version']}.zip"
+    with zipfile.ZipFile(zpath) as zf:
+        names = set(zf.namelist())
+        for f in ("__init__.py", "metadata.txt", "LICENSE", "icon.png", "runner.py", "provider.py"):
+            assert f"{PLUGIN_NAME}/{f}" in names
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        assert not [n for n in names if not n.startswith(PLUGIN_NAME + "/")]
+
+    # A fresh profile: the plugin unzipped into it and enabled; the interpreter comes from the
+    # plugin's saved setting (not the environment variable).
+    profiles = tmp_path / "profiles_root"
+    profile = profiles / "profiles" / "lwsss_test"
+    (profile / "python" / "plugins").mkdir(parents=True)
+    (profile / "QGIS").mkdir()
+    with zipfile.ZipFile(zpath) as zf:
+        zf.extractall(profile / "python" / "plugins")
+    (profile / "QGIS" / "QGIS3.ini").write_text(
+        "[PythonPlugins]\n"
+        f"{PLUGIN_NAME}=true\n\n"
+        "[qgis]\ncheckVersion=false\nshowTips322=false\n\n"
+        f"[landslide_wsss]\npython={detector_python}\n", encoding="utf-8")
+
+    raster = write_geotiff(tmp_path / "scene.tif", size=96)
+    job = {
+        "raster": str(raster), "model": str(tiny_model),
+        "processing_output": str(tmp_path / "proc.gpkg"), "button_output": str(tmp_path / "button.gpkg"),
+        "result": str(tmp_path / "result.json"),
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    env = dict(os.environ, LWSSS_DESKTOP_JOB=str(tmp_path / "job.json"))
+    for key in ("LANDSLIDE_WSSS_PYTHON", "QT_QPA_PLATFORM", "QGIS_CUSTOM_CONFIG_PATH"):
+        env.pop(key, None)
+    script = os.path.join(os.path.dirname(__file__), "desktop_script.py")
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "qgis", "--profiles-path", str(profiles),
+           "--profile", "lwsss_test", "--nologo", "--noversioncheck", "--code", script]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=QGIS_TIMEOUT, cwd=str(tmp_path))
+    log = (proc.stdout + proc.stderr)[-4000:]
+    assert (tmp_path / "result.json").is_file(), f"QGIS wrote no result (exit {proc.returncode}):\n{log}"
+    result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
+    assert result["ok"], result.get("error", "") + "\n" + log
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["plugin active"]["active"]
+    assert steps["action"]["found"] and steps["action"]["in_toolbar"]
+    assert steps["action state"] == {"name": "action state", "raster": True, "vector": False, "raster_again": True}
+    assert steps["processing"]["output"] == job["processing_output"] and steps["processing"]["features"] >= 1
+    assert steps["dialog"]["python"] == str(detector_python)
+    run = steps["button run"]
+    assert run["done"] and run["error"] is None, run
+    assert run["layer_valid"] and run["layer_in_project"]
+    assert run["layer_crs"] == run["raster_crs"] == f"EPSG:{SCENE_EPSG}"
+    assert run["layer_features"] == run["features"] >= 1
+    assert run["renderer"] == "graduatedSymbol"
+    assert {"area_m2", "score_mean", "score_max", "scene", "method", "model_version"} <= set(run["fields"])
+    assert os.path.isfile(job["button_output"]) and os.path.isfile(job["processing_output"])
+    assert proc.returncode == 0, log
