@@ -42,6 +42,7 @@ METHODS = (
     "adversarial-erasing",
 )
 DEVICES = ("auto", "cpu", "cuda")
+INTERRUPT_GRACE_S = 2.0
 TERMINATE_GRACE_S = 5.0
 # Variables QGIS sets for its own Python/GDAL/PROJ; inherited by the child they would mix QGIS's
 # libraries and data files with the project environment's wheels.
@@ -230,8 +231,9 @@ def run_detect(
             elif kind == "message":
                 text = str(event.get("text", ""))
                 messages.append(text)
+                level = str(event.get("level", "info")).lower()
                 if on_message:
-                    on_message(str(event.get("level", "info")), text)
+                    on_message("warning" if level in ("warning", "error", "critical") else "info", text)
             elif kind == "result":
                 result = event
             elif kind == "error":
@@ -256,8 +258,14 @@ def run_detect(
         return DetectResult(output=str(out), features=features, crs=str(result.get("crs", "")),
                             layer=str(result.get("layer") or out.stem), messages=messages)
     finally:
-        if proc is not None and proc.poll() is None:
-            _stop(proc)
+        if proc is not None:
+            if proc.poll() is None:
+                _stop(proc)
+            for stream in (proc.stdout, proc.stderr):
+                try:
+                    stream.close()
+                except (OSError, ValueError):
+                    pass
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
@@ -290,20 +298,21 @@ def _parse(line: str):
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Terminate the child (and its process group), then kill it if it does not end in time."""
-    if proc.poll() is not None:
-        return
-    _signal(proc, signal.SIGTERM if os.name == "posix" else None)
-    try:
-        proc.wait(timeout=TERMINATE_GRACE_S)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    _signal(proc, signal.SIGKILL if os.name == "posix" else None, kill=True)
-    try:
-        proc.wait(timeout=TERMINATE_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
+    """Stop the child and its process group: SIGINT (the CLI cleans up and exits 130), then SIGTERM,
+    then SIGKILL, each after a short grace period. Whatever it leaves behind is in the private run
+    folder, which the caller deletes."""
+    steps = [(signal.SIGINT, INTERRUPT_GRACE_S, False), (signal.SIGTERM, TERMINATE_GRACE_S, False),
+             (signal.SIGKILL, TERMINATE_GRACE_S, True)] if os.name == "posix" else \
+        [(None, TERMINATE_GRACE_S, False), (None, TERMINATE_GRACE_S, True)]
+    for sig, grace, kill in steps:
+        if proc.poll() is not None:
+            return
+        _signal(proc, sig, kill=kill)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _signal(proc, sig, kill=False) -> None:

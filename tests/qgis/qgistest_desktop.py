@@ -37,7 +37,7 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
     # A fresh profile: the plugin unzipped into it and enabled; the interpreter comes from the
     # plugin's saved setting (not the environment variable).
     profiles = tmp_path / "profiles_root"
-    profile = profiles / "profiles" / "lwsss_test"
+    profile = profiles / "profiles" / "default"  # "default": the profile qgis_process uses too
     (profile / "python" / "plugins").mkdir(parents=True)
     (profile / "QGIS").mkdir()
     with zipfile.ZipFile(zpath) as zf:
@@ -60,7 +60,7 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
         env.pop(key, None)
     script = os.path.join(os.path.dirname(__file__), "desktop_script.py")
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "qgis", "--profiles-path", str(profiles),
-           "--profile", "lwsss_test", "--nologo", "--noversioncheck", "--code", script]
+           "--profile", "default", "--nologo", "--noversioncheck", "--code", script]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=QGIS_TIMEOUT, cwd=str(tmp_path))
     log = (proc.stdout + proc.stderr)[-4000:]
     assert (tmp_path / "result.json").is_file(), f"QGIS wrote no result (exit {proc.returncode}):\n{log}"
@@ -81,3 +81,16 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
     assert {"area_m2", "score_mean", "score_max", "scene", "method", "model_version"} <= set(run["fields"])
     assert os.path.isfile(job["button_output"]) and os.path.isfile(job["processing_output"])
     assert proc.returncode == 0, log
+
+    # qgis_process (the command-line Processing runner) with the same profile: the provider comes from the
+    # enabled plugin, the interpreter from its saved setting.
+    qp = shutil.which("qgis_process.bin") or shutil.which("qgis_process")  # Debian's wrapper adds a bad option
+    if qp:
+        out = tmp_path / "qgis_process.gpkg"
+        env_qp = dict(env, QGIS_CUSTOM_CONFIG_PATH=str(profiles), QT_QPA_PLATFORM="offscreen")
+        run = subprocess.run([qp, "--json", "run", "landslide_wsss:detect", "--", f"INPUT={raster}",
+                              f"MODEL={tiny_model}", "DEVICE=1", "TILE=64", "THRESHOLD=0", f"OUTPUT={out}"],
+                             env=env_qp, capture_output=True, text=True, timeout=QGIS_TIMEOUT, cwd=str(tmp_path))
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        res = json.loads(run.stdout)["results"]
+        assert res["OUTPUT"] == str(out) and out.is_file() and res["FEATURES"] >= 1

@@ -219,3 +219,18 @@ def test_processing_rejects_non_geotiff(plugin, tmp_path, qgis_new_project):
         processing.run("landslide_wsss:detect", {"INPUT": str(img), "OUTPUT": str(tmp_path / "x.gpkg")})
     assert "GeoTIFF" in str(exc.value)
 
+
+
+def test_processing_result_is_loaded_and_styled(plugin, raster_layer, tiny_model, detector_python, tmp_path):
+    """What the Processing dialog does: run, then load the OUTPUT layer (the plugin styles it on load)."""
+    import processing
+
+    out = tmp_path / "loaded.gpkg"
+    res = processing.runAndLoadResults("landslide_wsss:detect", {
+        "INPUT": raster_layer, "MODEL": str(tiny_model), "DEVICE": 1, "TILE": 64, "THRESHOLD": 0.0,
+        "PYTHON": str(detector_python), "OUTPUT": str(out)})
+    process_events(0.2)
+    loaded = [lyr for lyr in QgsProject.instance().mapLayers().values()
+              if isinstance(lyr, QgsVectorLayer) and lyr.source().split("|")[0] == str(out)]
+    assert len(loaded) == 1, res
+    check_result_layer(loaded[0], raster_layer, res["FEATURES"])
