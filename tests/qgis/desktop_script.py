@@ -10,7 +10,7 @@ import os
 import time
 import traceback
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication, QTimer
 from qgis.PyQt.QtWidgets import QAction, QDialogButtonBox
 from qgis.utils import active_plugins, iface, plugins

@@ -13,7 +13,6 @@ from pathlib import Path  # noqa: E402
 
 from qgis.core import (  # noqa: E402
     Qgis,
-    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsGraduatedSymbolRenderer,
     QgsProcessingException,
@@ -147,7 +146,7 @@ def test_cancel_stops_the_subprocess_and_leaves_nothing(plugin, qgis_iface, tiny
 
 def test_processing_algorithm_runs(plugin, raster_layer, geotiff, tiny_model, detector_python, tmp_path):
     import processing
-    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+    from qgis.core import QgsProcessingFeedback
 
     out = tmp_path / "proc.gpkg"
     feedback = QgsProcessingFeedback()

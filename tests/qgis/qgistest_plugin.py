@@ -157,3 +157,17 @@ def test_plugin_loads_when_environment_missing(plugins_dir, qgis_iface, qgis_pro
         assert not messages(qgis_iface, Qgis.Critical)
     finally:
         assert qgis.utils.unloadPlugin(PLUGIN_NAME) is True
+
+
+def test_interpreter_found_without_configuration(plugin, monkeypatch):
+    """No env var, no saved setting: the plugin built from this checkout finds <repo>/.venv/bin/python."""
+    monkeypatch.delenv("LANDSLIDE_WSSS_PYTHON", raising=False)
+    import landslide_wsss_plugin.environment as env
+
+    python, origin = env.resolve_python("")
+    assert python == str(REPO / ".venv" / "bin" / "python")
+    assert "project environment" in origin
+    monkeypatch.setenv("LANDSLIDE_WSSS_PYTHON", "/somewhere/python")
+    assert env.resolve_python("/saved/python")[0] == "/somewhere/python"
+    monkeypatch.delenv("LANDSLIDE_WSSS_PYTHON")
+    assert env.resolve_python("/saved/python") == ("/saved/python", "plugin settings")
