@@ -171,3 +171,32 @@ def test_interpreter_found_without_configuration(plugin, monkeypatch):
     assert env.resolve_python("/saved/python")[0] == "/somewhere/python"
     monkeypatch.delenv("LANDSLIDE_WSSS_PYTHON")
     assert env.resolve_python("/saved/python") == ("/saved/python", "plugin settings")
+
+
+def test_non_file_raster_sources_get_a_clear_message(plugin, qgis_iface, qgis_new_project):
+    from osgeo import gdal
+
+    xyz = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/%7Bz%7D/%7Bx%7D/%7By%7D.png&zmin=0&zmax=19",
+                         "tiles", "wms")
+    mem_path = "/vsimem/lwsss_scene.tif"
+    drv = gdal.GetDriverByName("GTiff")
+    ds = drv.Create(mem_path, 16, 16, 3, gdal.GDT_Byte)
+    ds.SetGeoTransform((0, 1, 0, 16, 0, -1))
+    ds = None
+    vsimem = QgsRasterLayer(mem_path, "in memory", "gdal")
+    checked = []
+    try:
+        for layer, expected in ((xyz, "'wms' data provider"), (vsimem, "not a file on disk")):
+            if not layer.isValid():
+                continue  # (an XYZ layer may be refused by an offline QGIS; the message path is the same)
+            QgsProject.instance().addMapLayer(layer)
+            activate(qgis_iface, layer)
+            qgis_iface.messageBar().clear_messages()
+            action_of(qgis_iface).trigger()
+            warn = messages(qgis_iface, Qgis.Warning)
+            assert warn and expected in warn[-1] and "GeoTIFF" in warn[-1], warn
+            assert plugin.dialog is None
+            checked.append(layer.name())
+    finally:
+        gdal.Unlink(mem_path)
+    assert "in memory" in checked, checked
