@@ -336,17 +336,19 @@ _ENV_MARKERS = ("No module named", "ModuleNotFoundError", "ImportError", "DLL lo
 
 def _failure(python: str, rc: int, error: Optional[str], stderr_tail: List[str]) -> DetectError:
     stderr_text = "\n".join(stderr_tail)
-    if error:
-        return DetectError(error)
-    err_lines = [ln for ln in stderr_tail if ln.startswith("error:")]
     if "unrecognized arguments" in stderr_text and "--jsonl" in stderr_text:
         return EnvironmentProblem(
             f"the landslide_wsss installed for {python} is too old for this plugin (no --jsonl). "
             "Update it: git pull && make setup in the landslide_wsss repository.")
-    if any(m in stderr_text for m in _ENV_MARKERS):
-        last = stderr_tail[-1] if stderr_tail else ""
-        return EnvironmentProblem(f"the landslide_wsss environment at {python} is broken ({last.strip()}). "
+    # Exit 2 is a deliberate "bad input" answer; anything else that smells of a failed import means
+    # the environment itself is broken (a missing or mismatched torch, GDAL, ... wheel).
+    if rc != 2 and any(m in (error or stderr_text) for m in _ENV_MARKERS):
+        detail = error or (stderr_tail[-1].strip() if stderr_tail else "")
+        return EnvironmentProblem(f"the landslide_wsss environment at {python} is broken ({detail}). "
                                   + install_hint(python, found=True))
+    if error:
+        return DetectError(error)
+    err_lines = [ln for ln in stderr_tail if ln.startswith("error:")]
     if err_lines:
         return DetectError(err_lines[-1][len("error:"):].strip())
     if rc == 0:

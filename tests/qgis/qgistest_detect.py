@@ -233,3 +233,42 @@ def test_processing_result_is_loaded_and_styled(plugin, raster_layer, tiny_model
               if isinstance(lyr, QgsVectorLayer) and lyr.source().split("|")[0] == str(out)]
     assert len(loaded) == 1, res
     check_result_layer(loaded[0], raster_layer, res["FEATURES"])
+
+
+@pytest.fixture
+def broken_env(tmp_path):
+    """A real, broken environment: a venv whose landslide_wsss package cannot import its dependencies."""
+    import subprocess
+
+    venv = tmp_path / "broken-venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    pkg = site / "landslide_wsss"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli.py").write_text("import torch_that_is_not_installed  # noqa\n")
+    return venv / "bin" / "python"
+
+
+def test_broken_environment_button_and_processing(plugin, qgis_iface, raster_layer, broken_env, tmp_path):
+    import processing
+
+    # The cheap check passes (the package is there), the run itself fails: the message says what to do.
+    plugin.start(plugin_params(raster_layer, tmp_path / "b.gpkg"), str(broken_env))
+    task = plugin.task
+    assert task is not None
+    assert wait_for(lambda: task.done, TIMEOUT)
+    assert task.result is None and "broken" in str(task.error) and "make setup" in str(task.error)
+    assert any("make setup" in m for m in qgis_iface.messageBar().get_messages(Qgis.Warning))
+    assert not (tmp_path / "b.gpkg").exists()
+    with pytest.raises(QgsProcessingException) as exc:
+        processing.run("landslide_wsss:detect", {"INPUT": raster_layer, "PYTHON": str(broken_env),
+                                                 "OUTPUT": str(tmp_path / "p.gpkg")})
+    assert "torch_that_is_not_installed" in str(exc.value) and "make setup" in str(exc.value)
+    assert not (tmp_path / "p.gpkg").exists()
+
+
+def plugin_params(layer, output):
+    from landslide_wsss_plugin.runner import DetectParams
+
+    return DetectParams(input=layer.source(), output=str(output), device="cpu")
