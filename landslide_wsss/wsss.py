@@ -294,4 +294,6 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
         if any(k.startswith("generator.") for k in tensors):
             from .models.cyclegan import load_generator
             generator = load_generator(tensors, meta)
-    return WeakScorer(classifier, meta, method=method, generator=generator, device=device, params=params)
+    from .refinements import scorer_class  # terrain-crop, rcm-mam, adversarial-erasing (+ -cyclegan)
+    cls = scorer_class(method or meta.get("method_default"), WeakScorer)
+    return cls(classifier, meta, method=method, generator=generator, device=device, params=params)
