@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Tuple
@@ -12,7 +13,7 @@ from typing import Iterator, Optional, Sequence, Tuple
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, OutputError
@@ -61,15 +62,24 @@ class Scene:
         """
         ds = self.dataset
         data = ds.read(self.bands, window=window, boundless=boundless, fill_value=0).astype(np.float32, copy=False)
-        valid = self.read_valid(window, boundless=boundless)
-        nan = ~np.isfinite(data)
-        if nan.any():
-            valid &= ~nan.any(axis=0)
+        valid = self._mask_valid(window, boundless)
+        valid &= np.isfinite(data).all(axis=0)
         data[:, ~valid] = 0.0
         return data, valid
 
     def read_valid(self, window: Window, boundless: bool = False) -> np.ndarray:
-        """Valid-data mask from nodata / internal masks (GDAL's dataset mask of the chosen bands)."""
+        """Valid-data mask: nodata / internal masks (GDAL's mask of the chosen bands), and NaN for floats."""
+        valid = self._mask_valid(window, boundless)
+        if self.floating:
+            data = self.dataset.read(self.bands, window=window, boundless=boundless, fill_value=0)
+            valid &= np.isfinite(data).all(axis=0)
+        return valid
+
+    @property
+    def floating(self) -> bool:
+        return any(np.dtype(self.dataset.dtypes[b - 1]).kind == "f" for b in self.bands)
+
+    def _mask_valid(self, window: Window, boundless: bool) -> np.ndarray:
         masks = self.dataset.read_masks(self.bands, window=window, boundless=boundless)
         valid = np.all(masks > 0, axis=0)
         if boundless:
@@ -110,7 +120,9 @@ def open_scene(
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file, not a raster")
     try:
-        ds = rasterio.open(path)
+        with warnings.catch_warnings():  # we say it ourselves, in one line, below
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(path)
     except RasterioIOError as exc:
         raise InputError(f"{path}: not a readable raster ({_short(exc)})") from None
     try:
