@@ -1,0 +1,162 @@
+"""CycleGAN networks, training step, checkpoint/resume and the embedding into a model file.
+Tiny models (ngf 4, 1 block, 32 px) on synthetic chips: fast, no data needed."""
+import numpy as np
+import pytest
+import torch
+
+from landslide_wsss.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from landslide_wsss.errors import ModelError
+from landslide_wsss.models.cyclegan import (
+    PatchDiscriminator,
+    ResnetGenerator,
+    add_generator_to_model,
+    init_weights,
+    load_generator,
+    translate,
+)
+from landslide_wsss.training.cyclegan import CycleGANConfig, CycleGANTrainer, ImagePool, train_cyclegan
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads; shared CPUs lose a lot to oversubscribed ones."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_cfg(**kw):
+    base = dict(size=32, ngf=4, ndf=8, n_blocks=1, batch_size=2, epochs=1, epochs_decay=1, pool_size=3,
+                bf16=False, threads=None)
+    base.update(kw)
+    return CycleGANConfig(**base)
+
+
+def chips(n=6, c=3, size=32, seed=0, bright=False):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 120, (n, c, size, size)).astype(np.uint8)
+    if bright:  # "landslide": a bright bare patch
+        x[:, :3, 8:20, 8:20] = 230
+    return x
+
+
+def test_generator_shape_range_and_terrain_not_generated():
+    g = init_weights(ResnetGenerator(spectral=3, cond=2, ngf=4, n_blocks=1))
+    x = torch.randn(2, 5, 32, 32) * 3
+    y = g(x)
+    assert y.shape == (2, 3, 32, 32)  # only the spectral bands come out
+    assert y.min() >= -1 and y.max() <= 1
+    with pytest.raises(ValueError):
+        g(torch.randn(1, 3, 32, 32))  # terrain channels are required inputs
+    # terrain conditions the output: changing only terrain changes G(x)
+    x2 = x.clone()
+    x2[:, 3:] += 1.0
+    assert not torch.allclose(g(x2), y)
+
+
+def test_translate_any_size_numpy_and_torch():
+    g = init_weights(ResnetGenerator(3, 0, 4, 1)).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 30, 45)).astype(np.float32)
+    y = translate(g, x, autocast=False)
+    assert isinstance(y, np.ndarray) and y.shape == (3, 3, 30, 45) and y.dtype == np.float32
+    yt = translate(g, torch.from_numpy(x[0]), autocast=False)
+    assert torch.is_tensor(yt) and yt.shape == (3, 30, 45)
+    np.testing.assert_allclose(yt.numpy(), y[0], atol=1e-5)
+
+
+def test_patch_discriminator_receptive_field_layout():
+    d = init_weights(PatchDiscriminator(3, 8))
+    out = d(torch.randn(1, 3, 128, 128))
+    assert out.shape == (1, 1, 14, 14)  # the 70x70 PatchGAN on 128 px
+    w = [m.weight for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert abs(float(torch.cat([t.detach().flatten() for t in w]).std()) - 0.02) < 0.005
+
+
+def test_image_pool_keeps_history():
+    pool = ImagePool(2, np.random.default_rng(0))
+    a = torch.zeros(2, 3, 4, 4)
+    assert torch.equal(pool.query(a), a)
+    assert len(pool.images) == 2
+    out = pool.query(torch.ones(8, 3, 4, 4))
+    assert out.shape == (8, 3, 4, 4) and (out.sum(dim=(1, 2, 3)) == 0).any()  # some old fakes returned
+
+
+def test_training_lowers_generator_loss():
+    torch.manual_seed(0)
+    A, B = chips(8, bright=True, seed=1), chips(8, seed=2)
+    from landslide_wsss.training.cyclegan import _to_input
+    tr = CycleGANTrainer(tiny_cfg(lr=2e-3))
+    a, b = _to_input(A[:4], 3), _to_input(B[:4], 3)
+    first = tr.train_step(a, b)["g_total"]
+    for _ in range(8):
+        last = tr.train_step(a, b)["g_total"]
+    assert np.isfinite(last) and last < first
+
+
+def test_training_with_terrain_conditioning_runs():
+    A, B = chips(4, c=4, bright=True), chips(4, c=4, seed=3)
+    tr = CycleGANTrainer(tiny_cfg(cond=1))
+    from landslide_wsss.training.cyclegan import _to_input
+    losses = tr.train_step(_to_input(A[:2], 3), _to_input(B[:2], 3))
+    assert all(np.isfinite(v) for v in losses.values())
+    assert tr.G_A(torch.zeros(1, 4, 32, 32)).shape[1] == 3
+
+
+def test_checkpoint_resume_is_exact(tmp_path):
+    A, B = chips(8, bright=True, seed=1), chips(8, seed=2)
+    quiet = lambda *a, **k: None  # noqa: E731
+    # uninterrupted: 2 epochs
+    full = train_cyclegan(A, B, tiny_cfg(max_steps_per_epoch=2), tmp_path / "full", resume=False, log=quiet)
+    # interrupted after epoch 1, then resumed from the checkpoint
+    part = train_cyclegan(A, B, tiny_cfg(max_steps_per_epoch=2, epochs_decay=0), tmp_path / "part", resume=False,
+                          log=quiet)
+    state = tmp_path / "part" / "state.safetensors"
+    reloaded = CycleGANTrainer.load(state)
+    for name in ("G_A", "G_B", "D_A", "D_B"):
+        for (k, v), w in zip(part.nets[name].state_dict().items(), reloaded.nets[name].state_dict().values()):
+            assert torch.equal(v, w), (name, k)
+    assert reloaded.epoch == 1 and reloaded.step == 2
+    # continue to the full schedule (the stored config says 1+0 epochs: override to 1+1)
+    tensors, meta = load_checkpoint(state)
+    meta["config"]["epochs_decay"] = 1
+    save_checkpoint(state, tensors, meta)
+    resumed = train_cyclegan(A, B, tiny_cfg(max_steps_per_epoch=2), tmp_path / "part", resume=True, log=quiet)
+    assert resumed.epoch == 2
+    for name in ("G_A", "D_B"):
+        for v, w in zip(full.nets[name].state_dict().values(), resumed.nets[name].state_dict().values()):
+            torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "full" / "samples_epoch02.png").stat().st_size > 0
+    assert (tmp_path / "full" / "loss_curve.png").stat().st_size > 0
+
+
+def test_lr_schedule_constant_then_linear():
+    tr = CycleGANTrainer(tiny_cfg(epochs=2, epochs_decay=2))
+    assert tr.lr_at(0) == tr.lr_at(1.9) == 2e-4
+    assert tr.lr_at(3) == pytest.approx(1e-4)
+    assert tr.lr_at(4) == 0
+
+
+def test_generator_into_model_file(tmp_path):
+    A, B = chips(4, bright=True), chips(4, seed=2)
+    tr = train_cyclegan(A, B, tiny_cfg(max_steps_per_epoch=1, epochs_decay=0), tmp_path / "run", resume=False,
+                        log=lambda *a: None)
+    model = tmp_path / "default.safetensors"
+    save_checkpoint(model, {"classifier.w": torch.ones(3)}, {"architecture": "x", "in_bands": 3, "version": "v1",
+                                                             "keep": 1})
+    add_generator_to_model(model, tmp_path / "run" / "state.safetensors")
+    add_generator_to_model(model, tmp_path / "run" / "g_a_epoch01.safetensors")  # idempotent, replaces
+    tensors, meta = load_checkpoint(model)
+    assert meta["keep"] == 1 and meta["version"] == "v1" and "classifier.w" in tensors
+    assert meta["generator"]["ngf"] == 4 and meta["generator"]["n_blocks"] == 1
+    assert all(v.dtype == torch.float16 for k, v in tensors.items() if k.startswith("generator."))
+    gen = load_generator(tensors, meta)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    want = tr.G_A.eval()(x)
+    torch.testing.assert_close(translate(gen, x, autocast=False), want, atol=2e-2, rtol=0)
+    assert read_metadata(model)["generator"]["storage_dtype"] == "float16"
+    with pytest.raises(ModelError):
+        add_generator_to_model(model, tmp_path / "run" / "state.safetensors", max_mb=1e-4)
+    with pytest.raises(ModelError):
+        load_generator({"generator.net.1.weight": torch.zeros(1)}, meta)
