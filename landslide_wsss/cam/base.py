@@ -80,7 +80,7 @@ class BaseCAM:
         """Raw maps upsampled to the input size, summed over scales (and flips), (N, H, W) float32."""
         self.model.eval()
         h, w = x.shape[-2:]
-        total = torch.zeros(x.shape[0], h, w)
+        total = torch.zeros(x.shape[0], h, w, device=x.device)
         for s in self.scales:
             xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
             variants = [(xs, False)] + ([(xs.flip(-1), True)] if self.flip else [])

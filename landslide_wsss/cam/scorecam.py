@@ -10,9 +10,17 @@ images. Modes:
   exact: all K channels (K masked passes per image);
   fast:  `top_k` channels by mean activation (the others get no weight), and optionally the masked
          passes at a reduced size `mask_size` (e.g. 64 px instead of 128).
+
+Speed (same maps): the masked passes run on an inference copy of the model with every
+BatchNorm folded into the convolution before it (torch.fx; exact up to float rounding, rebuilt
+whenever a parameter or buffer of the model changes; the model itself is used where it cannot
+be traced), channels-last, in chunks of `chunk` masked inputs (128 measured best on 2 CPU cores);
+channels whose activation is constant over the map get the all-zero mask, whose score f(0) is
+computed once per call and shared (exact). bf16 autocast is the caller's choice (BaseCAM.bf16).
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
@@ -20,17 +28,66 @@ import torch.nn.functional as F
 
 from .base import BaseCAM
 
+log = logging.getLogger("landslide_wsss")
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy of `model` with Conv2d+BatchNorm2d pairs fused (torch.fx); `model` if it cannot be traced."""
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        was = model.training
+        model.eval()
+        try:
+            fused = fuse(model, inplace=False)
+        finally:
+            model.train(was)
+        return fused.eval()
+    except Exception as exc:  # any untraceable model: plain passes, same results
+        log.debug("Score-CAM: BatchNorm folding not available for this model (%s)", exc)
+        return model
+
 
 class ScoreCAM(BaseCAM):
     name = "scorecam"
 
     def __init__(self, model, target_layer: str = "layer4", top_k: Optional[int] = None,
-                 mask_size: Optional[int] = None, chunk: int = 64, **kw):
+                 mask_size: Optional[int] = None, chunk: int = 128, fold_bn: bool = True, **kw):
         super().__init__(model, target_layer, **kw)
         self.top_k = top_k
         self.mask_size = mask_size
         self.chunk = chunk
+        self.fold_bn = fold_bn
         self.masked_passes = 0
+        self._scorer = None
+        self._scorer_key = None
+
+    # -- the model used for the masked passes
+    def _state_key(self):
+        m = self.model
+        return (m.training, tuple((t.data_ptr(), t._version) for t in m.parameters()),
+                tuple((t.data_ptr(), t._version) for t in m.buffers()))
+
+    def scoring_model(self) -> torch.nn.Module:
+        if not self.fold_bn or self.model.training:
+            return self.model
+        key = self._state_key()
+        if self._scorer is None or key != self._scorer_key:
+            self._scorer = fold_batchnorm(self.model)
+            if self._scorer is not self.model:
+                self._scorer = self._scorer.to(memory_format=torch.channels_last)
+            self._scorer_key = key
+        return self._scorer
+
+    # -- masks
+    def masks(self, a: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(B, 1, h', w') activations -> (B, 1, h, w) masks: bilinear upsampling (half-pixel centres),
+        then min-max to [0, 1]; a constant map gives the all-zero mask."""
+        up = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
+        lo = up.amin(dim=(2, 3), keepdim=True)
+        rng = up.amax(dim=(2, 3), keepdim=True) - lo
+        return torch.where(rng > 0, (up - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)),
+                           torch.zeros_like(up))
 
     def channel_scores(self, x: torch.Tensor, acts: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         """Landslide logit of x ⊙ H_k for the chosen channels: (N, k) float32."""
@@ -39,23 +96,25 @@ class ScoreCAM(BaseCAM):
             x = F.interpolate(x, size=(self.mask_size, self.mask_size), mode="bilinear", align_corners=False)
             h = w = self.mask_size
         k = channels.shape[1]
-        scores = torch.empty(n, k)
-        pairs = [(i, j) for i in range(n) for j in range(k)]
+        dev = x.device
+        scores = torch.empty(n, k, device=dev)
+        # constant activation maps -> all-zero mask -> the same score f(0) for every such channel
+        sel = torch.gather(acts, 1, channels.to(acts.device)[:, :, None, None].expand(-1, -1, *acts.shape[2:]))
+        flat = sel.flatten(2)
+        const = (flat.amax(dim=2) - flat.amin(dim=2)) <= 0
+        ii, jj = torch.nonzero(~const, as_tuple=True)
+        model = self.scoring_model()
         with torch.inference_mode(), self._autocast():
-            for start in range(0, len(pairs), self.chunk):
-                part = pairs[start:start + self.chunk]
-                ii = torch.tensor([p[0] for p in part])
-                jj = torch.tensor([p[1] for p in part])
-                a = acts[ii, channels[ii, jj]].float()[:, None]  # (B, 1, h', w')
-                up = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
-                lo = up.amin(dim=(2, 3), keepdim=True)
-                hi = up.amax(dim=(2, 3), keepdim=True)
-                rng = hi - lo
-                hmask = torch.where(rng > 0, (up - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)),
-                                    torch.zeros_like(up))
-                masked = (x[ii] * hmask).contiguous(memory_format=torch.channels_last)
-                scores[ii, jj] = self.model(masked).float()
-                self.masked_passes += len(part)
+            if bool(const.any()):
+                zero = torch.zeros((1,) + tuple(x.shape[1:]), device=dev, dtype=x.dtype)
+                scores[const] = model(zero.contiguous(memory_format=torch.channels_last)).float().reshape(-1)[0]
+                self.masked_passes += 1
+            for start in range(0, len(ii), self.chunk):
+                bi, bj = ii[start:start + self.chunk], jj[start:start + self.chunk]
+                hmask = self.masks(sel[bi, bj].float()[:, None], h, w)
+                masked = (x[bi] * hmask).contiguous(memory_format=torch.channels_last)
+                scores[bi, bj] = model(masked).float().reshape(len(bi), -1)[:, 0]
+                self.masked_passes += len(bi)
         return scores
 
     def weights_and_acts(self, x):
@@ -65,9 +124,9 @@ class ScoreCAM(BaseCAM):
         if self.top_k and self.top_k < kk:
             channels = acts.mean(dim=(2, 3)).topk(self.top_k, dim=1).indices
         else:
-            channels = torch.arange(kk).expand(n, -1)
+            channels = torch.arange(kk, device=acts.device).expand(n, -1)
         scores = self.channel_scores(x, acts, channels)
         w_sel = torch.softmax(scores, dim=1)
-        w = torch.zeros(n, kk)
+        w = torch.zeros(n, kk, device=acts.device)
         w.scatter_(1, channels, w_sel)
         return w, acts, logits

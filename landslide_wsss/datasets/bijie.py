@@ -1,0 +1,94 @@
+"""The Bijie landslide dataset folder: images/NAME.png, masks/NAME.png, split lists.
+
+Image-level label from the file name prefix: `ls_` = 1 (landslide), `nls_` = 0. Masks are 0/255 on
+disk and become 0/1. Images of any size are resized to the chip size (bilinear with antialias;
+masks nearest) for training; evaluation keeps the original masks (see evaluation.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InputError
+from .common import ChipSet
+
+
+def label_from_name(name: str) -> int:
+    stem = Path(name).stem
+    if stem.startswith("nls_"):
+        return 0
+    if stem.startswith("ls_"):
+        return 1
+    raise InputError(f"{name}: Bijie names start with ls_ (landslide) or nls_ (landslide-free)")
+
+
+def read_split(path) -> List[str]:
+    """Names (without extension) listed one a line; blank lines and # comments skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: split list not found")
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(Path(line).stem if line.endswith(".png") else line)
+    if not names:
+        raise InputError(f"{path}: split list is empty")
+    return names
+
+
+def _find(folder: Path, name: str) -> Path:
+    for ext in (".png", ".jpg", ".tif"):
+        p = folder / (name + ext)
+        if p.is_file():
+            return p
+    raise InputError(f"{folder / name}: image not found (.png/.jpg/.tif)")
+
+
+def load_image(root, name: str) -> np.ndarray:
+    """Original RGB image as uint8 (3, H, W)."""
+    img = Image.open(_find(Path(root) / "images", name)).convert("RGB")
+    return np.asarray(img).transpose(2, 0, 1).copy()
+
+
+def load_mask(root, name: str, shape=None) -> np.ndarray:
+    """Original mask as uint8 (H, W) with 0/1 (255 on disk -> 1). Missing mask of an nls_ image -> zeros."""
+    folder = Path(root) / "masks"
+    try:
+        m = np.asarray(Image.open(_find(folder, name)).convert("L"))
+    except InputError:
+        if label_from_name(name) == 0 and shape is not None:
+            return np.zeros(shape, np.uint8)
+        raise
+    return (m > 127).astype(np.uint8)
+
+
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+    """(C, H, W) uint8 -> (C, size, size) uint8, bilinear with antialias."""
+    out = [np.asarray(Image.fromarray(b).resize((size, size), Image.BILINEAR, reducing_gap=None)) for b in img]
+    return np.stack(out)
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+
+
+def load_bijie(root, split, size: int = 128, with_masks: bool = True, names: Optional[List[str]] = None) -> ChipSet:
+    """All images of a split list resized to `size` x `size`, held in memory (uint8)."""
+    root = Path(root)
+    if not (root / "images").is_dir():
+        raise InputError(f"{root}: not a Bijie folder (no images/ inside)")
+    if names is None:
+        split = Path(split)
+        names = read_split(split if split.is_absolute() or split.exists() else root / split)
+    imgs, labels, masks = [], [], []
+    for n in names:
+        img = load_image(root, n)
+        imgs.append(resize_image(img, size))
+        labels.append(label_from_name(n))
+        if with_masks:
+            masks.append(resize_mask(load_mask(root, n, img.shape[1:]), size))
+    return ChipSet(np.stack(imgs), np.asarray(labels, np.float32), np.stack(masks) if with_masks else None, list(names))

@@ -1,0 +1,105 @@
+"""Image-level classifier training: BCE with class balance (pos_weight), flips / 90° rotations /
+mild radiometric jitter, AdamW + warm-up + cosine schedule, bf16 autocast + channels_last on CPU,
+per-epoch safetensors checkpoints with resume, seeded."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..datasets.common import ChipSet, band_stats
+from ..models.classifier import Classifier
+from .common import (Logger, augment, cosine_lr, load_training_state, save_training_state, seed_everything,
+                     set_threads)
+
+
+def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 64, bf16: bool = True) -> np.ndarray:
+    """Landslide probability for raw (N, C, H, W) images."""
+    model.eval()
+    out = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(images), batch_size):
+            x = torch.as_tensor(np.asarray(images[i:i + batch_size], np.float32))
+            x = model.normalize(x).contiguous(memory_format=torch.channels_last)
+            out.append(torch.sigmoid(model(x).float()).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def accuracy(model, chips: ChipSet, bf16: bool = True) -> float:
+    p = predict_probs(model, chips.images, bf16=bf16)
+    return float(((p > 0.5) == (chips.labels > 0.5)).mean())
+
+
+def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optional[ChipSet] = None,
+                     epochs: int = 40, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4,
+                     seed: int = 0, bf16: bool = True, state_path=None, resume: bool = True, log=None,
+                     threads: Optional[int] = 2, jitter: float = 0.1, valid_stats: bool = True) -> tuple:
+    """Train a Classifier on in-memory chips. Returns (model, history list).
+
+    state_path: training-state file (model + optimizer, safetensors) written after every epoch;
+    with resume=True an existing one is continued from its last finished epoch.
+    """
+    set_threads(threads)
+    seed_everything(seed)
+    config = dict(config or {})
+    config.setdefault("in_bands", int(train.images.shape[1]))
+    imgs = np.asarray(train.images)
+    valid = (imgs != 0).any(axis=1) if valid_stats else None
+    mean, std = band_stats(imgs, valid)
+    model = Classifier(arch=config.get("arch", "resnet18"), in_bands=config["in_bands"],
+                       output_stride=config.get("output_stride", 16), width=config.get("width", 64),
+                       mean=mean, std=std)
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    log = log if callable(log) else Logger(log)
+    start = 0
+    history = []
+    if state_path and resume and Path(state_path).is_file():
+        meta = load_training_state(state_path, model, opt)
+        start = int(meta["epoch"]) + 1
+        history = list(meta.get("history", []))
+        log(event="resume", epoch=start)
+    labels = torch.as_tensor(train.labels, dtype=torch.float32)
+    n_pos = float(labels.sum())
+    n_neg = float(len(labels) - n_pos)
+    pos_weight = torch.tensor(n_neg / max(n_pos, 1.0))
+    steps_per_epoch = max(1, len(train) // batch_size)
+    total = epochs * steps_per_epoch
+    warmup = min(total // 10, 3 * steps_per_epoch)
+    data = torch.as_tensor(imgs)
+    band_std = torch.as_tensor(std, dtype=torch.float32)
+    for epoch in range(start, epochs):
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        perm = torch.randperm(len(train), generator=gen)
+        tot_loss, seen = 0.0, 0
+        for s in range(steps_per_epoch):
+            idx = perm[s * batch_size:(s + 1) * batch_size]
+            x = data[idx].float()
+            x, _ = augment(x, gen=gen, jitter=jitter, band_std=band_std)
+            x = model.normalize(x).contiguous(memory_format=torch.channels_last)
+            y = labels[idx]
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(lr, epoch * steps_per_epoch + s, total, warmup)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logit = model(x)
+            loss = F.binary_cross_entropy_with_logits(logit.float(), y, pos_weight=pos_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_loss += float(loss) * len(idx)
+            seen += len(idx)
+        rec = {"event": "epoch", "epoch": epoch, "loss": tot_loss / max(seen, 1)}
+        if val is not None and len(val) and (epoch % 5 == 4 or epoch == epochs - 1):
+            rec["val_acc"] = accuracy(model, val, bf16=bf16)
+        history.append(rec)
+        log(**rec)
+        if state_path:
+            save_training_state(state_path, model, opt, {"architecture": "training-state", "in_bands": model.in_bands,
+                                                         "version": "train", "epoch": epoch, "history": history,
+                                                         "config": model.config()})
+    model.eval()
+    return model, history

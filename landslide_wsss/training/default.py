@@ -1,0 +1,147 @@
+"""The embedded default model, reproducible by one command:
+
+    nice .venv/bin/python -m landslide_wsss.training.default [--data ../shared/data] [--out landslide_wsss/weights/default.safetensors]
+
+Stages (all by default; each can be re-run alone with --stage):
+  train     one RGB classifier (ResNet-18 layout, width 32, output stride 16, 128 px) on the Bijie
+            train list minus a seeded 10 % hold-out, plus 128 px chips (stride 64) from AMU-Net area A
+            above a held-out bottom strip (20 % of the rows). Neither Bijie val nor area B is seen.
+  tune      CAM normalization / threshold / classifier gate chosen on the hold-outs (Bijie hold-out
+            images and the area A strip), never on the validation data.
+  evaluate  landslide IoU/F1/precision/recall/mIoU on Bijie val and area B for each CAM method;
+            figures written into the model metadata and runs/default_eval.json.
+The training state (runs/default_classifier.state.safetensors) allows resume after interruption.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = {"arch": "resnet18", "in_bands": 3, "output_stride": 16, "width": 32}
+TILE = 128
+HOLDOUT_FRAC = 0.1
+STRIP_FRAC = 0.2  # bottom rows of area A kept for tuning
+
+
+def _paths(data):
+    data = Path(data)
+    return {"bijie": data / "bijie", "a_rgb": data / "amunet/areaA_rgb.tif", "a_mask": data / "amunet/areaA_mask.tif",
+            "a_dsm": data / "amunet/areaA_dsm.tif",
+            "b_rgb": data / "amunet/areaB_rgb.tif", "b_mask": data / "amunet/areaB_mask.tif",
+            "b_dsm": data / "amunet/areaB_dsm.tif"}
+
+
+def split_holdout(names, labels, frac=HOLDOUT_FRAC, seed=0):
+    """Seeded stratified hold-out of the Bijie train list: (train_idx, holdout_idx)."""
+    rng = np.random.default_rng(seed)
+    hold = []
+    for lab in (0, 1):
+        idx = np.flatnonzero(np.asarray(labels) == lab)
+        rng.shuffle(idx)
+        hold.extend(idx[: int(round(frac * len(idx)))].tolist())
+    hold = np.sort(np.asarray(hold, int))
+    train = np.setdiff1d(np.arange(len(names)), hold)
+    return train, hold
+
+
+def training_chips(data, seed=0):
+    from ..datasets.bijie import load_bijie
+    from ..datasets.common import ChipSet
+    from ..datasets.scene_chips import scene_chips
+    p = _paths(data)
+    bj = load_bijie(p["bijie"], p["bijie"] / "train.txt", size=TILE, with_masks=True)
+    tr, ho = split_holdout(bj.names, bj.labels, seed=seed)
+    a = scene_chips(p["a_rgb"], p["a_mask"], size=TILE, stride=64)
+    import rasterio
+    with rasterio.open(p["a_rgb"]) as ds:
+        cut = int(ds.height * (1 - STRIP_FRAC))
+    keep = [i for i, n in enumerate(a.names) if int(n.rsplit("_r", 1)[1].split("_")[0]) + TILE <= cut]
+    a = a.subset(keep)
+    train = ChipSet.concat([bj.subset(tr), a])
+    return train, bj.subset(ho), cut
+
+
+def stage_train(data, out, epochs, seed, log_dir, threads):
+    from ..checkpoint import save_checkpoint
+    from .classifier import train_classifier
+    from .common import Logger
+    t0 = time.time()
+    train, hold, cut = training_chips(data, seed)
+    log = Logger(Path(log_dir) / "default_train.jsonl")
+    log(event="data", n_train=len(train), n_pos=int(train.labels.sum()), n_holdout=len(hold), strip_row=cut)
+    model, hist = train_classifier(train, CONFIG, val=hold, epochs=epochs, seed=seed,
+                                   state_path=Path(log_dir) / "default_classifier.state.safetensors",
+                                   log=log, threads=threads)
+    from ..wsss import DEFAULT_PARAMS, classifier_metadata
+    meta = classifier_metadata(model, tile=TILE, training={
+        "command": "python -m landslide_wsss.training.default",
+        "data": ["bijie train.txt minus 10% hold-out (seed %d)" % seed,
+                 f"AMU-Net areaA rows < {cut} (128 px chips, stride 64)"],
+        "n_chips": len(train), "epochs": epochs, "seed": seed, "seconds": round(time.time() - t0, 1),
+        "history": hist[-3:]}, params=dict(DEFAULT_PARAMS))
+    tensors = {f"classifier.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
+               for k, v in model.state_dict().items()}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, tensors, meta)
+    log(event="saved", path=str(out), seconds=round(time.time() - t0, 1))
+
+
+def stage_unet(data, out, epochs, seed, log_dir, threads):
+    """Supervised U-Net baseline on the same chips (with their pixel masks); saved to
+    runs/unet.safetensors and embedded into the default model file (unet.*) when it exists."""
+    from .common import Logger
+    from .unet import save_unet, train_unet
+    t0 = time.time()
+    train, hold, cut = training_chips(data, seed)
+    log = Logger(Path(log_dir) / "default_unet.jsonl")
+    model, hist = train_unet(train, {"base": 16, "depth": 4}, epochs=epochs, seed=seed,
+                             state_path=Path(log_dir) / "default_unet.state.safetensors", log=log, threads=threads)
+    training = {"data": "same chips as the default classifier, with pixel masks", "epochs": epochs,
+                "seconds": round(time.time() - t0, 1), "n_chips": len(train)}
+    own = save_unet(model, Path(log_dir) / "unet.safetensors", tile=TILE, training=training, embed=False)
+    if Path(out).is_file():
+        save_unet(model, out, tile=TILE, training=training, embed=True)
+    log(event="saved", path=str(own), seconds=round(time.time() - t0, 1))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    ap.add_argument("--stage", default="all", choices=["all", "train", "unet", "tune", "evaluate"])
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--unet-epochs", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--log-dir", default=str(REPO / "runs"))
+    ap.add_argument("--methods", default="cam,gradcam,gradcam++,scorecam")
+    args = ap.parse_args(argv)
+    if args.stage in ("all", "train"):
+        stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads)
+    if args.stage in ("all", "unet"):
+        stage_unet(args.data, args.out, args.unet_epochs, args.seed, args.log_dir, args.threads)
+    if args.stage in ("all", "tune"):
+        from .tune import stage_tune
+        stage_tune(args.data, args.out, args.seed, args.log_dir)
+    if args.stage in ("all", "evaluate"):
+        from .tune import stage_evaluate
+        stage_evaluate(args.data, args.out, args.methods.split(","), args.log_dir)
+
+
+def train_default(data=None, out=None, epochs=50, seed=0, stage="all"):
+    argv = ["--stage", stage, "--epochs", str(epochs), "--seed", str(seed)]
+    if data:
+        argv += ["--data", str(data)]
+    if out:
+        argv += ["--out", str(out)]
+    main(argv)
+
+
+if __name__ == "__main__":
+    main()

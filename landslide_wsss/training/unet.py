@@ -1,0 +1,104 @@
+"""Supervised U-Net baseline training: BCE + soft Dice on pixel masks (255 ignored), the same
+augmentations as the classifier, AdamW + cosine, bf16 autocast + channels_last on CPU,
+checkpoints + resume, seeded. `train_unet` returns the model; `save_unet` writes/embeds it
+under the prefix unet.* with metadata["unet"]."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..datasets.common import ChipSet, band_stats
+from ..models.unet import UNet
+from .common import Logger, augment, cosine_lr, load_training_state, save_training_state, seed_everything, set_threads
+
+
+def unet_loss(logits, target):
+    """BCE + soft Dice over pixels whose target is 0/1 (255 ignored)."""
+    logits = logits[:, 0].float()
+    keep = target != 255
+    t = (target == 1).float()
+    if not keep.any():
+        return logits.sum() * 0
+    bce = F.binary_cross_entropy_with_logits(logits[keep], t[keep])
+    p = torch.sigmoid(logits) * keep
+    tt = t * keep
+    dice = 1 - (2 * (p * tt).sum() + 1) / (p.sum() + tt.sum() + 1)
+    return bce + dice
+
+
+def train_unet(train: ChipSet, config: Optional[dict] = None, epochs: int = 30, batch_size: int = 16,
+               lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0, bf16: bool = True, state_path=None,
+               resume: bool = True, log=None, threads: Optional[int] = 2, jitter: float = 0.1):
+    if train.masks is None:
+        raise ValueError("the U-Net needs pixel masks")
+    set_threads(threads)
+    seed_everything(seed)
+    config = dict(config or {})
+    imgs = np.asarray(train.images)
+    mean, std = band_stats(imgs, (imgs != 0).any(axis=1))
+    model = UNet(in_bands=imgs.shape[1], base=int(config.get("base", 16)), depth=int(config.get("depth", 4)),
+                 mean=mean, std=std).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    log = log if callable(log) else Logger(log)
+    start, history = 0, []
+    if state_path and resume and Path(state_path).is_file():
+        meta = load_training_state(state_path, model, opt)
+        start, history = int(meta["epoch"]) + 1, list(meta.get("history", []))
+        log(event="resume", epoch=start)
+    data = torch.as_tensor(imgs)
+    masks = torch.as_tensor(np.asarray(train.masks))
+    spe = max(1, len(train) // batch_size)
+    total = epochs * spe
+    band_std = torch.as_tensor(std, dtype=torch.float32)
+    for epoch in range(start, epochs):
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        perm = torch.randperm(len(train), generator=gen)
+        tot = 0.0
+        for s in range(spe):
+            idx = perm[s * batch_size:(s + 1) * batch_size]
+            x, y = augment(data[idx].float(), masks[idx], gen=gen, jitter=jitter, band_std=band_std)
+            x = model.normalize(x).contiguous(memory_format=torch.channels_last)
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(lr, epoch * spe + s, total, min(total // 10, 2 * spe))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(x)
+            loss = unet_loss(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach())
+        rec = {"event": "epoch", "epoch": epoch, "loss": tot / spe}
+        history.append(rec)
+        log(**rec)
+        if state_path:
+            save_training_state(state_path, model, opt, {"architecture": "training-state", "in_bands": model.in_bands,
+                                                         "version": "train", "epoch": epoch, "history": history})
+    return model.eval(), history
+
+
+def save_unet(model: UNet, path, tile: int = 128, threshold: float = 0.5, training: Optional[dict] = None,
+              embed: bool = True) -> Path:
+    """Write the U-Net to `path` under unet.* (fp16). With embed=True and an existing file, the other
+    tensors and metadata are kept (so the default model file can carry the baseline too)."""
+    from .. import __version__
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    unet_meta = {**model.config(), "tile_size": tile, "threshold": threshold, "training": training or {},
+                 "normalization": {"mean": [float(v) for v in model.norm_mean], "std": [float(v) for v in model.norm_std]}}
+    path = Path(path)
+    tensors, meta = {}, {"architecture": "unet", "in_bands": model.in_bands, "version": f"{__version__}+unet",
+                         "tile_size": tile}
+    if embed and path.is_file():
+        tensors, meta = load_checkpoint(path)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("unet.")}
+        meta = {k: v for k, v in meta.items() if k != "format"}
+    for k, v in model.state_dict().items():
+        tensors["unet." + k] = v.half() if v.is_floating_point() and not k.startswith("norm_") else v
+    meta["unet"] = unet_meta
+    save_checkpoint(path, tensors, meta)
+    return path

@@ -1,0 +1,128 @@
+"""CAM methods: exactness against direct definitions, hook discipline, localization on a trained toy model."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from landslide_wsss.cam import CAM, GradCAM, GradCAMPlusPlus, ScoreCAM, make_cam
+from landslide_wsss.models.classifier import Classifier
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    m = Classifier(width=8, output_stride=8).eval()
+    # make BN statistics non-trivial so activations differ between channels
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 1.5)
+    return m
+
+
+def naive_scorecam(model, x):
+    """Score-CAM straight from the definition, one channel and one image at a time."""
+    out = []
+    for i in range(x.shape[0]):
+        xi = x[i:i + 1]
+        with torch.no_grad():
+            a = model.features(xi)[0]
+            scores = []
+            for k in range(a.shape[0]):
+                up = F.interpolate(a[k][None, None], size=xi.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+                h = (up - up.min()) / (up.max() - up.min()) if up.max() > up.min() else torch.zeros_like(up)
+                scores.append(model(xi * h)[0])
+            w = torch.softmax(torch.stack(scores), 0)
+            out.append(F.relu((w[:, None, None] * a).sum(0)))
+    return torch.stack(out)
+
+
+def test_scorecam_exact_matches_definition(tiny):
+    x = torch.randn(2, 3, 32, 32)
+    sc = ScoreCAM(tiny, chunk=7)  # odd chunk: chunks straddle images
+    got = sc.raw_maps(x)
+    ref = naive_scorecam(tiny, x)
+    assert got.shape == ref.shape == (2, 4, 4)
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-6)
+    assert sc.masked_passes == 2 * tiny.num_features
+
+
+def test_scorecam_hook_fires_once_not_in_masked_passes(tiny):
+    x = torch.randn(3, 3, 32, 32)
+    sc = ScoreCAM(tiny, chunk=16)
+    sc(x)
+    assert sc.last_capture.calls == 1  # one hooked pass; all masked passes ran hook-free
+    assert not tiny.layer4._forward_hooks
+
+
+def test_scorecam_fast_topk(tiny):
+    x = torch.randn(2, 3, 32, 32)
+    exact = ScoreCAM(tiny)
+    full = exact.raw_maps(x)
+    fast = ScoreCAM(tiny, top_k=tiny.num_features)  # all channels chosen -> same as exact
+    assert torch.allclose(fast.raw_maps(x), full, rtol=1e-4, atol=1e-6)
+    few = ScoreCAM(tiny, top_k=4)
+    few.raw_maps(x)
+    assert few.masked_passes == 2 * 4
+    small = ScoreCAM(tiny, top_k=4, mask_size=16)
+    assert small.raw_maps(x).shape == (2, 4, 4)
+
+
+def test_gradcam_equals_scaled_cam_for_gap_linear_head(tiny):
+    # logit = fc(mean_hw A): dlogit/dA_k = w_k / (h w), so Grad-CAM = CAM / (h w) exactly
+    x = torch.randn(2, 3, 32, 32)
+    cam = CAM(tiny).raw_maps(x)
+    g = GradCAM(tiny).raw_maps(x)
+    assert torch.allclose(g * 16, cam, rtol=1e-4, atol=1e-6)
+
+
+def test_gradcampp_weights_are_positive_gradients(tiny):
+    x = torch.randn(2, 3, 32, 32)
+    w, acts, logits = GradCAMPlusPlus(tiny).weights_and_acts(x)
+    fc = tiny.fc.weight[0].detach()
+    # with a GAP-linear head, alpha = 1 / (2 + sum(A) w/(hw)) ... only channels with w_k > 0 can weigh
+    assert torch.all(w[:, fc <= 0] == 0)
+    assert torch.all(w[:, fc > 0] >= 0)
+
+
+def test_maps_not_normalized_per_image(tiny):
+    x = torch.randn(2, 3, 32, 32)
+    m = CAM(tiny)(x)
+    both = m
+    single = CAM(tiny)(x[1:])
+    assert torch.allclose(both[1], single[0], atol=1e-5)  # no per-batch / per-image min-max
+    assert m.shape == (2, 32, 32) and (m >= 0).all()
+    assert not torch.isclose(m[0].max(), torch.tensor(1.0))  # raw, not stretched to [0, 1]
+
+
+def test_make_cam_rejects_unknown(tiny):
+    with pytest.raises(ValueError):
+        make_cam("nope", tiny)
+
+
+@pytest.fixture(scope="module")
+def trained_squares():
+    from landslide_wsss.training.classifier import train_classifier
+    from test_classifier import synthetic_squares
+    chips, boxes = synthetic_squares(n=128, size=32, seed=1)
+    m, _ = train_classifier(chips, {"width": 8, "output_stride": 8}, epochs=5, batch_size=16, lr=3e-3,
+                            log=lambda **k: None, jitter=0.0)
+    return m, chips, boxes
+
+
+@pytest.mark.parametrize("name", ["cam", "gradcam", "gradcam++", "scorecam"])
+def test_cam_lights_the_object(trained_squares, name):
+    m, chips, boxes = trained_squares
+    pos = np.flatnonzero(chips.labels > 0)[:16]
+    x = m.normalize(torch.as_tensor(chips.images[pos].astype(np.float32)))
+    maps = make_cam(name, m, **({"top_k": 16} if name == "scorecam" else {}))(x).numpy()
+    hits = 0
+    for j, i in enumerate(pos):
+        r, c = boxes[i]
+        inside = np.zeros((32, 32), bool)
+        inside[r:r + 10, c:c + 10] = True
+        hits += maps[j][inside].mean() > 2 * maps[j][~inside].mean()
+    assert hits >= 12, f"{name}: object lit in only {hits}/16 images"

@@ -1,0 +1,120 @@
+"""Classifier: N bands, output stride by stride/dilation, training, checkpoint resume, model files."""
+import numpy as np
+import pytest
+import torch
+
+from landslide_wsss.datasets.common import ChipSet
+from landslide_wsss.models.classifier import Classifier
+from landslide_wsss.training.classifier import predict_probs, train_classifier
+
+torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize("os_,arch", [(8, "resnet18"), (16, "resnet18"), (32, "resnet18"), (16, "resnet50")])
+def test_output_stride_and_bands(os_, arch):
+    m = Classifier(arch=arch, in_bands=5, output_stride=os_, width=8).eval()
+    x = torch.randn(2, 5, 64, 64)
+    with torch.no_grad():
+        f = m.features(x)
+        y = m(x)
+    assert f.shape[-2:] == (64 // os_, 64 // os_)
+    assert f.shape[1] == m.num_features
+    assert y.shape == (2,)
+
+
+def test_dilation_keeps_receptive_field_growing():
+    m = Classifier(output_stride=8, width=8)
+    convs = [c for c in m.layer4.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
+    assert all(c.stride == (1, 1) for c in convs)
+    assert {c.dilation for c in convs} == {(2, 2), (4, 4)}
+
+
+def test_normalization_buffers():
+    m = Classifier(in_bands=2, width=8, mean=[10.0, 20.0], std=[2.0, 4.0])
+    x = torch.tensor([10.0, 24.0]).view(1, 2, 1, 1)
+    assert torch.allclose(m.normalize(x).flatten(), torch.tensor([0.0, 1.0]))
+    assert "norm_mean" in m.state_dict()
+
+
+def synthetic_squares(n=96, size=32, seed=0):
+    """Positives carry a bright 10x10 square somewhere; negatives are plain noise."""
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(30, 90, size=(n, 3, size, size)).astype(np.uint8)
+    labels = (np.arange(n) % 2).astype(np.float32)
+    boxes = []
+    for i in range(n):
+        r, c = rng.integers(0, size - 10, 2)
+        boxes.append((r, c))
+        if labels[i]:
+            imgs[i, :, r:r + 10, c:c + 10] = 220
+    return ChipSet(imgs, labels), boxes
+
+
+def test_training_learns_squares():
+    chips, _ = synthetic_squares()
+    m, hist = train_classifier(chips, {"width": 8, "output_stride": 8}, epochs=4, batch_size=16, lr=3e-3,
+                               log=lambda **k: None)
+    acc = ((predict_probs(m, chips.images) > 0.5) == (chips.labels > 0.5)).mean()
+    assert acc > 0.9
+    assert hist[-1]["loss"] < hist[0]["loss"]
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    chips, _ = synthetic_squares(n=32)
+    cfg = {"width": 8, "output_stride": 16}
+    quiet = lambda **k: None  # noqa: E731
+    ref, _ = train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=tmp_path / "a.safetensors", log=quiet)
+    from landslide_wsss.checkpoint import load_checkpoint
+    _, meta = load_checkpoint(tmp_path / "a.safetensors")
+    assert meta["epoch"] == 2
+    # interrupt right after the first epoch's state is written, then resume with a fresh call
+    c_state = tmp_path / "c.safetensors"
+    import landslide_wsss.training.classifier as tc
+    orig = tc.save_training_state
+    calls = {"n": 0}
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(*a, **k):
+        orig(*a, **k)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Stop
+
+    tc.save_training_state = save_then_stop
+    try:
+        with pytest.raises(Stop):
+            train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=c_state, log=quiet)
+    finally:
+        tc.save_training_state = orig
+    resumed, _ = train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=c_state, log=quiet)
+    for (k, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+
+
+def test_model_file_roundtrip(tmp_path):
+    from landslide_wsss.checkpoint import save_checkpoint
+    from landslide_wsss.wsss import DEFAULT_PARAMS, classifier_metadata, load_model
+    m = Classifier(width=8, output_stride=16, mean=[50.0] * 3, std=[20.0] * 3).eval()
+    meta = classifier_metadata(m, tile=32, training={}, params=dict(DEFAULT_PARAMS))
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, {f"classifier.{k}": v for k, v in m.state_dict().items()}, meta)
+    scorer = load_model(path, method="cam", device="cpu")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.sigmoid(m(m.normalize(torch.from_numpy(x)))).numpy()
+    scorer.params["bf16"] = False
+    scorer.bf16 = False
+    p = scorer.probabilities(scorer.classifier.normalize(torch.from_numpy(x))).numpy()
+    assert np.allclose(p, ref, atol=1e-5)
+    assert scorer.in_bands == 3 and scorer.tile_size == 32 and scorer.map_names == ("cam",)
+
+
+def test_pickle_files_refused(tmp_path):
+    from landslide_wsss.errors import ModelError
+    from landslide_wsss.wsss import load_model
+    path = tmp_path / "evil.pt"
+    torch.save({"a": torch.zeros(1)}, path)
+    with pytest.raises(ModelError):
+        load_model(path)
