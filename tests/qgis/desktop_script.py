@@ -16,8 +16,15 @@ from qgis.PyQt.QtWidgets import QAction, QDialogButtonBox
 from qgis.utils import active_plugins, iface, plugins
 
 JOB = json.load(open(os.environ["LWSSS_DESKTOP_JOB"], encoding="utf-8"))
-RESULT = {"ok": False, "steps": []}
+RESULT = {"ok": False, "steps": [], "log": []}
 PLUGIN = "landslide_wsss_plugin"
+
+
+def _log(message, tag, level):
+    RESULT["log"].append({"tag": tag, "level": int(level), "message": message[:2000]})
+
+
+QgsApplication.messageLog().messageReceived.connect(_log)
 
 
 def step(name, **values):

@@ -81,6 +81,11 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
     assert {"area_m2", "score_mean", "score_max", "scene", "method", "model_version"} <= set(run["fields"])
     assert os.path.isfile(job["button_output"]) and os.path.isfile(job["processing_output"])
     assert proc.returncode == 0, log
+    # no Python error from the plugin anywhere in QGIS's message log (tracebacks land there)
+    # (levels: 0 info, 1 warning, 2 critical, 3 success)
+    bad = [m for m in result["log"] if (m["level"] == 2 and (PLUGIN_NAME in m["message"] or "Traceback" in m["message"]))
+           or (m["tag"] == "Landslide WSSS" and m["level"] in (1, 2))]
+    assert not bad, bad
 
     # qgis_process (the command-line Processing runner) with the same profile: the provider comes from the
     # enabled plugin, the interpreter from its saved setting.
