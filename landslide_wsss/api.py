@@ -323,7 +323,7 @@ def detect_directory(
     model=None,
     device: str = "auto",
     *,
-    workers: int = 1,
+    workers: Optional[int] = None,
     scheduler: Optional[str] = None,
     target_crs: Optional[str] = None,
     overwrite: bool = False,
@@ -337,7 +337,9 @@ def detect_directory(
     Resumable: finished scenes are kept in a journal folder `<out_gpkg>.parts/` beside the
     output; a run killed at any point and started again redoes only unfinished scenes. The
     journal is removed once the output is written. With `scheduler` ("tcp://host:port") the
-    scenes run as tasks on a Dask distributed cluster; else on `workers` local processes.
+    scenes run as tasks on a Dask distributed cluster (one task per scene); else on `workers`
+    local processes (default: one per CPU core, at most one per scene, each with an equal share
+    of the cores as torch threads).
     """
     out_gpkg = check_output(out_gpkg, overwrite)
     scenes = list_rasters(scene_dir)
@@ -391,7 +393,9 @@ def _run_parts(todo, parts, options, workers, scheduler, progress, total) -> Non
                 if progress:
                     progress((done0 + k) / total)
         return
-    if workers <= 1:
+    if workers is None:
+        workers = min(len(todo), os.cpu_count() or 1)
+    if workers <= 1 or len(todo) == 1:
         for k, p in enumerate(todo, 1):
             _detect_part(str(p), str(parts[p]), dict(options))
             if progress:

@@ -78,7 +78,7 @@ def _add_detect(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="tiles per model batch (default 16)")
     p.add_argument("--assume-crs", help="CRS for rasters that have none, e.g. EPSG:32647")
     p.add_argument("--target-crs", help="directory input: reproject every scene into this CRS")
-    p.add_argument("--workers", type=int, default=1, help="directory input: local worker processes (default 1)")
+    p.add_argument("--workers", type=int, help="directory input: local worker processes (default: one per core)")
     p.add_argument("--scheduler", help="directory input: Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--score-raster", help="also write the fused score as a GeoTIFF (single scene)")
     p.add_argument("--preview", help="also write a PNG preview (single scene)")
