@@ -24,7 +24,7 @@ import signal
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -176,6 +176,10 @@ def run_detect(
     if not python or not os.path.isfile(python) or not os.access(python, os.X_OK):
         raise EnvironmentProblem(install_hint(python))
     out = check_output_path(params)
+    # The child runs in its private folder: hand it absolute paths.
+    params = replace(params, input=os.path.abspath(os.path.expanduser(params.input)),
+                     model=os.path.abspath(os.path.expanduser(params.model)) if params.model else "",
+                     dsm=os.path.abspath(os.path.expanduser(params.dsm)) if params.dsm else "")
     if not os.path.isfile(params.input):
         raise DetectError(f"input raster not found: {params.input}")
     messages: List[str] = []
