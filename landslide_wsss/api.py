@@ -162,6 +162,12 @@ def detect(
     return gdf
 
 
+def preview(scene, png, model=None, device: str = "auto", *, overwrite: bool = False, **options) -> gpd.GeoDataFrame:
+    """Render `png`: the scene with detected polygons beside the stitched maps (CAM, CycleGAN
+    difference, ...) and the fused score. Returns the polygons (not written anywhere)."""
+    return detect(scene, None, model=model, device=device, preview=png, overwrite=overwrite, **options)
+
+
 class _as_scene:
     """Context manager: open a path as a Scene (closing it after), or pass a Scene through."""
 

@@ -178,6 +178,36 @@ def _warn(args, text: str) -> None:
         sys.stderr.write(f"warning: {text}\n")
 
 
+def _add_preview(sub) -> None:
+    p = sub.add_parser("preview", help="PNG of a scene with polygons, stitched CAM and CycleGAN difference")
+    p.add_argument("input", help="a GeoTIFF scene")
+    p.add_argument("-o", "--output", required=True, help="output PNG")
+    for name, kw in [("--model", {}), ("--method", {}), ("--device", {"default": "auto"}),
+                     ("--tile", {"type": int}), ("--overlap", {"type": int}), ("--bands", {"type": _int_list}),
+                     ("--dsm", {}), ("--threshold", {"type": float}), ("--assume-crs", {}),
+                     ("--min-area", {"type": float, "default": 100.0})]:
+        p.add_argument(name, **kw)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_preview)
+
+
+def _cmd_preview(args) -> int:
+    from . import api
+
+    _LogToEvents(args)
+    report = _Reporter(args, "preview")
+    try:
+        gdf = api.preview(args.input, args.output, model=_load_model(args), device=args.device, overwrite=args.overwrite,
+                          tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
+                          assume_crs=args.assume_crs, min_area_m2=args.min_area, progress=report)
+    finally:
+        report.close()
+    if not args.quiet:
+        print(f"{args.output}: {len(gdf)} polygon(s) drawn")
+    return 0
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="measure landslide IoU/F1 on labelled data")
     esub = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -261,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_detect(sub)
+    _add_preview(sub)
     _add_evaluate(sub)
     _add_train(sub)
     _add_sample(sub)
