@@ -101,6 +101,9 @@ def test_toolbar_button_runs_detector_and_adds_layer(plugin, qgis_iface, raster_
     layer = plugin.last_layer
     assert layer is not None and QgsProject.instance().mapLayer(layer.id()) is layer
     check_result_layer(layer, raster_layer, res.features)
+    import sys
+
+    assert not {"torch", "landslide_wsss", "rasterio", "pyogrio"} & set(sys.modules)  # all in the subprocess
     assert any("written to" in m for m in qgis_iface.messageBar().get_messages(Qgis.Success))
     # nothing else left beside the output (no temporary run folder)
     assert leftovers(tmp_path, {"scene.tif", "scene_landslides.gpkg"}) == []
@@ -272,3 +275,32 @@ def plugin_params(layer, output):
     from landslide_wsss_plugin.runner import DetectParams
 
     return DetectParams(input=layer.source(), output=str(output), device="cpu")
+
+
+def test_all_nodata_scene_gives_empty_layer_and_warning(plugin, qgis_iface, tiny_model, detector_python, tmp_path,
+                                                        qgis_new_project):
+    """The detector's warning events reach the message bar; an all-clear scene is an empty, valid layer."""
+    from osgeo import gdal, osr
+
+    path = tmp_path / "scene.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 64, 64, 3, gdal.GDT_Byte)
+    ds.SetGeoTransform((500_000.0, 2.0, 0.0, 5_200_000.0, 0.0, -2.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(SCENE_EPSG)
+    ds.SetProjection(srs.ExportToWkt())
+    for b in range(3):
+        ds.GetRasterBand(b + 1).SetNoDataValue(0)
+    ds = None
+    raster = QgsRasterLayer(str(path), "scene", "gdal")
+    QgsProject.instance().addMapLayer(raster)
+    activate(qgis_iface, raster)
+    qgis_iface.mainWindow().findChild(QAction, "landslide_wsss_detect").trigger()
+    fill_dialog(plugin.dialog, detector_python, tiny_model, tmp_path / "empty.gpkg")
+    qgis_iface.messageBar().clear_messages()
+    plugin.dialog.buttons.button(QDialogButtonBox.Ok).click()
+    task = plugin.task
+    assert wait_for(lambda: task.done, TIMEOUT)
+    assert task.error is None and task.result.features == 0
+    layer = plugin.last_layer
+    assert layer.isValid() and layer.featureCount() == 0 and layer.crs() == raster.crs()
+    assert any("nothing to detect" in m for m in qgis_iface.messageBar().get_messages(Qgis.Warning))
