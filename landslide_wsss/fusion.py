@@ -7,7 +7,9 @@ Difference map (`difference_map`, per tile, inside predict_tiles)
 
 Fusion rule (`fuse_maps`, once per scene, block by block with the same scene statistics)
     1. CAM normalization by the scene: camn = clip(cam / r_C, 0, 1) with
-       r_C = max(q-quantile of the scene's CAM histogram (q = `cam_quantile`, 0.99), `cam_floor`).
+       r_C = max(q-quantile of the scene's CAM histogram (q = `cam_quantile`, 0.99), `cam_floor`);
+       quantiles and Otsu skip the histogram's bin 0 (pixels ~0: tiles the classifier gate
+       skipped, blank areas), so a scene with many gated tiles is not judged by its zeros.
        `cam_floor` is an absolute reference from the model (e.g. a high CAM quantile over
        landslide training chips) so a scene with only weak activations is not stretched; 0 turns it off.
        Never per tile or per block.
@@ -138,16 +140,31 @@ def otsu_from_hist(hist: np.ndarray, vmax: float) -> float:
     return float((k + 1) * vmax / len(h))  # upper edge of the last bin of the lower class
 
 
+def hist_quantile(ms: MapStats, q: float, skip_zero: bool = True) -> float:
+    """q-quantile from a MapStats histogram; with skip_zero, bin 0 (pixels <= vmax/HIST_BINS: maps
+    zeroed by the classifier gate, or blank) is left out, so gated tiles do not drag it down."""
+    h = np.asarray(ms.hist, np.float64).copy()
+    if skip_zero and len(h) > 1:
+        h[0] = 0
+    if ms.vmax <= 0 or h.sum() <= 0:
+        return 0.0
+    cdf = np.cumsum(h) / h.sum()
+    idx = int(np.searchsorted(cdf, q))
+    return float((min(idx, len(h) - 1) + 0.5) * ms.vmax / len(h))
+
+
 def thresholds(stats: SceneStats, params: Union[None, FusionParams, Mapping] = None,
                cam_key: str = "cam", diff_key: str = "diff") -> Tuple[float, float]:
     """(r_C, t_D): the CAM normalization reference and the difference threshold of a scene."""
     p = FusionParams.from_any(params)
     cs, ds = stats.maps[cam_key], stats.maps[diff_key]
-    r_c = max(cs.quantile(p.cam_quantile), p.cam_floor, 1e-12)
+    r_c = max(hist_quantile(cs, p.cam_quantile), p.cam_floor, 1e-12)
     if p.diff_rule == "otsu":
-        t_d = otsu_from_hist(ds.hist, ds.vmax)
+        h = np.asarray(ds.hist, np.float64).copy()
+        h[0] = 0  # gated / blank pixels (D == 0) are not part of the two classes
+        t_d = otsu_from_hist(h, ds.vmax)
     else:
-        t_d = ds.quantile(p.diff_percentile)
+        t_d = hist_quantile(ds, p.diff_percentile)
     t_d = max(p.diff_scale * t_d, p.diff_floor, 1e-12)
     return float(r_c), float(t_d)
 

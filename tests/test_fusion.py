@@ -118,3 +118,17 @@ def test_params_validation():
     with pytest.raises(ValueError):
         FusionParams(cam_dilate=FUSE_HALO + 1)
     assert FusionParams.from_any({"t_cam": 0.3, "unknown": 1}).t_cam == 0.3
+
+
+def test_gated_zeros_do_not_drive_thresholds():
+    """Tiles skipped by the classifier gate hold D = 0 and CAM = 0: a scene full of them keeps the
+    same thresholds as the scored part alone."""
+    cam, diff, inside, _ = scene()
+    big_cam = np.zeros((480, 480), np.float32)
+    big_diff = np.zeros((480, 480), np.float32)
+    big_cam[:160, :160], big_diff[:160, :160] = cam, diff
+    t_small = thresholds(stats_of(cam, diff))
+    t_big = thresholds(stats_of(big_cam, big_diff))
+    np.testing.assert_allclose(t_big, t_small, rtol=1e-6)
+    _, mask = fuse_maps(big_cam, big_diff, stats_of(big_cam, big_diff))
+    assert mask[:160, :160][inside].mean() > 0.9 and mask.sum() < 1.3 * inside.sum()

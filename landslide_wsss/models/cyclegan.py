@@ -226,12 +226,14 @@ def bf16_fast() -> bool:
 # embedding into the default model file
 
 
-def add_generator_to_model(model_path, generator_checkpoint, dtype=torch.float16, max_mb: float = 25.0):
+def add_generator_to_model(model_path, generator_checkpoint, dtype=torch.float16, max_mb: float = 25.0,
+                           fusion_params: Optional[Mapping[str, Any]] = None, extra_meta: Optional[Mapping] = None):
     """Store G_A from a CycleGAN training checkpoint into `model_path` under "generator.*".
 
     Keeps every other tensor (classifier.*) and metadata key; replaces an earlier generator.
     Creates the file (generator only) when it does not exist. Refuses to exceed `max_mb`.
-    Returns the path.
+    `fusion_params` (fusion.FusionParams fields) go to metadata["params"]["fusion"], where the
+    weak scorer reads them; `extra_meta` is merged into metadata["generator"]. Returns the path.
     """
     from pathlib import Path
 
@@ -257,7 +259,13 @@ def add_generator_to_model(model_path, generator_checkpoint, dtype=torch.float16
     for k, v in g_tensors.items():
         tensors[PREFIX + k] = v.to(dtype) if v.is_floating_point() else v
     meta = {k: v for k, v in meta.items() if k != "format"}
+    if extra_meta:
+        gmeta.update(dict(extra_meta))
     meta["generator"] = gmeta
+    if fusion_params is not None:
+        params = dict(meta.get("params") or {})
+        params["fusion"] = dict(fusion_params)
+        meta["params"] = params
     size = sum(v.numel() * v.element_size() for v in tensors.values()) / 2**20
     if size > max_mb:
         raise ModelError(f"{model_path}: would hold {size:.1f} MB of tensors (> {max_mb} MB)")
