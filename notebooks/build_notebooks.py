@@ -1,0 +1,135 @@
+"""Writes the tutorial notebooks from the cell sources below (committed without outputs;
+tests/test_notebooks.py executes them top to bottom). Run: .venv/bin/python notebooks/build_notebooks.py"""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+QUICKSTART = [
+    new_markdown_cell("# 1 · Quick start: detect landslides in a scene\n\n"
+                      "Detect with the embedded default model, look at the result, open the GeoPackage with geopandas. "
+                      "The scene is the synthetic sample the project generates itself; set `SCENE` to your own GeoTIFF "
+                      "(for instance `../../shared/data/amunet/areaB_rgb.tif`)."),
+    new_code_cell("from pathlib import Path\n"
+                  "import geopandas as gpd\n"
+                  "from IPython.display import Image, display\n"
+                  "import landslide_wsss\n"
+                  "from landslide_wsss import api\n"
+                  "from landslide_wsss.sample import make_sample_scene\n"
+                  "WORK = Path('work_quickstart'); WORK.mkdir(exist_ok=True)\n"
+                  "SCENE, _ = make_sample_scene(WORK / 'sample.tif', size=512, overwrite=True)\n"
+                  "landslide_wsss.__version__"),
+    new_markdown_cell("`detect` tiles the scene, runs the classifier gate and the CAM (and the CycleGAN difference "
+                      "for `*-cyclegan` methods), blends the tiles, thresholds per scene and vectorizes. It returns a "
+                      "GeoDataFrame in the scene's CRS and writes the GeoPackage atomically."),
+    new_code_cell("gdf = api.detect(SCENE, WORK / 'sample.gpkg', overwrite=True, preview=WORK / 'sample.png', min_area_m2=20)\n"
+                  "print(len(gdf), 'polygons in', gdf.crs)\n"
+                  "gdf.head()"),
+    new_code_cell("display(Image(filename=str(WORK / 'sample.png')))"),
+    new_markdown_cell("The GeoPackage is an ordinary vector layer: open it in QGIS, or with geopandas."),
+    new_code_cell("layer = gpd.read_file(WORK / 'sample.gpkg', layer='landslides')\n"
+                  "assert layer.crs == gdf.crs\n"
+                  "layer[['area_m2', 'score_mean', 'score_max', 'method', 'model_version']].describe(include='all')"),
+]
+
+TRAINING = [
+    new_markdown_cell("# 2 · Training on your own image-level labels\n\n"
+                      "From a table of chips labelled *landslide* / *no landslide* to a model file that `detect` "
+                      "uses. Here the chips are cut from the synthetic sample scene so the notebook runs anywhere "
+                      "in a minute; with real data, point the table at your own chips (the same code trained the "
+                      "embedded model on Bijie + AMU-Net, see `python -m landslide_wsss.training.default`)."),
+    new_code_cell("from pathlib import Path\n"
+                  "import numpy as np, pandas as pd, rasterio\n"
+                  "import matplotlib.pyplot as plt\n"
+                  "from landslide_wsss.sample import make_sample_scene\n"
+                  "from landslide_wsss.datasets.common import ChipSet\n"
+                  "WORK = Path('work_training'); WORK.mkdir(exist_ok=True)\n"
+                  "scene, scars = make_sample_scene(WORK / 'scene.tif', size=512, seed=3, overwrite=True)\n"
+                  "with rasterio.open(scene) as ds:\n"
+                  "    rgb = ds.read()\n"
+                  "# A label table, as a user would keep it: chip origin and image-level label.\n"
+                  "rows = []\n"
+                  "for r in range(0, 512 - 64 + 1, 32):\n"
+                  "    for c in range(0, 512 - 64 + 1, 32):\n"
+                  "        rows.append({'row': r, 'col': c, 'label': int(scars[r:r+64, c:c+64].mean() > 0.05)})\n"
+                  "labels = pd.DataFrame(rows)\n"
+                  "labels.label.value_counts()"),
+    new_code_cell("chips = ChipSet(np.stack([rgb[:, r:r+64, c:c+64] for r, c in zip(labels.row, labels.col)]).astype(np.float32),\n"
+                  "                labels.label.to_numpy().astype(np.float32))\n"
+                  "from landslide_wsss.training.classifier import train_classifier\n"
+                  "model, history = train_classifier(chips, {'arch': 'resnet18', 'width': 8, 'output_stride': 8},\n"
+                  "                                  epochs=2, batch_size=32, seed=0, threads=2)\n"
+                  "plt.plot([h.get('loss', np.nan) for h in history], marker='o'); plt.xlabel('epoch'); plt.ylabel('BCE loss');\n"
+                  "plt.savefig(WORK / 'loss.png')"),
+    new_markdown_cell("Save it as a model file: safetensors tensors plus a JSON metadata block (bands, "
+                      "normalization, tile size, CAM layer, thresholds, training data). Nothing is pickled."),
+    new_code_cell("from landslide_wsss.checkpoint import save_checkpoint, read_metadata\n"
+                  "from landslide_wsss.wsss import DEFAULT_PARAMS, classifier_metadata\n"
+                  "meta = classifier_metadata(model, tile=64, training={'data': 'sample scene chips', 'epochs': 2},\n"
+                  "                           params=dict(DEFAULT_PARAMS, method='gradcam'))\n"
+                  "save_checkpoint(WORK / 'my_model.safetensors', {f'classifier.{k}': v for k, v in model.state_dict().items()}, meta)\n"
+                  "{k: read_metadata(WORK / 'my_model.safetensors')[k] for k in ('architecture', 'in_bands', 'tile_size', 'method_default')}"),
+    new_code_cell("from landslide_wsss import api\n"
+                  "gdf = api.detect(scene, WORK / 'mine.gpkg', model=WORK / 'my_model.safetensors', overwrite=True,\n"
+                  "                 preview=WORK / 'mine.png', min_area_m2=20)\n"
+                  "from IPython.display import Image; Image(filename=str(WORK / 'mine.png'))"),
+]
+
+EVALUATION = [
+    new_markdown_cell("# 3 · Evaluation and ablation on the shared data\n\n"
+                      "Landslide IoU / F1 / precision / recall (landslide class, pixel counts over the whole split) "
+                      "for the weak methods on a few Bijie validation images, and a precision/recall-vs-threshold "
+                      "plot. The full figures are in the README (`landslide-wsss evaluate ...`). Skips cleanly "
+                      "where `../../shared/data` is absent."),
+    new_code_cell("from pathlib import Path\n"
+                  "import json\n"
+                  "import numpy as np, pandas as pd\n"
+                  "import matplotlib.pyplot as plt\n"
+                  "DATA = Path('..').resolve().parent / 'shared' / 'data'\n"
+                  "HAVE_DATA = (DATA / 'bijie' / 'val.txt').is_file()\n"
+                  "LIMIT = 12  # images of val.txt used here; the README figures use all 208\n"
+                  "HAVE_DATA"),
+    new_code_cell("from landslide_wsss.evaluation import evaluate_bijie\n"
+                  "rows = []\n"
+                  "if HAVE_DATA:\n"
+                  "    for method in ['cam', 'gradcam', 'scorecam']:\n"
+                  "        rows.append(evaluate_bijie(DATA / 'bijie', DATA / 'bijie' / 'val.txt', method=method, limit=LIMIT, device='cpu'))\n"
+                  "table = pd.DataFrame(rows)\n"
+                  "table[[c for c in ['method', 'iou', 'f1', 'precision', 'recall', 'miou', 'seconds'] if c in table]] if len(table) else 'no shared data here'"),
+    new_code_cell("from landslide_wsss.wsss import load_model\n"
+                  "from landslide_wsss.evaluation import bijie_maps\n"
+                  "from landslide_wsss.datasets.bijie import read_split, load_mask\n"
+                  "if HAVE_DATA:\n"
+                  "    model = load_model(None, method='gradcam', device='cpu')\n"
+                  "    names = read_split(DATA / 'bijie' / 'val.txt')[:LIMIT]\n"
+                  "    ths = np.linspace(0.05, 0.95, 19)\n"
+                  "    tp = np.zeros_like(ths); fp = np.zeros_like(ths); fn = np.zeros_like(ths)\n"
+                  "    for name, maps in zip(names, bijie_maps(model, DATA / 'bijie', names)):\n"
+                  "        cam = maps['cam'] if isinstance(maps, dict) else maps\n"
+                  "        cam = cam / (cam.max() + 1e-6)\n"
+                  "        ref = load_mask(DATA / 'bijie', name, cam.shape) == 1\n"
+                  "        for i, t in enumerate(ths):\n"
+                  "            pred = cam > t\n"
+                  "            tp[i] += (pred & ref).sum(); fp[i] += (pred & ~ref).sum(); fn[i] += (~pred & ref).sum()\n"
+                  "    prec, rec = tp / np.maximum(tp + fp, 1), tp / np.maximum(tp + fn, 1)\n"
+                  "    plt.plot(ths, prec, label='precision'); plt.plot(ths, rec, label='recall')\n"
+                  "    plt.plot(ths, tp / np.maximum(tp + fp + fn, 1), label='IoU'); plt.xlabel('CAM threshold (per-image max)')\n"
+                  "    plt.legend(); plt.title('Grad-CAM on %d Bijie val images' % len(names))"),
+    new_code_cell("ablation = Path('..') / 'runs' / 'ablation.json'\n"
+                  "pd.DataFrame(json.loads(ablation.read_text())) if ablation.is_file() else 'run the ablation commands of the README to fill this'"),
+]
+
+
+def main():
+    for name, cells in [("01_quickstart.ipynb", QUICKSTART), ("02_training_your_labels.ipynb", TRAINING),
+                        ("03_evaluation_ablation.ipynb", EVALUATION)]:
+        nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                "language": "python"}})
+        nbformat.write(nb, HERE / name)
+        print(HERE / name)
+
+
+if __name__ == "__main__":
+    main()
