@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-core test-qgis setup-qgis bench plugin-zip train-default evaluate clean
+.PHONY: setup demo test test-core test-qgis setup-qgis bench bench-quick plugin-zip train-default evaluate clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,11 @@ demo: setup
 	$(BIN)/landslide-wsss sample-scene demo/sample_scene.tif --overwrite
 	$(BIN)/landslide-wsss detect demo/sample_scene.tif -o demo/sample_scene.gpkg --preview demo/sample_scene.png --overwrite
 
+# Core tests, then the real-QGIS tests (they skip with a message where QGIS is not installed;
+# `make setup-qgis` installs it, as CI does).
 test: setup
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-qgis
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
@@ -46,3 +49,24 @@ test-qgis: setup
 	test -x $(VENV_QGIS)/bin/python || SKIP_APT=1 scripts/install_qgis.sh; \
 	QT_QPA_PLATFORM=offscreen $(VENV_QGIS)/bin/python -m pytest -c tests/qgis/pytest.ini \
 		--rootdir=tests/qgis --confcutdir=tests/qgis tests/qgis
+
+# --- benchmarks (figures, never timed asserts) --------------------------------------------------------
+# bench: Score-CAM vs grad-cam/torchcam, whole detect (AMU-Net area B + synthetic 10k²/20k²), Bijie val
+# evaluation; prints tables, writes benchmarks/results/*.json (+ .md). BENCH_ARGS/BENCH_DEVICE to adjust,
+# e.g. `make bench BENCH_DEVICE=cuda`; `make bench-quick` is a few-minute smoke run.
+BENCH_DEVICE ?= auto
+BENCH_SCORECAM_ARGS ?= --tiles 8 --ref-tiles 2 --repeat 3 --eval-limit 60
+BENCH_DETECT_ARGS ?= --scenes areaB,10k,20k
+BENCH_EVALUATE_ARGS ?=
+
+bench: setup
+	$(BIN)/python benchmarks/bench_scorecam.py --device $(BENCH_DEVICE) $(BENCH_SCORECAM_ARGS)
+	$(BIN)/python benchmarks/bench_detect.py --device $(BENCH_DEVICE) $(BENCH_DETECT_ARGS)
+	$(BIN)/python benchmarks/bench_evaluate.py --device $(BENCH_DEVICE) $(BENCH_EVALUATE_ARGS)
+	$(BIN)/python benchmarks/report.py
+
+bench-quick: setup
+	$(BIN)/python benchmarks/bench_scorecam.py --device $(BENCH_DEVICE) --tiles 2 --ref-tiles 1 --repeat 1 --eval-limit 6
+	$(BIN)/python benchmarks/bench_detect.py --device $(BENCH_DEVICE) --scenes areaB
+	$(BIN)/python benchmarks/bench_evaluate.py --device $(BENCH_DEVICE) --limit 20
+	$(BIN)/python benchmarks/report.py
