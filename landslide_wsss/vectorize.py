@@ -207,6 +207,9 @@ def write_gpkg(gdf: gpd.GeoDataFrame, path, layer: str = DEFAULT_LAYER, overwrit
 def write_layer(gdf: gpd.GeoDataFrame, path, layer: str = DEFAULT_LAYER, append: bool = False) -> None:
     """Write or append one layer to a GeoPackage at `path` (not atomic: callers wrap it)."""
     gdf = gdf[["geometry"] + [c for c in COLUMNS if c in gdf.columns]] if len(gdf.columns) else gdf
+    # GeoPackage 1.2: read without warnings by the GDAL of QGIS 3.22 (it only partly knows 1.4).
+    extra = {} if append else {"dataset_options": {"VERSION": "1.2"}}
     pyogrio.write_dataframe(
-        gdf, str(path), layer=layer, driver="GPKG", geometry_type="Polygon", append=append, promote_to_multi=False
+        gdf, str(path), layer=layer, driver="GPKG", geometry_type="Polygon", append=append, promote_to_multi=False,
+        **extra,
     )
