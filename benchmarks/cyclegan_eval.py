@@ -17,7 +17,6 @@ Prints and writes one JSON object; also the share of predict time spent in the g
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -154,15 +153,36 @@ def main(argv=None):
                      "maps_wall_s": round(time.time() - t0, 1)}
     print(json.dumps(res["timing"]), file=sys.stderr, flush=True)
 
-    # tuning on the hold-outs
-    grid = {"t_cam": [0.1, 0.2, 0.3, 0.4], "diff_scale": [0.6, 0.8, 1.0, 1.2], "diff_rule": ["otsu"]}
+    # tuning on the hold-outs (validation data never used for a choice)
+    diff_opts = [{"diff_rule": "otsu", "diff_scale": s} for s in (0.4, 0.6, 0.8, 1.0, 1.2)] + \
+                [{"diff_rule": "percentile", "diff_percentile": q} for q in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)]
+    grid = [dict(t_cam=t, cam_quantile=cq, **d) for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for cq in (0.9, 0.99)
+            for d in diff_opts]
     tuned = {}
     hold = [s for s in ("hold_bijie", "hold_strip") if s in items]
+    cam_only = dict(scorer.params)
+    if hold and not a.no_tune:  # the CAM-only baseline tuned the same way (training/tune.py's grid)
+        from landslide_wsss.training.tune import NORMS, THRESHOLDS
+        best = (-1, None)
+        saved = {k: (dict(v) if isinstance(v, dict) else v) for k, v in scorer.params.items()}
+        for norm in NORMS:
+            for t in THRESHOLDS:
+                scorer.params.update(norm)
+                scorer.params["thresholds"] = {**saved["thresholds"], a.method: t}
+                iou = float(np.mean([score_cam_only(scorer, items[s])["iou"] for s in hold]))
+                if iou > best[0]:
+                    best = (iou, dict(norm, threshold=t))
+                scorer.params.clear()
+                scorer.params.update(saved)
+        res["tuned_cam_only"] = {"params": best[1], "holdout_mean_iou": best[0]}
+        print(f"tuned cam-only: {best}", file=sys.stderr, flush=True)
+        cam_only = dict(saved, **{k: v for k, v in best[1].items() if k != "threshold"})
+        cam_only["thresholds"] = {**saved["thresholds"], a.method: best[1]["threshold"]}
     for g in gens:
         best = (-1, FusionParams().to_dict())
         if hold and not a.no_tune:
-            for vals in itertools.product(*grid.values()):
-                p = FusionParams(**dict(zip(grid, vals)))
+            for kw in grid:
+                p = FusionParams(**kw)
                 iou = float(np.mean([score_fused(items[s], g, p)["iou"] for s in hold]))
                 if iou > best[0]:
                     best = (iou, p.to_dict())
@@ -170,7 +190,13 @@ def main(argv=None):
         res.setdefault("tuned", {})[g] = {"params": best[1], "holdout_mean_iou": best[0]}
         print(f"tuned {g}: {best}", file=sys.stderr, flush=True)
     for sp, its in items.items():
-        r = {a.method: score_cam_only(scorer, its)}
+        r = {a.method + "[model params]": score_cam_only(scorer, its)}
+        saved = dict(scorer.params)
+        scorer.params.clear()
+        scorer.params.update(cam_only)
+        r[a.method + "[tuned]"] = score_cam_only(scorer, its)
+        scorer.params.clear()
+        scorer.params.update(saved)
         for g in gens:
             r[f"{a.method}-cyclegan[{g},default]"] = score_fused(its, g, FusionParams())
             r[f"{a.method}-cyclegan[{g},tuned]"] = score_fused(its, g, tuned[g])

@@ -24,7 +24,8 @@ generators, both discriminators, both optimizers, image pools, RNG states) for r
 snapshot `g_a_epochNN.safetensors`, a sample grid PNG (rows: real | G_A(real) landslide-free |
 difference) and the loss curve PNG.
 
-    nice .venv/bin/python -m landslide_wsss.training.cyclegan --data ../shared/data --out runs/cyclegan
+    nice .venv/bin/python -m landslide_wsss.training.cyclegan --data ../shared/data --out runs/cyclegan --threads 1
+    (or: landslide-wsss train cyclegan --data ../shared/data --out runs/cyclegan --threads 1)
     nice .venv/bin/python -m landslide_wsss.training.cyclegan --export runs/cyclegan/state.safetensors \
         --model landslide_wsss/weights/default.safetensors
 """
@@ -62,8 +63,8 @@ class CycleGANConfig:
     ndf: int = 32
     n_blocks: int = 6
     batch_size: int = 4
-    epochs: int = 7           # constant lr
-    epochs_decay: int = 7     # linear decay to 0
+    epochs: int = 2           # constant lr
+    epochs_decay: int = 3     # linear decay to 0
     lr: float = 2e-4
     beta1: float = 0.5
     lambda_cycle: float = 10.0
@@ -436,17 +437,18 @@ def train_cyclegan(A: np.ndarray, B: np.ndarray, cfg: CycleGANConfig, out_dir, r
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m landslide_wsss.training.cyclegan", description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="../shared/data")
-    p.add_argument("--out", default="runs/cyclegan")
+    repo = Path(__file__).resolve().parents[2]
+    p.add_argument("--data", default=str(repo.parent / "shared" / "data"))
+    p.add_argument("--out", default=str(repo / "runs" / "cyclegan"))
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--ngf", type=int, default=16)
     p.add_argument("--ndf", type=int, default=32)
     p.add_argument("--blocks", type=int, default=6)
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=7)
-    p.add_argument("--epochs-decay", type=int, default=7)
+    p.add_argument("--epochs", type=int, default=2, help="epochs at constant lr")
+    p.add_argument("--epochs-decay", type=int, default=3, help="epochs of linear decay to 0")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy shared CPU)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--export", metavar="STATE", help="only store G_A of STATE (or a g_a_epoch file) into --model")
     p.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"))
