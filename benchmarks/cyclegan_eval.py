@@ -41,7 +41,8 @@ class MultiDiff:
     def __init__(self, scorer, generators: dict):
         self.scorer, self.gens = scorer, generators
         self.tile_size = scorer.tile_size
-        self.map_names = ("cam",) + tuple(f"diff:{k}" for k in generators)
+        self.variants = ("diff", "dpos")
+        self.map_names = ("cam",) + tuple(f"{v}:{k}" for k in generators for v in self.variants)
         self.t_cam = self.t_gen = 0.0
         self.tiles = self.gated = 0
 
@@ -55,9 +56,16 @@ class MultiDiff:
         spec = normalize_spectral(np.asarray(tiles, np.float32)[:, :3])
         for k, g in self.gens.items():
             d = np.zeros(np.asarray(valid).shape, np.float32)
+            dp = np.zeros(np.asarray(valid).shape, np.float32)
             if keep.any():
-                d[keep] = difference_map(spec[keep], translate(g, spec[keep]))
+                gx = translate(g, spec[keep])
+                d[keep] = difference_map(spec[keep], gx)
+                # signed variant: how much brighter the real pixel is than its landslide-free
+                # rendering (bare soil -> vegetation darkens), positive part only
+                from scipy import ndimage
+                dp[keep] = ndimage.gaussian_filter(np.maximum((spec[keep] - gx).mean(1), 0), (0, 1, 1))
             out[f"diff:{k}"] = d * np.asarray(valid, bool)
+            out[f"dpos:{k}"] = dp * np.asarray(valid, bool)
         self.t_cam += t1 - t0
         self.t_gen += (time.perf_counter() - t1) / max(1, len(self.gens))
         return out
@@ -94,10 +102,34 @@ def score_fused(items, gkey, params):
     for it in items:
         maps, mask = it[0], it[1]
         valid = it[2] if len(it) > 2 else None
-        sub = {"cam": maps["cam"], "diff": maps[f"diff:{gkey}"]}
+        sub = {"cam": maps["cam"], "diff": maps[gkey if ":" in gkey else f"diff:{gkey}"]}
         _, pred = fuse_maps(sub["cam"], sub["diff"], image_stats(sub, valid), params)
         conf.update(pred & (valid if valid is not None else True), mask)
     return conf.as_dict()
+
+
+def pixel_auc(items, key, n=400_000, seed=0):
+    """ROC AUC of one raw map for landslide vs background pixels (labelled pixels, subsampled).
+    Per-image/scene maps are pooled raw (no normalization): the split-level separability."""
+    vals, labs = [], []
+    for it in items:
+        maps, mask = it[0], it[1]
+        ok = mask != 255
+        if len(it) > 2 and it[2] is not None:
+            ok &= it[2]
+        vals.append(maps[key][ok].ravel())
+        labs.append(mask[ok].ravel() == 1)
+    v, y = np.concatenate(vals), np.concatenate(labs)
+    if len(v) > n:
+        idx = np.random.default_rng(seed).choice(len(v), n, replace=False)
+        v, y = v[idx], y[idx]
+    if y.all() or not y.any():
+        return float("nan")
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(1, len(v) + 1)
+    npos = y.sum()
+    return float((ranks[y].sum() - npos * (npos + 1) / 2) / (npos * (len(v) - npos)))
 
 
 def main(argv=None):
@@ -178,7 +210,8 @@ def main(argv=None):
         print(f"tuned cam-only: {best}", file=sys.stderr, flush=True)
         cam_only = dict(saved, **{k: v for k, v in best[1].items() if k != "threshold"})
         cam_only["thresholds"] = {**saved["thresholds"], a.method: best[1]["threshold"]}
-    for g in gens:
+    gkeys = [f"{v}:{g}" for g in gens for v in mm.variants]
+    for g in gkeys:
         best = (-1, FusionParams().to_dict())
         if hold and not a.no_tune:
             for kw in grid:
@@ -197,11 +230,15 @@ def main(argv=None):
         r[a.method + "[tuned]"] = score_cam_only(scorer, its)
         scorer.params.clear()
         scorer.params.update(saved)
-        for g in gens:
+        for g in gkeys:
             r[f"{a.method}-cyclegan[{g},default]"] = score_fused(its, g, FusionParams())
             r[f"{a.method}-cyclegan[{g},tuned]"] = score_fused(its, g, tuned[g])
+        r["pixel_auc"] = {k: pixel_auc(its, k) for k in mm.map_names}
+        print(f"{sp:11s} pixel AUC " + " ".join(f"{k} {v:.3f}" for k, v in r["pixel_auc"].items()), flush=True)
         res["splits"][sp] = r
         for k, v in r.items():
+            if k == "pixel_auc":
+                continue
             print(f"{sp:11s} {k:50s} IoU {v['iou']:.3f} F1 {v['f1']:.3f} P {v['precision']:.3f} "
                   f"R {v['recall']:.3f} mIoU {v['miou']:.3f}", flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

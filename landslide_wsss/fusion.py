@@ -4,6 +4,8 @@ Difference map (`difference_map`, per tile, inside predict_tiles)
     D = sqrt(mean_c (x_c - G_A(x)_c)^2) over the spectral bands normalized to [-1, 1]
     (root-mean-square over bands, so D is in [0, 2] whatever the band count), then a light
     Gaussian smoothing (sigma 1 px by default) over the two spatial axes only. Un-normalized.
+    Variant mode="brighter": D = max(mean_c (x_c - G_A(x)_c), 0), only the brightening that G_A
+    removes (see runs/cyclegan_report.md for which one the default model uses and why).
 
 Fusion rule (`fuse_maps`, once per scene, block by block with the same scene statistics)
     1. CAM normalization by the scene: camn = clip(cam / r_C, 0, 1) with
@@ -79,9 +81,16 @@ class FusionParams:
 # difference map
 
 
-def difference_map(x, g_x, sigma: float = 1.0) -> np.ndarray:
-    """Per-pixel RMS distance over bands between x and G(x), both normalized to [-1, 1].
+DIFF_MODES = ("l2", "brighter")
 
+
+def difference_map(x, g_x, sigma: float = 1.0, mode: str = "l2") -> np.ndarray:
+    """Per-pixel distance between x and G(x), both normalized to [-1, 1].
+
+    mode "l2" (default): RMS over bands, sqrt(mean_c (x_c - G(x)_c)^2).
+    mode "brighter": max(mean_c (x_c - G(x)_c), 0), how much brighter the real pixel is than its
+        landslide-free rendering (fresh scars are bright bare soil or rock that G_A turns into
+        darker vegetation); ignores changes the other way (shadows, darkened fields).
     x, g_x: (C, H, W) or (N, C, H, W), numpy or torch (spectral bands only). Returns float32
     (H, W) or (N, H, W), >= 0, Gaussian-smoothed over the spatial axes by `sigma` px.
     """
@@ -89,7 +98,12 @@ def difference_map(x, g_x, sigma: float = 1.0) -> np.ndarray:
     g = _np(g_x)
     if x.shape != g.shape:
         raise ValueError(f"x {x.shape} and G(x) {g.shape} differ in shape")
-    d = np.sqrt(np.mean((x - g) ** 2, axis=-3, dtype=np.float32)).astype(np.float32)
+    if mode == "l2":
+        d = np.sqrt(np.mean((x - g) ** 2, axis=-3, dtype=np.float32)).astype(np.float32)
+    elif mode == "brighter":
+        d = np.maximum(np.mean(x - g, axis=-3, dtype=np.float32), 0).astype(np.float32)
+    else:
+        raise ValueError(f"difference mode must be one of {DIFF_MODES}, not {mode!r}")
     if sigma and sigma > 0:
         sig = (0,) * (d.ndim - 2) + (sigma, sigma)
         d = ndimage.gaussian_filter(d, sig, mode="nearest")

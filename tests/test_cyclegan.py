@@ -160,3 +160,15 @@ def test_generator_into_model_file(tmp_path):
         add_generator_to_model(model, tmp_path / "run" / "state.safetensors", max_mb=1e-4)
     with pytest.raises(ModelError):
         load_generator({"generator.net.1.weight": torch.zeros(1)}, meta)
+
+
+def test_landslide_difference_uses_stored_mode():
+    from landslide_wsss.models.cyclegan import landslide_difference
+    g = init_weights(ResnetGenerator(3, 0, 4, 1))
+    meta = {"spectral": 3, "cond": 0, "ngf": 4, "n_blocks": 1, "difference": "brighter"}
+    gen = load_generator(g.state_dict(), meta)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    d = landslide_difference(gen, x)
+    assert d.shape == (2, 32, 32) and (d >= 0).all()
+    gen.diff_mode = "l2"
+    assert not np.allclose(landslide_difference(gen, x), d)

@@ -132,3 +132,15 @@ def test_gated_zeros_do_not_drive_thresholds():
     np.testing.assert_allclose(t_big, t_small, rtol=1e-6)
     _, mask = fuse_maps(big_cam, big_diff, stats_of(big_cam, big_diff))
     assert mask[:160, :160][inside].mean() > 0.9 and mask.sum() < 1.3 * inside.sum()
+
+
+def test_difference_brighter_mode_is_one_sided():
+    x = np.zeros((3, 16, 16), np.float32)
+    g = x.copy()
+    g[:, :, :8] = -0.5  # G darkened the left half (a bright scar removed)
+    g[:, :, 8:] = 0.5   # and brightened the right half (not a landslide removal)
+    d = difference_map(x, g, sigma=0, mode="brighter")
+    assert np.allclose(d[:, :8], 0.5) and np.allclose(d[:, 8:], 0)
+    assert np.allclose(difference_map(x, g, sigma=0), 0.5)
+    with pytest.raises(ValueError):
+        difference_map(x, g, mode="l1")

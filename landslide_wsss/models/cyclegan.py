@@ -12,6 +12,8 @@ Inference API used by the weak scorer (wsss.py):
 
     gen = load_generator(tensors, meta)      # tensors with or without the "generator." prefix
     g_x = translate(gen, x_norm)             # x_norm: (N, spectral[+cond], H, W) in [-1, 1]
+    d = landslide_difference(gen, x_norm)    # translate + fusion.difference_map in the mode
+                                             # stored with the generator (metadata "difference")
 
 `translate` pads H, W to multiples of 4 by reflection and crops back, so any tile size works.
 Spectral bands are normalized to [-1, 1] (x / 127.5 - 1 for uint8); see `normalize_spectral`.
@@ -177,7 +179,19 @@ def load_generator(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any])
     tensors = {k: v.float() for k, v in tensors.items()}
     check_state_dict(gen, tensors, "generator")
     gen.load_state_dict(tensors)
+    gen.diff_mode = str(gmeta.get("difference", "l2"))
     return gen.eval()
+
+
+def landslide_difference(generator: ResnetGenerator, x_norm, sigma: float = 1.0):
+    """translate + fusion.difference_map with the generator's own difference mode
+    (metadata "difference": "l2" or "brighter"). x_norm: (N, spectral[+cond], H, W) in [-1, 1].
+    Returns float32 numpy (N, H, W)."""
+    from ..fusion import difference_map
+
+    g = translate(generator, x_norm)
+    spec = x_norm[:, : generator.spectral]
+    return difference_map(spec, g, sigma=sigma, mode=getattr(generator, "diff_mode", "l2"))
 
 
 @torch.no_grad()
