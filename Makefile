@@ -16,6 +16,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 # Main job: detection with the embedded default model on a sample scene the project generates itself.
 demo: setup
+	mkdir -p demo
 	$(BIN)/landslide-wsss sample-scene demo/sample_scene.tif --overwrite
 	$(BIN)/landslide-wsss detect demo/sample_scene.tif -o demo/sample_scene.gpkg --preview demo/sample_scene.png --overwrite
 
