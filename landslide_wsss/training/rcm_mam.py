@@ -41,13 +41,19 @@ def max_norm(cam: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 
 @torch.no_grad()
-def multiscale_cam(model, x: torch.Tensor, size, scales: Sequence[float] = SCALES) -> torch.Tensor:
-    """SupportNet CAMs over scales, resized to `size` (h, w), summed and max-normalized per image."""
-    total = 0
+def multiscale_cam(model, x: torch.Tensor, size, scales: Sequence[float] = SCALES, return_feats: bool = False):
+    """SupportNet CAMs over scales, resized to `size` (h, w), summed and max-normalized per image
+    (and, with return_feats, the scale-1 features)."""
+    total, f1 = 0, None
     for s in scales:
         xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        c = cam_from_features(model, model.features(xs))
+        f = model.features(xs)
+        if s == 1.0:
+            f1 = f
+        c = cam_from_features(model, f)
         total = total + F.interpolate(c[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    if return_feats:
+        return max_norm(total), (f1 if f1 is not None else model.features(x))
     return max_norm(total)
 
 
@@ -102,8 +108,7 @@ def rcm_mam_losses(main, support, x, y, tau_region=0.4, temperature=0.1, scales=
         feats = main.features(x)
         logits = main.head(feats).float()
         with torch.no_grad():
-            s_feats = support.features(x)
-            target = multiscale_cam(support, x, feats.shape[-2:], scales)
+            target, s_feats = multiscale_cam(support, x, feats.shape[-2:], scales, return_feats=True)
     pos = (y > 0.5).float()
     m_cam = cam_from_features(main, feats)
     mam = mam_loss(m_cam, target.float(), pos)

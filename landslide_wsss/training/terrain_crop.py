@@ -63,16 +63,19 @@ def main(argv=None):
     model, src_meta, init_path = load_init(a.init)
     chips = load_chips(a.data, a.seed)
     t_train = Timer()
+    half = a.batch_size // 2
     if a.no_crops:
         crop_set = chips
     else:
-        crops, labels = make_crops(model, chips, size=chips.images.shape[-1], seed=a.seed)
+        # one crop per chip for as many chips as the crop half of the batches will see (CPU budget)
+        n = min(len(chips), a.steps * half)
+        sub = chips.subset(np.sort(np.random.default_rng(a.seed).choice(len(chips), n, replace=False)))
+        crops, labels = make_crops(model, sub, size=chips.images.shape[-1], seed=a.seed)
         log(event="crops", n=len(crops), seconds=t_train())
         crop_set = ChipSet(crops, labels)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     pw = pos_weight(chips)
     bf16 = not a.no_bf16
-    half = a.batch_size // 2
     it_full = batches(chips, model, a.batch_size - half, a.seed)
     it_crop = batches(crop_set, model, half, a.seed + 1)
     done = 0
