@@ -17,7 +17,8 @@ Cam-only fusion (WeakScorer.fuse), per scene, never per tile:
     then binary opening (disk radius params["open_radius"]) and removal of 8-connected components
     smaller than params["min_component_px"] (<= FUSE_HALO, so block-wise fusion is seamless).
 Classifier gate: tiles whose landslide probability is below params["gate"] get all-zero maps and
-no CAM work.
+no CAM work. params["per_method"][METHOD] (written by training/tune.py) overrides the normalization
+and threshold for one method.
 """
 from __future__ import annotations
 
@@ -139,6 +140,11 @@ class WeakScorer:
         base = method[:-len("-cyclegan")] if method.endswith("-cyclegan") else method
         if base not in CAM_METHODS:
             raise ModelError(f"method {method!r} is not a CAM method of this model ({', '.join(CAM_METHODS)})")
+        per = (self.params.get("per_method") or {}).get(base)
+        if per:  # tuned normalization / threshold of this method (training/tune.py)
+            self.params.update({k: v for k, v in per.items() if k != "threshold"})
+            if "threshold" in per:
+                self.params["thresholds"] = {**(self.params.get("thresholds") or {}), base: per["threshold"]}
         self.cyclegan = method.endswith("-cyclegan")
         if self.cyclegan and generator is None:
             raise ModelError(f"method {method!r} needs a CycleGAN generator, and this model file has none")
@@ -199,6 +205,20 @@ class WeakScorer:
         if self.cyclegan:
             out["diff"] = diff * valid
         return out
+
+    @property
+    def threshold(self) -> float:
+        """The CAM threshold t_C of this method (what `detect --threshold` overrides)."""
+        if self.cyclegan:
+            return float((self.params.get("fusion") or {}).get("t_cam", 0.2))
+        return float((self.params.get("thresholds") or {}).get(self.base_method, 0.3))
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        if self.cyclegan:
+            self.params["fusion"] = {**(self.params.get("fusion") or {}), "t_cam": float(value)}
+        else:
+            self.params["thresholds"] = {**(self.params.get("thresholds") or {}), self.base_method: float(value)}
 
     def fuse(self, maps: Mapping[str, np.ndarray], stats: SceneStats):
         cam = np.nan_to_num(np.asarray(maps["cam"], np.float32))

@@ -181,3 +181,13 @@ def test_detect_on_real_amunet_area_a(tmp_path, tiny_model_path):
     assert info["crs"] == "EPSG:32647"
     gdf = gpd.read_file(out)
     assert gdf.is_valid.all() and (gdf.area_m2 >= 100).all()
+
+
+def test_threshold_override_reaches_the_weak_scorer():
+    from landslide_wsss.wsss import DEFAULT_MODEL, load_model
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no embedded model yet")
+    m = load_model(None, method="gradcam", device="cpu")
+    m.threshold = 0.77
+    assert m.threshold == 0.77 and m.params["thresholds"]["gradcam"] == 0.77
