@@ -1,9 +1,11 @@
 """Evaluation on the real data: the Bijie folder (per-image PNGs) and georeferenced scenes.
 
 evaluate_bijie(data_dir, split_list, method=None, model_path=None, device="auto")
-    Each image is resized to the model's tile size, scored as one tile (model.predict_tiles), the raw
-    maps are resized back to the image's own size, SceneStats are computed over that image
-    (one image = one scene) and model.fuse gives the mask, compared with the original mask.
+    Each image is treated as a small scene at its own resolution: tiled with the model's tile size
+    and the core's default overlap (model.predict_tiles, same blend weights as the stitcher),
+    SceneStats over that image, model.fuse gives the mask, compared with the original mask.
+    A weak model switches to its tuned "bijie" parameter profile when it has one (thresholds tuned
+    on the Bijie train hold-out; the scene parameters are tuned on the area A strip).
 evaluate_scene(image, mask, dsm=None, method=None, model_path=None, device="auto")
     Runs api.predict_scene (the same tiling / stitching / fusion path as `detect`), compares
     with the mask (255 = not covered, ignored).
@@ -12,6 +14,7 @@ IoU etc. with pixel counts accumulated over the whole split; miou is the 2-class
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -38,21 +41,23 @@ def image_stats(maps: Dict[str, np.ndarray], valid: Optional[np.ndarray] = None)
 
 
 def bijie_maps(model, root, names: List[str], batch_size: int = 32):
-    """Yield (name, maps at the original size, original mask) for Bijie images."""
-    from .datasets.bijie import load_image, load_mask, resize_image
+    """Yield (name, stitched maps, mask) for Bijie images, all at the image's own resolution.
+
+    Each image is tiled like a scene (model tile size, the core's default overlap and blend
+    weights); an image smaller than a tile is padded with invalid pixels and cropped back."""
+    from .datasets.bijie import load_image, load_mask
     root = Path(root)
     tile = int(model.tile_size)
-    for i in range(0, len(names), batch_size):
-        part = names[i:i + batch_size]
-        imgs = [load_image(root, n) for n in part]
-        x = np.stack([resize_image(im, tile) for im in imgs]).astype(np.float32)
-        valid = np.ones((len(part), tile, tile), bool)
-        maps = model.predict_tiles(x, valid)
-        for j, n in enumerate(part):
-            h, w = imgs[j].shape[1:]
-            m = {k: F.interpolate(torch.from_numpy(v[j])[None, None], size=(h, w), mode="bilinear",
-                                  align_corners=False)[0, 0].numpy() for k, v in maps.items()}
-            yield n, m, load_mask(root, n, (h, w))
+    for n in names:
+        img = load_image(root, n).astype(np.float32)
+        h, w = img.shape[1:]
+        H, W = max(h, tile), max(w, tile)
+        full = np.zeros((img.shape[0], H, W), np.float32)
+        full[:, :h, :w] = img
+        valid = np.zeros((H, W), bool)
+        valid[:h, :w] = True
+        maps = stitch_in_memory(model, full, valid, batch_size=batch_size)
+        yield n, {k: v[:h, :w] for k, v in maps.items()}, load_mask(root, n, (h, w))
 
 
 def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_path=None, device: str = "auto",
@@ -67,13 +72,20 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
         split = data_dir / split
     names = read_split(split)[:limit] if limit else read_split(split)
     model = _model(model, model_path, method, device, params)
+    saved = copy.deepcopy(getattr(model, "params", None))
+    profile = bool(getattr(model, "use_profile", None) and model.use_profile("bijie"))
     conf = Confusion()
-    for _, maps, mask in bijie_maps(model, data_dir, names):
-        _, pred = model.fuse(maps, image_stats(maps))
-        conf.update(pred, mask)
+    try:
+        for _, maps, mask in bijie_maps(model, data_dir, names):
+            _, pred = model.fuse(maps, image_stats(maps))
+            conf.update(pred, mask)
+    finally:
+        if saved is not None:  # the profile applies to this evaluation only
+            model.params.clear()
+            model.params.update(saved)
     out = conf.as_dict()
     out.update(method=model.name, seconds=round(time.time() - t0, 2), images=len(names), dataset="bijie",
-               split=str(split))
+               split=str(split), profile="bijie" if profile else "scene")
     return out
 
 

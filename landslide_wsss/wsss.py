@@ -140,11 +140,7 @@ class WeakScorer:
         base = method[:-len("-cyclegan")] if method.endswith("-cyclegan") else method
         if base not in CAM_METHODS:
             raise ModelError(f"method {method!r} is not a CAM method of this model ({', '.join(CAM_METHODS)})")
-        per = (self.params.get("per_method") or {}).get(base)
-        if per:  # tuned normalization / threshold of this method (training/tune.py)
-            self.params.update({k: v for k, v in per.items() if k != "threshold"})
-            if "threshold" in per:
-                self.params["thresholds"] = {**(self.params.get("thresholds") or {}), base: per["threshold"]}
+        self._apply_tuned((self.params.get("per_method") or {}).get(base), base)
         self.cyclegan = method.endswith("-cyclegan")
         if self.cyclegan and generator is None:
             raise ModelError(f"method {method!r} needs a CycleGAN generator, and this model file has none")
@@ -165,6 +161,25 @@ class WeakScorer:
         self.cam = make_cam(base, self.classifier, **opts)
         if self.device.type == "cpu":
             self.classifier = self.classifier.to(memory_format=torch.channels_last)
+
+    def _apply_tuned(self, per: Optional[dict], base: str) -> None:
+        """Tuned normalization / threshold of one method (training/tune.py)."""
+        if per:
+            self.params.update({k: v for k, v in per.items() if k != "threshold"})
+            if "threshold" in per:
+                self.params["thresholds"] = {**(self.params.get("thresholds") or {}), base: per["threshold"]}
+
+    def use_profile(self, name: str) -> bool:
+        """Switch to a tuned parameter profile (e.g. "bijie": image chips instead of scenes).
+        Returns False (and changes nothing) when the model has no such profile."""
+        per = ((self.params.get("profiles") or {}).get(name) or {}).get(self.base_method)
+        if not per:
+            return False
+        if "norm_q" not in per:
+            self.params.pop("norm_q", None)
+            self.params["norm_q"] = DEFAULT_PARAMS["norm_q"]
+        self._apply_tuned(per, self.base_method)
+        return True
 
     # -- scoring
     @torch.no_grad()

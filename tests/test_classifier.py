@@ -7,7 +7,7 @@ from landslide_wsss.datasets.common import ChipSet
 from landslide_wsss.models.classifier import Classifier
 from landslide_wsss.training.classifier import predict_probs, train_classifier
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: one thread is faster and immune to oversubscription
 
 
 @pytest.mark.parametrize("os_,arch", [(8, "resnet18"), (16, "resnet18"), (32, "resnet18"), (16, "resnet50")])

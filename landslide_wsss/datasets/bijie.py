@@ -92,3 +92,49 @@ def load_bijie(root, split, size: int = 128, with_masks: bool = True, names: Opt
         if with_masks:
             masks.append(resize_mask(load_mask(root, n, img.shape[1:]), size))
     return ChipSet(np.stack(imgs), np.asarray(labels, np.float32), np.stack(masks) if with_masks else None, list(names))
+
+
+def load_bijie_native(root, split, min_size: int = 128, names: Optional[List[str]] = None, with_masks: bool = False):
+    """Images of a split at their own resolution (no scale change: the Bijie landslide-free images
+    are larger on average, so resizing every image to one size leaks a scale cue into the labels).
+    Images smaller than `min_size` on a side are enlarged to it. Returns (images list of uint8
+    (3, H, W), labels array, masks list or None, names)."""
+    root = Path(root)
+    if names is None:
+        split = Path(split)
+        names = read_split(split if split.is_absolute() or split.exists() else root / split)
+    imgs, masks = [], []
+    for n in names:
+        img = load_image(root, n)
+        mask = load_mask(root, n, img.shape[1:]) if with_masks else None
+        h, w = img.shape[1:]
+        if min(h, w) < min_size:
+            s = min_size / min(h, w)
+            nh, nw = max(min_size, round(h * s)), max(min_size, round(w * s))
+            img = np.stack([np.asarray(Image.fromarray(b).resize((nw, nh), Image.BILINEAR)) for b in img])
+            if mask is not None:
+                mask = np.asarray(Image.fromarray(mask).resize((nw, nh), Image.NEAREST))
+        imgs.append(img)
+        masks.append(mask)
+    labels = np.asarray([label_from_name(n) for n in names], np.float32)
+    return imgs, labels, (masks if with_masks else None), list(names)
+
+
+def centre_crops(imgs, labels, size: int, rng: np.random.Generator, masks=None):
+    """One `size` crop per image: landslide images (label 1) get a crop that contains the image
+    centre (Bijie landslide images are framed around their landslide; no pixel mask is used),
+    landslide-free images a uniform random crop. Returns ChipSet (uint8)."""
+    out, mout = [], []
+    for k, img in enumerate(imgs):
+        h, w = img.shape[1:]
+        if labels[k] > 0:
+            r_lo, r_hi = max(0, h // 2 - size + 1), min(h - size, h // 2)
+            c_lo, c_hi = max(0, w // 2 - size + 1), min(w - size, w // 2)
+        else:
+            r_lo, r_hi, c_lo, c_hi = 0, h - size, 0, w - size
+        r = int(rng.integers(r_lo, max(r_lo, r_hi) + 1))
+        c = int(rng.integers(c_lo, max(c_lo, c_hi) + 1))
+        out.append(img[:, r:r + size, c:c + size])
+        if masks is not None:
+            mout.append(masks[k][r:r + size, c:c + size])
+    return ChipSet(np.stack(out), np.asarray(labels, np.float32), np.stack(mout) if masks is not None else None)

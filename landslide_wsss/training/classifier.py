@@ -36,11 +36,14 @@ def accuracy(model, chips: ChipSet, bf16: bool = True) -> float:
 def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optional[ChipSet] = None,
                      epochs: int = 40, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4,
                      seed: int = 0, bf16: bool = True, state_path=None, resume: bool = True, log=None,
-                     threads: Optional[int] = 2, jitter: float = 0.1, valid_stats: bool = True) -> tuple:
+                     threads: Optional[int] = 2, jitter: float = 0.1, valid_stats: bool = True,
+                     epoch_chips=None) -> tuple:
     """Train a Classifier on in-memory chips. Returns (model, history list).
 
     state_path: training-state file (model + optimizer, safetensors) written after every epoch;
     with resume=True an existing one is continued from its last finished epoch.
+    epoch_chips: optional callable(epoch) -> ChipSet of the same length as `train`, drawn anew each
+    epoch (random crops); `train` then only serves the normalization statistics and the class counts.
     """
     set_threads(threads)
     seed_everything(seed)
@@ -75,6 +78,10 @@ def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optiona
         model.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
         perm = torch.randperm(len(train), generator=gen)
+        if epoch_chips is not None:
+            cur = epoch_chips(epoch)
+            data = torch.as_tensor(np.asarray(cur.images))
+            labels = torch.as_tensor(cur.labels, dtype=torch.float32)
         tot_loss, seen = 0.0, 0
         for s in range(steps_per_epoch):
             idx = perm[s * batch_size:(s + 1) * batch_size]
@@ -90,11 +97,11 @@ def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optiona
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot_loss += float(loss) * len(idx)
+            tot_loss += float(loss.detach()) * len(idx)
             seen += len(idx)
         rec = {"event": "epoch", "epoch": epoch, "loss": tot_loss / max(seen, 1)}
         if val is not None and len(val) and (epoch % 5 == 4 or epoch == epochs - 1):
-            rec["val_acc"] = accuracy(model, val, bf16=bf16)
+            rec["holdout_acc"] = accuracy(model, val, bf16=bf16)
         history.append(rec)
         log(**rec)
         if state_path:

@@ -4,7 +4,8 @@
 
 Stages (all by default; each can be re-run alone with --stage):
   train     one RGB classifier (ResNet-18 layout, width 32, output stride 16, 128 px) on the Bijie
-            train list minus a seeded 10 % hold-out, plus 128 px chips (stride 64) from AMU-Net area A
+            train list minus a seeded 10 % hold-out (native resolution, a fresh 128 px crop per image
+            and epoch; crops of landslide images contain the image centre), plus 128 px chips (stride 64) from AMU-Net area A
             above a held-out bottom strip (20 % of the rows). Neither Bijie val nor area B is seen.
   tune      CAM normalization / threshold / classifier gate chosen on the hold-outs (Bijie hold-out
             images and the area A strip), never on the validation data.
@@ -50,21 +51,37 @@ def split_holdout(names, labels, frac=HOLDOUT_FRAC, seed=0):
     return train, hold
 
 
-def training_chips(data, seed=0):
-    from ..datasets.bijie import load_bijie
+def training_chips(data, seed=0, with_masks=False):
+    """(first-epoch ChipSet, epoch_chips callable, hold-out ChipSet, strip row).
+
+    Bijie images stay at their own resolution (a 128 px crop per image and epoch, containing the
+    image centre for landslide images: see datasets.bijie.centre_crops); area A gives fixed 128 px
+    chips (stride 64) above the held-out strip."""
+    import rasterio
+
+    from ..datasets.bijie import centre_crops, load_bijie_native
     from ..datasets.common import ChipSet
     from ..datasets.scene_chips import scene_chips
     p = _paths(data)
-    bj = load_bijie(p["bijie"], p["bijie"] / "train.txt", size=TILE, with_masks=True)
-    tr, ho = split_holdout(bj.names, bj.labels, seed=seed)
+    imgs, labels, masks, names = load_bijie_native(p["bijie"], p["bijie"] / "train.txt", min_size=TILE,
+                                                   with_masks=with_masks)
+    tr, ho = split_holdout(names, labels, seed=seed)
     a = scene_chips(p["a_rgb"], p["a_mask"], size=TILE, stride=64)
-    import rasterio
     with rasterio.open(p["a_rgb"]) as ds:
         cut = int(ds.height * (1 - STRIP_FRAC))
     keep = [i for i, n in enumerate(a.names) if int(n.rsplit("_r", 1)[1].split("_")[0]) + TILE <= cut]
     a = a.subset(keep)
-    train = ChipSet.concat([bj.subset(tr), a])
-    return train, bj.subset(ho), cut
+    tr_imgs, tr_labels = [imgs[i] for i in tr], labels[tr]
+    tr_masks = [masks[i] for i in tr] if with_masks else None
+    if not with_masks:
+        a = ChipSet(a.images, a.labels, None, a.names)
+
+    def epoch_chips(epoch):
+        rng = np.random.default_rng(seed * 100_003 + epoch)
+        return ChipSet.concat([centre_crops(tr_imgs, tr_labels, TILE, rng, tr_masks), a])
+
+    hold = centre_crops([imgs[i] for i in ho], labels[ho], TILE, np.random.default_rng(seed + 7))
+    return epoch_chips(0), epoch_chips, hold, cut
 
 
 def stage_train(data, out, epochs, seed, log_dir, threads):
@@ -72,16 +89,16 @@ def stage_train(data, out, epochs, seed, log_dir, threads):
     from .classifier import train_classifier
     from .common import Logger
     t0 = time.time()
-    train, hold, cut = training_chips(data, seed)
+    train, epoch_chips, hold, cut = training_chips(data, seed)
     log = Logger(Path(log_dir) / "default_train.jsonl")
     log(event="data", n_train=len(train), n_pos=int(train.labels.sum()), n_holdout=len(hold), strip_row=cut)
     model, hist = train_classifier(train, CONFIG, val=hold, epochs=epochs, seed=seed,
                                    state_path=Path(log_dir) / "default_classifier.state.safetensors",
-                                   log=log, threads=threads)
+                                   log=log, threads=threads, epoch_chips=epoch_chips)
     from ..wsss import DEFAULT_PARAMS, classifier_metadata
     meta = classifier_metadata(model, tile=TILE, training={
         "command": "python -m landslide_wsss.training.default",
-        "data": ["bijie train.txt minus 10% hold-out (seed %d)" % seed,
+        "data": [f"bijie train.txt minus 10 percent hold-out (seed {seed})",
                  f"AMU-Net areaA rows < {cut} (128 px chips, stride 64)"],
         "n_chips": len(train), "epochs": epochs, "seed": seed, "seconds": round(time.time() - t0, 1),
         "history": hist[-3:]}, params=dict(DEFAULT_PARAMS))
@@ -98,10 +115,11 @@ def stage_unet(data, out, epochs, seed, log_dir, threads):
     from .common import Logger
     from .unet import save_unet, train_unet
     t0 = time.time()
-    train, hold, cut = training_chips(data, seed)
+    train, epoch_chips, hold, cut = training_chips(data, seed, with_masks=True)
     log = Logger(Path(log_dir) / "default_unet.jsonl")
     model, hist = train_unet(train, {"base": 16, "depth": 4}, epochs=epochs, seed=seed,
-                             state_path=Path(log_dir) / "default_unet.state.safetensors", log=log, threads=threads)
+                             state_path=Path(log_dir) / "default_unet.state.safetensors", log=log, threads=threads,
+                             epoch_chips=epoch_chips)
     training = {"data": "same chips as the default classifier, with pixel masks", "epochs": epochs,
                 "seconds": round(time.time() - t0, 1), "n_chips": len(train)}
     own = save_unet(model, Path(log_dir) / "unet.safetensors", tile=TILE, training=training, embed=False)
@@ -128,7 +146,7 @@ def main(argv=None):
         stage_unet(args.data, args.out, args.unet_epochs, args.seed, args.log_dir, args.threads)
     if args.stage in ("all", "tune"):
         from .tune import stage_tune
-        stage_tune(args.data, args.out, args.seed, args.log_dir)
+        stage_tune(args.data, args.out, args.seed, args.log_dir, methods=args.methods.split(","))
     if args.stage in ("all", "evaluate"):
         from .tune import stage_evaluate
         stage_evaluate(args.data, args.out, args.methods.split(","), args.log_dir)

@@ -33,7 +33,7 @@ def unet_loss(logits, target):
 
 def train_unet(train: ChipSet, config: Optional[dict] = None, epochs: int = 30, batch_size: int = 16,
                lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0, bf16: bool = True, state_path=None,
-               resume: bool = True, log=None, threads: Optional[int] = 2, jitter: float = 0.1):
+               resume: bool = True, log=None, threads: Optional[int] = 2, jitter: float = 0.1, epoch_chips=None):
     if train.masks is None:
         raise ValueError("the U-Net needs pixel masks")
     set_threads(threads)
@@ -59,6 +59,9 @@ def train_unet(train: ChipSet, config: Optional[dict] = None, epochs: int = 30, 
         model.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
         perm = torch.randperm(len(train), generator=gen)
+        if epoch_chips is not None:  # fresh random crops each epoch (same length)
+            cur = epoch_chips(epoch)
+            data, masks = torch.as_tensor(np.asarray(cur.images)), torch.as_tensor(np.asarray(cur.masks))
         tot = 0.0
         for s in range(spe):
             idx = perm[s * batch_size:(s + 1) * batch_size]

@@ -1,0 +1,161 @@
+"""Tuning and evaluation stages of the default model (see training/default.py).
+
+Tuning never looks at the validation data: it uses the seeded 10 % hold-out of the Bijie train list
+(each image = one scene for the statistics) and the held-out bottom strip of AMU-Net area A
+(stitched like a scene). For each CAM method it picks the CAM normalization (scene max or a
+quantile of the non-zero CAM) and the threshold t that maximize the mean landslide IoU of the two
+hold-outs; the method with the best mean becomes the default.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..metrics import Confusion
+
+NORMS = [{"norm": "vmax"}, {"norm": "quantile", "norm_q": 0.99}, {"norm": "quantile", "norm_q": 0.95},
+         {"norm": "quantile", "norm_q": 0.9}]
+THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.80, 0.05)]
+METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
+
+
+def _update_meta(out, fn):
+    tensors, meta = load_checkpoint(out)
+    meta = {k: v for k, v in meta.items() if k != "format"}
+    fn(meta)
+    save_checkpoint(out, tensors, meta)
+
+
+def holdout_maps(model, data, seed):
+    """Maps and masks of the two hold-outs: list of (maps, mask, valid) 'scenes'."""
+    from ..datasets.bijie import load_bijie, read_split
+    from ..datasets.scene_chips import read_scene_arrays
+    from ..evaluation import bijie_maps, stitch_in_memory
+    from .default import _paths, split_holdout
+    import rasterio
+    p = _paths(data)
+    names = read_split(p["bijie"] / "train.txt")
+    labels = [0 if n.startswith("nls_") else 1 for n in names]
+    _, ho = split_holdout(names, labels, seed=seed)
+    bij = [(m, mask, None) for _, m, mask in bijie_maps(model, p["bijie"], [names[i] for i in ho])]
+    img, valid, mask = read_scene_arrays(p["a_rgb"], p["a_mask"])
+    from .default import STRIP_FRAC
+    with rasterio.open(p["a_rgb"]) as ds:
+        cut = int(ds.height * (1 - STRIP_FRAC))
+    img, valid, mask = img[:, cut:], valid[cut:], mask[cut:]
+    maps = stitch_in_memory(model, img, valid)
+    return bij, [(maps, mask, valid)]
+
+
+def score_sets(model, sets, params_override):
+    from ..evaluation import image_stats
+    conf = Confusion()
+    saved = dict(model.params)
+    model.params.update(params_override)
+    try:
+        for maps, mask, valid in sets:
+            _, pred = model.fuse(maps, image_stats(maps, valid))
+            if valid is not None:
+                pred = pred & valid
+            conf.update(pred, mask)
+    finally:
+        model.params.clear()
+        model.params.update(saved)
+    return conf.iou
+
+
+def stage_tune(data, out, seed=0, log_dir="runs", methods=METHODS):
+    from ..wsss import load_model
+    t0 = time.time()
+    report = {}
+    for method in methods:
+        model = load_model(out, method=method, device="cpu")
+        tm = time.time()
+        bij, strip = holdout_maps(model, data, seed)
+        rows = []
+        for norm in NORMS:
+            for t in THRESHOLDS:
+                ov = dict(norm, thresholds={**model.params["thresholds"], method: t})
+                rows.append({**norm, "t": t, "bijie_holdout_iou": score_sets(model, bij, ov),
+                             "areaA_strip_iou": score_sets(model, strip, ov)})
+        report[method] = {"grid": rows, "seconds": round(time.time() - tm, 1)}
+        print(f"tuned {method} in {report[method]['seconds']} s", flush=True)
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    (Path(log_dir) / "default_tune.json").write_text(json.dumps(report, indent=1))
+    apply_tuning(out, report)
+    print(f"tuning done ({time.time() - t0:.0f} s)", flush=True)
+    return report
+
+
+def apply_tuning(out, report):
+    """Pick, per method, the normalization + threshold that maximize the landslide IoU of each hold-out:
+    the area A strip gives the scene parameters (detect / evaluate scene: params.per_method), the
+    Bijie hold-out the image-chip parameters (evaluate bijie: params.profiles.bijie). The CAM
+    landslides of the two domains differ in size and share (Bijie: small, centred in each image;
+    area A: large, about 20 % of the covered ground), and one threshold cannot serve both. The
+    default method is the best on the area A strip (the scene case)."""
+    scene, chips = {}, {}
+    for m, r in report.items():
+        bs = max(r["grid"], key=lambda x: x["areaA_strip_iou"])
+        bb = max(r["grid"], key=lambda x: x["bijie_holdout_iou"])
+        scene[m] = {k: v for k, v in bs.items() if k in ("norm", "norm_q")}
+        scene[m].update(threshold=bs["t"], holdout_iou=round(bs["areaA_strip_iou"], 4))
+        chips[m] = {k: v for k, v in bb.items() if k in ("norm", "norm_q")}
+        chips[m].update(threshold=bb["t"], holdout_iou=round(bb["bijie_holdout_iou"], 4))
+    default = max(scene, key=lambda m: scene[m]["holdout_iou"])
+    for m in scene:
+        print(f"tune {m}: scene {scene[m]}  bijie {chips[m]}", flush=True)
+
+    def apply(meta):
+        params = meta.setdefault("params", {})
+        params.setdefault("thresholds", {})
+        per = params.setdefault("per_method", {})
+        prof = params.setdefault("profiles", {}).setdefault("bijie", {})
+        for m in scene:
+            params["thresholds"][m] = scene[m]["threshold"]
+            per[m] = {k: v for k, v in scene[m].items() if k != "holdout_iou"}
+            prof[m] = {k: v for k, v in chips[m].items() if k != "holdout_iou"}
+        params["method"] = default
+        meta["method_default"] = default
+        meta["tuning"] = {"scene": scene, "bijie": chips,
+                          "rule": ("per method: normalization in {vmax, quantile .99/.95/.9 of non-zero CAM} x "
+                                   "threshold 0.05..0.75 maximizing landslide IoU on the area A bottom strip (scene "
+                                   "parameters) and on the 10% Bijie train hold-out (profile 'bijie'); validation "
+                                   "data never used")}
+    _update_meta(out, apply)
+    return default
+
+
+def stage_evaluate(data, out, methods, log_dir="runs"):
+    from ..evaluation import evaluate_bijie, evaluate_scene
+    from ..wsss import load_model
+    from .default import _paths
+    p = _paths(data)
+    results = {}
+    path = Path(log_dir) / "default_eval.json"
+    if path.is_file():
+        results = json.loads(path.read_text())
+    for method in methods:
+        model = load_model(out, method=method, device="cpu")
+        r1 = evaluate_bijie(p["bijie"], p["bijie"] / "val.txt", model=model)
+        print(f"bijie val {method}: {json.dumps(r1)}", flush=True)
+        model = load_model(out, method=method, device="cpu")
+        r2 = evaluate_scene(p["b_rgb"], p["b_mask"], model=model)
+        print(f"areaB {method}: {json.dumps(r2)}", flush=True)
+        results[method] = {"bijie_val": r1, "areaB": r2}
+        path.write_text(json.dumps(results, indent=1))
+    keep = ("iou", "f1", "precision", "recall", "miou", "seconds")
+
+    def apply(meta):
+        val = meta.setdefault("validation", {})
+        for m, r in results.items():
+            val[m] = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in r[k].items() if kk in keep}
+                      for k in ("bijie_val", "areaB")}
+        val["note"] = ("landslide-class IoU/F1/precision/recall and 2-class mIoU; Bijie val list (208 images) and "
+                       "AMU-Net area B, neither used in training or tuning")
+    _update_meta(out, apply)
+    return results
