@@ -53,7 +53,7 @@ def synthetic_squares(n=96, size=32, seed=0):
 def test_training_learns_squares():
     chips, _ = synthetic_squares()
     m, hist = train_classifier(chips, {"width": 8, "output_stride": 8}, epochs=4, batch_size=16, lr=3e-3,
-                               log=lambda **k: None)
+                               log=lambda **k: None, threads=1)
     acc = ((predict_probs(m, chips.images) > 0.5) == (chips.labels > 0.5)).mean()
     assert acc > 0.9
     assert hist[-1]["loss"] < hist[0]["loss"]
@@ -63,7 +63,7 @@ def test_resume_matches_uninterrupted(tmp_path):
     chips, _ = synthetic_squares(n=32)
     cfg = {"width": 8, "output_stride": 16}
     quiet = lambda **k: None  # noqa: E731
-    ref, _ = train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=tmp_path / "a.safetensors", log=quiet)
+    ref, _ = train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=tmp_path / "a.safetensors", log=quiet, threads=1)
     from landslide_wsss.checkpoint import load_checkpoint
     _, meta = load_checkpoint(tmp_path / "a.safetensors")
     assert meta["epoch"] == 2
@@ -85,10 +85,10 @@ def test_resume_matches_uninterrupted(tmp_path):
     tc.save_training_state = save_then_stop
     try:
         with pytest.raises(Stop):
-            train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=c_state, log=quiet)
+            train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=c_state, log=quiet, threads=1)
     finally:
         tc.save_training_state = orig
-    resumed, _ = train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=c_state, log=quiet)
+    resumed, _ = train_classifier(chips, cfg, epochs=3, batch_size=16, state_path=c_state, log=quiet, threads=1)
     for (k, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
 
