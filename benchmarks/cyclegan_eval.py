@@ -97,13 +97,19 @@ def score_cam_only(scorer, items):
     return conf.as_dict()
 
 
+_STATS = {}
+
+
 def score_fused(items, gkey, params):
     conf = Confusion()
     for it in items:
         maps, mask = it[0], it[1]
         valid = it[2] if len(it) > 2 else None
         sub = {"cam": maps["cam"], "diff": maps[gkey if ":" in gkey else f"diff:{gkey}"]}
-        _, pred = fuse_maps(sub["cam"], sub["diff"], image_stats(sub, valid), params)
+        key = (id(maps), gkey)
+        if key not in _STATS:  # scene statistics do not depend on the fusion parameters
+            _STATS[key] = image_stats(sub, valid)
+        _, pred = fuse_maps(sub["cam"], sub["diff"], _STATS[key], params)
         conf.update(pred & (valid if valid is not None else True), mask)
     return conf.as_dict()
 
@@ -188,7 +194,7 @@ def main(argv=None):
     # tuning on the hold-outs (validation data never used for a choice)
     diff_opts = [{"diff_rule": "otsu", "diff_scale": s} for s in (0.4, 0.6, 0.8, 1.0, 1.2)] + \
                 [{"diff_rule": "percentile", "diff_percentile": q} for q in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)]
-    grid = [dict(t_cam=t, cam_quantile=cq, **d) for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for cq in (0.9, 0.99)
+    grid = [dict(t_cam=t, cam_quantile=cq, **d) for t in (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6) for cq in (0.99,)
             for d in diff_opts]
     tuned = {}
     hold = [s for s in ("hold_bijie", "hold_strip") if s in items]

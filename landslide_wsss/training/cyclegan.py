@@ -284,7 +284,7 @@ class CycleGANTrainer:
                       "steps": self.step, "batch_size": cfg.batch_size, "ndf": cfg.ndf, "lr": cfg.lr,
                       "lambda_cycle": cfg.lambda_cycle, "lambda_identity": cfg.lambda_identity,
                       "pool": cfg.pool_size, "bf16_autocast": self.bf16, "seed": cfg.seed,
-                      "cpu_seconds": round(self.seconds, 1)},
+                      "train_wall_seconds": round(self.seconds, 1)},
             data=cfg.data,
         )
 
