@@ -10,7 +10,7 @@ Synthetic scenes are generated on the fly into /tmp (kept for reuse): 0.5 m RGB 
 (memory-bounded: one 1024-px block at a time, whatever the scene size).
 
     python benchmarks/bench_detect.py [--scenes areaB,10k,20k] [--device auto] [--method M]
-        [--large-method cam] [--large-width 8] [--profile]
+        [--large-model pixelnet|same|PATH] [--large-method M] [--profile]
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def child(args) -> int:
     from landslide_wsss.tiling import TileGrid
 
     model = load_scoring_model(args.model, args.method, args.device)
-    counts = {"tiles_scored": 0, "gated_out": 0, "gate_known": hasattr(model, "last_probs") or hasattr(model, "params")}
+    counts = {"tiles_scored": 0, "gated_out": 0, "gate_known": hasattr(model, "params")}
     inner = model.predict_tiles
 
     def predict_tiles(tiles, valid, terrain=None):
@@ -206,9 +206,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", default="areaB,10k,20k")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--method", default=None, help="method for the real scene (default: the model's default)")
-    ap.add_argument("--large-method", default="cam", help="method for the synthetic 10k/20k scenes ('' = --method)")
-    ap.add_argument("--large-width", type=int, default=0,
-                    help="use a random-init classifier of this width for the synthetic scenes (0 = same model)")
+    ap.add_argument("--large-method", default="", help="method for the synthetic 10k/20k scenes ('' = --method)")
+    ap.add_argument("--large-model", default="pixelnet",
+                    help="model for the synthetic scenes: pixelnet (fast hand-set brightness scorer, default), "
+                         "same (the real scene's model), or a model file")
     ap.add_argument("--model", default=None)
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--profile", action="store_true", help="cProfile the real scene's run (results/profile-*.txt)")
@@ -233,7 +234,12 @@ def main(argv=None) -> int:
             print(f"  {name}: skipped ({desc})")
             continue
         method = (args.large_method or args.method) if large else args.method
-        mpath, mdesc = (C.model_file(width=args.large_width) if (large and args.large_width) else (model_path, model_desc))
+        mpath, mdesc = model_path, model_desc
+        if large and args.large_model == "pixelnet":
+            mpath, mdesc = C.brightness_pixelnet_file()
+            method = None
+        elif large and args.large_model != "same":
+            mpath, mdesc = C.model_file(args.large_model)
         print(f"  {name}: {desc}; method {method or 'default'}; {mdesc} ...", flush=True)
         r = run_child(path, method, mpath, device, args.tile, profile=args.profile and not large)
         mpx = r["width"] * r["height"] / 1e6

@@ -247,8 +247,9 @@ def main(argv=None) -> int:
         "ours exact fp32": dict(bf16=False),
         "ours exact bf16": dict(bf16=True),
         "ours fast top-32 bf16": dict(bf16=True, top_k=32),
+        "ours fast top-32 by std bf16": dict(bf16=True, top_k=32, select="std"),
+        "ours fast top-64 by std bf16": dict(bf16=True, top_k=64, select="std"),
         "ours fast top-32, 64 px bf16": dict(bf16=True, top_k=32, mask_size=64),
-        "ours fast top-16, 64 px bf16": dict(bf16=True, top_k=16, mask_size=64),
     }
     mt = {m: [] for m in modes}
     ml = {m: [] for m in modes}
@@ -286,10 +287,9 @@ def main(argv=None) -> int:
     peak = C.peak_flops("bf16")
     for row in rows + fast_rows:
         passes = k
-        if "top-32" in row["method"]:
-            passes = 32
-        elif "top-16" in row["method"]:
-            passes = 16
+        for kk in (16, 32, 64):
+            if f"top-{kk}" in row["method"]:
+                passes = kk
         flops = fwd + passes * (fwd64 if "64 px" in row["method"] else fwd)
         row["gflop_per_tile"] = flops / 1e9
         row["achieved_gflops"] = flops / row["s_per_tile"] / 1e9
@@ -300,13 +300,21 @@ def main(argv=None) -> int:
     if C.BIJIE.is_dir():
         from landslide_wsss.evaluation import evaluate_bijie
 
-        limit = args.eval_limit or None
+        split = C.BIJIE / "val.txt"
+        if args.eval_limit:  # an evenly spaced subset: landslide and landslide-free images alike
+            names = C.bijie_names()
+            pick = np.unique(np.linspace(0, len(names) - 1, args.eval_limit).round().astype(int))
+            split = C.RESULTS / "bijie_val_subset.txt"
+            split.parent.mkdir(parents=True, exist_ok=True)
+            split.write_text("\n".join(names[i] for i in pick) + "\n")
         for name, sc in [("exact", {"top_k": None, "mask_size": None, "chunk": 128}),
                          ("fast top-32", {"top_k": 32, "mask_size": None, "chunk": 128}),
+                         ("fast top-32 by std", {"top_k": 32, "mask_size": None, "chunk": 128, "select": "std"}),
+                         ("fast top-64 by std", {"top_k": 64, "mask_size": None, "chunk": 128, "select": "std"}),
                          ("fast top-32, 64 px", {"top_k": 32, "mask_size": 64, "chunk": 128})]:
             la = C.loadavg()
-            res = evaluate_bijie(C.BIJIE, "val.txt", method="scorecam", model_path=path, device=device,
-                                 limit=limit, params={"scorecam": sc})
+            res = evaluate_bijie(C.BIJIE, split, method="scorecam", model_path=path, device=device,
+                                 params={"scorecam": sc})
             eval_rows.append({"mode": name, "iou": res["iou"], "f1": res["f1"], "miou": res["miou"],
                               "seconds": res["seconds"], "images": res["images"], "loadavg": la})
             print(f"  Bijie val ({res['images']} images) scorecam {name}: IoU {res['iou']:.4f} in {res['seconds']} s "
@@ -322,7 +330,7 @@ def main(argv=None) -> int:
                              "max_diff_vs_exact", "achieved_gflops", "loadavg_1m"],
                  f"Our modes ({len(x)} tiles, min of {args.repeat}; fidelity against ours exact fp32)")
     t3 = C.table(eval_rows, ["mode", "images", "iou", "iou_change_vs_exact", "f1", "seconds", "loadavg"],
-                 "Bijie val landslide IoU, method scorecam" + (f" (first {args.eval_limit} images of val.txt)"
+                 "Bijie val landslide IoU, method scorecam" + (f" ({args.eval_limit} evenly spaced images of val.txt)"
                                                                 if args.eval_limit else "")) if eval_rows else ""
     head = (f"device {device} — {env['gpu']}; torch {env['torch']} ({env['torch_threads']} threads); {model_desc}; "
             f"{tiles_desc}; forward {fwd / 1e9:.3f} GFLOP/tile at {size} px; K={k}")

@@ -134,6 +134,31 @@ def model_file(explicit: Optional[str] = None, seed: int = 0, width: Optional[in
     return path, what + f"(ResNet-18 layout, width {cfg['width']}, OS16, {TILE} px; seed {seed}; no trained default model here)"
 
 
+def brightness_pixelnet_file() -> tuple:
+    """A hand-set PixelNet (landslide_wsss.models.pixelnet, 3 small convolutions per pixel) that scores
+    bare-soil brightness: scars ~1, vegetation ~0. The fast model for the very large synthetic scenes,
+    whose runs measure the tiling / stitching / fusion / vectorizing path and its memory, not the CNN."""
+    import torch
+
+    from landslide_wsss.models.pixelnet import PixelNetScorer
+
+    path = Path("/tmp") / "lwsss-bench-pixelnet-brightness.safetensors"
+    if not path.is_file():
+        sc = PixelNetScorer.random(3, tile_size=256, threshold=0.5, method="pixelnet-brightness",
+                                   mean=[0.0] * 3, std=[1.0] * 3)
+        c1, _, c2, _, c3 = sc.net
+        with torch.no_grad():
+            for conv in (c1, c2, c3):
+                conv.weight.zero_()
+                conv.bias.zero_()
+            c1.weight[0, :, 1, 1] = 1.0 / 3  # channel 0 = mean of R, G, B
+            c2.weight[0, 0, 1, 1] = 1.0
+            c3.weight[0, 0, 0, 0] = 0.2
+            c3.bias.fill_(-0.2 * 105.0)  # sigmoid(0.2 (brightness - 105))
+        sc.save(path)
+    return path, "hand-set brightness PixelNet (3 convolutions per pixel, 256 px tiles): the fast model option"
+
+
 def load_classifier(path: Path, device: str):
     """The bare classifier (nn.Module, eval) inside a model file."""
     from landslide_wsss.checkpoint import load_checkpoint

@@ -39,7 +39,9 @@ def targets(sc, det, ev) -> list:
                                          f"(definition), mask IoU {r['mask_iou_vs_gradcam']:.3f}; load {r['loadavg_1m']}",
                              "status": _mark(ok)})
         ev_rows = {r["mode"]: r for r in sc.get("bijie_eval", [])}
-        for name, evname in (("ours fast top-32 bf16", "fast top-32"), ("ours fast top-32, 64 px bf16", "fast top-32, 64 px")):
+        for name, evname in (("ours fast top-32 bf16", "fast top-32"), ("ours fast top-32 by std bf16", "fast top-32 by std"),
+                             ("ours fast top-64 by std bf16", "fast top-64 by std"),
+                             ("ours fast top-32, 64 px bf16", "fast top-32, 64 px")):
             r = modes.get(name)
             if not r:
                 continue

@@ -9,7 +9,10 @@ The layer activations come from ONE hooked pass; the masked inputs are then buil
 images. Modes:
   exact: all K channels (K masked passes per image);
   fast:  `top_k` channels by mean activation (the others get no weight), and optionally the masked
-         passes at a reduced size `mask_size` (e.g. 64 px instead of 128).
+         passes at a reduced size `mask_size` (e.g. 64 px instead of 128). `select="std"` ranks the
+         channels by the spatial standard deviation of their activation instead (channels whose mask
+         is flat add little); on the default model's Bijie chips it keeps the maps closer to exact
+         (benchmarks/RESULTS.md).
 
 Speed (same maps): the masked passes run on an inference copy of the model with every
 BatchNorm folded into the convolution before it (torch.fx; exact up to float rounding, rebuilt
@@ -52,8 +55,12 @@ class ScoreCAM(BaseCAM):
     name = "scorecam"
 
     def __init__(self, model, target_layer: str = "layer4", top_k: Optional[int] = None,
-                 mask_size: Optional[int] = None, chunk: int = 128, fold_bn: bool = True, **kw):
+                 mask_size: Optional[int] = None, chunk: int = 128, fold_bn: bool = True,
+                 select: str = "mean", **kw):
         super().__init__(model, target_layer, **kw)
+        if select not in ("mean", "std"):
+            raise ValueError(f"select must be 'mean' or 'std', not {select!r}")
+        self.select = select
         self.top_k = top_k
         self.mask_size = mask_size
         self.chunk = chunk
@@ -122,7 +129,8 @@ class ScoreCAM(BaseCAM):
         acts = acts.float()
         n, kk = acts.shape[:2]
         if self.top_k and self.top_k < kk:
-            channels = acts.mean(dim=(2, 3)).topk(self.top_k, dim=1).indices
+            rank = acts.flatten(2).std(dim=2) if self.select == "std" else acts.mean(dim=(2, 3))
+            channels = rank.topk(self.top_k, dim=1).indices
         else:
             channels = torch.arange(kk, device=acts.device).expand(n, -1)
         scores = self.channel_scores(x, acts, channels)
