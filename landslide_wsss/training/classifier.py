@@ -110,3 +110,85 @@ def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optiona
                                                          "config": model.config()})
     model.eval()
     return model, history
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: `landslide-wsss train classifier ...`
+
+
+def add_data_args(ap) -> None:
+    ap.add_argument("--bijie", help="Bijie folder (images/, masks/, split lists)")
+    ap.add_argument("--split", default="train.txt", help="split list inside --bijie (default train.txt)")
+    ap.add_argument("--image", action="append", default=[], help="GeoTIFF scene to cut chips from (repeatable)")
+    ap.add_argument("--mask", action="append", default=[], help="its mask (1 landslide, 0 background, 255 not covered)")
+    ap.add_argument("--tile", type=int, default=128)
+    ap.add_argument("--stride", type=int, default=64, help="chip stride in scenes")
+
+
+def chips_from_args(args, with_masks: bool = False, seed: int = 0):
+    """(first-epoch ChipSet, epoch_chips callable or None) from --bijie / --image --mask options."""
+    from ..datasets.bijie import centre_crops, load_bijie_native
+    from ..datasets.common import ChipSet
+    from ..datasets.scene_chips import scene_chips
+    from ..errors import InputError
+    if len(args.image) != len(args.mask):
+        raise InputError("give one --mask for each --image")
+    scenes = []
+    for img, mask in zip(args.image, args.mask):
+        c = scene_chips(img, mask, size=args.tile, stride=args.stride)
+        scenes.append(c if with_masks else ChipSet(c.images, c.labels, None, c.names))
+    if not args.bijie and not scenes:
+        raise InputError("no training data: give --bijie DIR and/or --image/--mask pairs")
+    if not args.bijie:
+        return ChipSet.concat(scenes), None
+    root = Path(args.bijie)
+    imgs, labels, masks, _ = load_bijie_native(root, root / args.split, min_size=args.tile, with_masks=with_masks)
+
+    def epoch_chips(epoch):
+        rng = np.random.default_rng(seed * 100_003 + epoch)
+        return ChipSet.concat([centre_crops(imgs, labels, args.tile, rng, masks)] + scenes)
+
+    return epoch_chips(0), epoch_chips
+
+
+def main(argv=None) -> int:
+    import argparse
+    import time
+
+    from ..checkpoint import save_checkpoint
+    from ..wsss import DEFAULT_PARAMS, classifier_metadata
+    ap = argparse.ArgumentParser(prog="landslide-wsss train classifier",
+                                 description="Train the image-level classifier (BCE) and write a model file.")
+    add_data_args(ap)
+    ap.add_argument("-o", "--out", required=True, help="model file to write (.safetensors)")
+    ap.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--output-stride", type=int, default=16, choices=[8, 16, 32])
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--state", help="training-state file for resume (default: OUT.state.safetensors)")
+    ap.add_argument("--no-bf16", action="store_true")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    train, epoch_chips = chips_from_args(args, seed=args.seed)
+    cfg = {"arch": args.arch, "width": args.width, "output_stride": args.output_stride,
+           "in_bands": int(train.images.shape[1])}
+    state = args.state or str(args.out) + ".state.safetensors"
+    model, hist = train_classifier(train, cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                   seed=args.seed, bf16=not args.no_bf16, state_path=state, threads=args.threads,
+                                   epoch_chips=epoch_chips)
+    meta = classifier_metadata(model, tile=args.tile, params=dict(DEFAULT_PARAMS), training={
+        "command": "landslide-wsss train classifier " + " ".join(argv or []), "n_chips": len(train),
+        "epochs": args.epochs, "seed": args.seed, "seconds": round(time.time() - t0, 1), "history": hist[-3:]})
+    tensors = {f"classifier.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
+               for k, v in model.state_dict().items()}
+    save_checkpoint(args.out, tensors, meta)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

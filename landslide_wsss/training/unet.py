@@ -105,3 +105,35 @@ def save_unet(model: UNet, path, tile: int = 128, threshold: float = 0.5, traini
     meta["unet"] = unet_meta
     save_checkpoint(path, tensors, meta)
     return path
+
+
+def main(argv=None) -> int:
+    """`landslide-wsss train unet ...`: the supervised baseline from pixel masks."""
+    import argparse
+
+    from .classifier import add_data_args, chips_from_args
+    ap = argparse.ArgumentParser(prog="landslide-wsss train unet",
+                                 description="Train the supervised U-Net baseline (pixel masks) and write it.")
+    add_data_args(ap)
+    ap.add_argument("-o", "--out", required=True, help="model file; an existing one keeps its other parts (unet.* is replaced)")
+    ap.add_argument("--base", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threshold", type=float, default=0.5)
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    train, epoch_chips = chips_from_args(args, with_masks=True, seed=args.seed)
+    model, hist = train_unet(train, {"base": args.base}, epochs=args.epochs, batch_size=args.batch_size,
+                             seed=args.seed, state_path=str(args.out) + ".unet-state.safetensors",
+                             threads=args.threads, epoch_chips=epoch_chips)
+    save_unet(model, args.out, tile=args.tile, threshold=args.threshold,
+              training={"command": "landslide-wsss train unet " + " ".join(argv or []), "epochs": args.epochs,
+                        "seconds": round(time.time() - t0, 1)})
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
