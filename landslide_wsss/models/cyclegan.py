@@ -22,6 +22,7 @@ prefix "generator." (fp16) with its settings in metadata["generator"].
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
@@ -226,6 +227,7 @@ def translate(generator: ResnetGenerator, x_norm, chunk: int = 8, autocast: Opti
     return y.cpu().numpy() if is_np else y
 
 
+@functools.lru_cache(maxsize=1)
 def bf16_fast() -> bool:
     """True when the CPU has native bf16 (AVX512-BF16 / AMX), where autocast pays off."""
     try:
