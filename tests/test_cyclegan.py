@@ -172,3 +172,18 @@ def test_landslide_difference_uses_stored_mode():
     assert d.shape == (2, 32, 32) and (d >= 0).all()
     gen.diff_mode = "l2"
     assert not np.allclose(landslide_difference(gen, x), d)
+
+
+def test_embedded_generator_loads_when_present():
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "landslide_wsss" / "weights" / "default.safetensors"
+    if not path.is_file():
+        pytest.skip("no embedded default model yet")
+    tensors, meta = load_checkpoint(path)
+    if "generator" not in meta:
+        pytest.skip("the embedded default model has no generator")
+    gen = load_generator(tensors, meta)
+    assert gen.cond == 0 and gen.spectral == meta["in_bands"]  # the default model is RGB
+    y = translate(gen, torch.rand(1, 3, 40, 40) * 2 - 1)
+    assert y.shape == (1, 3, 40, 40) and y.abs().max() <= 1
+    assert path.stat().st_size <= 25 * 2**20
