@@ -6,6 +6,7 @@ Runs `landslide-wsss evaluate ... --json` for every row (one subprocess each, re
 in runs/ablation_results.jsonl are kept), then writes runs/ablation.json and runs/ablation.md.
 Model files (runs/models/, made by the commands in runs/ablation.md):
   base.safetensors                 the classifier every refinement starts from (unchanged)
+  base_slopegate.safetensors       the same with params.terrain_crop.slope_gate = 0.2
   bce_finetune.safetensors         control: same fine-tune budget, plain BCE on the same chips
   terrain_crop.safetensors         classifier retrained on CAM-guided crops
   rcm_mam.safetensors              MainNet after RCM + MAM
@@ -27,6 +28,8 @@ ROWS = [  # (row name, method, model file, what it measures)
     ("cam", "cam", M + "base.safetensors", "baseline: plain CAM of the starting classifier"),
     ("cam (BCE fine-tune control)", "cam", M + "bce_finetune.safetensors", "same fine-tune budget, no refinement"),
     ("terrain-crop (inference only)", "terrain-crop", M + "base.safetensors", "cropping at inference, starting classifier"),
+    ("terrain-crop + slope gate q=0.2 (inference only)", "terrain-crop", M + "base_slopegate.safetensors",
+     "CAM zeroed below the scene's 20 % slope quantile (needs the DSM: area B only)"),
     ("terrain-crop (retrained on crops)", "terrain-crop", M + "terrain_crop.safetensors", "cropping + classifier retrained on crops"),
     ("rcm-mam", "rcm-mam", M + "rcm_mam.safetensors", "RCM + MAM fine-tune"),
     ("adversarial-erasing", "adversarial-erasing", M + "adversarial_erasing.safetensors", "EADER fine-tune"),

@@ -4,11 +4,12 @@ Per tile the classifier calls landslide (METHODS.md, "Terrain-guided cropping"):
   1. confident CAM: the CAM relative to its tile maximum, values < 0.1 set to 0, then threshold at
      min + 0.5·(max − min) of the non-zero values (relative values only choose the crop; the maps
      returned stay raw, never normalized per tile);
-  2. each 8-connected confident component (at most `max_crops`, the largest CAM mass first; with
+  2. each 8-connected confident component (at most `max_crops`, default 1, the largest CAM mass first; with
      terrain, mass × (0.5 + slope rank) so components on steep ground come first) gives its tight
      box grown by `grow`·width/height (half on each side), at least `min_box` px, clipped;
   3. zoom = clip(k / sqrt(component area), 1, `max_zoom`) (no depth-versus-size relation from
-     above: small components are enlarged), capped so the zoomed crop stays <= `max_crop_px`;
+     above: small components are enlarged), capped so the zoomed crop stays <= `max_crop_px`
+     (default 128 = the tile size, so each crop costs at most one more tile pass);
   4. the CAM is rerun on the zoomed crop, resized back and pasted into a zero canvas (max where
      crops overlap); `match="peak"` rescales the crop CAM so its peak equals the full CAM's peak
      inside the box (the crop CAM brings its shape, the tile keeps its own magnitude);
@@ -39,8 +40,8 @@ class CropParams:
     min_box: int = 32          # box side at least this many px
     k: float = 64.0            # zoom = clip(k / sqrt(area), 1, max_zoom)
     max_zoom: float = 4.0
-    max_crop_px: int = 256     # zoomed crop side cap (CPU budget)
-    max_crops: int = 3
+    max_crop_px: int = 128     # zoomed crop side cap: at most the tile size (one extra tile pass per crop)
+    max_crops: int = 1         # crops per tile (the original crops every positive class; CPU budget)
     match: str = "peak"        # "peak" or "none"
     slope_weight: float = 1.0  # with terrain: component priority × (0.5 + slope_weight·slope rank)
     slope_gate: Optional[float] = None  # quantile q of the scene's slope below which CAM is zeroed
