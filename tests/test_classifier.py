@@ -137,3 +137,42 @@ def test_train_classifier_and_unet_commands(tmp_path):
     v = np.ones((1, 32, 32), bool)
     assert weak.predict_tiles(x, v)["cam"].shape == (1, 32, 32)
     assert unet.predict_tiles(x, v)["prob"].shape == (1, 32, 32)
+
+
+def _tiny_scorer(tmp_path, **params):
+    from landslide_wsss.checkpoint import save_checkpoint
+    from landslide_wsss.wsss import DEFAULT_PARAMS, classifier_metadata, load_model
+    torch.manual_seed(0)
+    m = Classifier(width=8, output_stride=16, mean=[50.0] * 3, std=[20.0] * 3).eval()
+    meta = classifier_metadata(m, tile=32, training={}, params=dict(DEFAULT_PARAMS))
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, {f"classifier.{k}": v for k, v in m.state_dict().items()}, meta)
+    return load_model(path, method="cam", device="cpu", params=params)
+
+
+def test_weak_scorer_gate(tmp_path):
+    x = np.random.default_rng(0).uniform(0, 255, (3, 3, 32, 32)).astype(np.float32)
+    v = np.ones((3, 32, 32), bool)
+    v[2, :, :16] = False
+    closed = _tiny_scorer(tmp_path, gate=1.01)  # no probability reaches it: every tile gated out
+    assert not closed.predict_tiles(x, v)["cam"].any()
+    opened = _tiny_scorer(tmp_path, gate=0.0)
+    cam = opened.predict_tiles(x, v)["cam"]
+    assert cam.shape == (3, 32, 32) and cam.dtype == np.float32 and (cam >= 0).all()
+    assert cam[:2].any() and not cam[2, :, :16].any()  # invalid pixels stay 0
+
+
+def test_weak_scorer_fuse_uses_scene_statistics(tmp_path):
+    from landslide_wsss.fusion import map_stats
+    from landslide_wsss.scoring import SceneStats
+    s = _tiny_scorer(tmp_path, norm="vmax", thresholds={"cam": 0.3}, per_method={}, open_radius=1,
+                     min_component_px=4)
+    block = np.zeros((40, 40), np.float32)
+    block[10:30, 10:30] = 1.0
+    bright_scene = SceneStats({"cam": map_stats(np.array([0.0, 10.0]))})  # scene max 10: block is weak
+    dim_scene = SceneStats({"cam": map_stats(np.array([0.0, 2.0]))})      # scene max 2: block stands out
+    score, mask = s.fuse({"cam": block}, bright_scene)
+    assert not mask.any() and np.isclose(score.max(), 0.1)
+    score, mask = s.fuse({"cam": block}, dim_scene)
+    # opening with a radius-1 disk trims only the four corner pixels
+    assert mask[10:30, 10:30].sum() == 400 - 4 and mask.sum() == 396 and np.isclose(score.max(), 0.5)
