@@ -30,12 +30,15 @@ Fusion rule (`fuse_maps`, once per scene, block by block with the same scene sta
        (component sizes are measured inside block + halo: a component cut by a block edge is
        at least FUSE_HALO px long there, so it is never counted too small when min_component_px
        <= FUSE_HALO).
+    Statistics with values (count > 0, vmax > 0) but an empty histogram are a caller's bug: a
+    RuntimeWarning is raised and r_C = vmax, t_D = 0.25 * vmax * diff_scale are used instead.
     Score: diffn = clip(D / (2 t_D), 0, 1) (0.5 at the threshold);
        score = sqrt(dilated camn * diffn), float32 in [0, 1] (geometric mean, high only where both
        agree); polygons take score_mean / score_max of it over the mask.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Optional, Tuple, Union
 
@@ -172,6 +175,14 @@ def thresholds(stats: SceneStats, params: Union[None, FusionParams, Mapping] = N
     """(r_C, t_D): the CAM normalization reference and the difference threshold of a scene."""
     p = FusionParams.from_any(params)
     cs, ds = stats.maps[cam_key], stats.maps[diff_key]
+    broken = [k for k, ms in ((cam_key, cs), (diff_key, ds))
+              if ms.count > 0 and ms.vmax > 0 and float(np.sum(ms.hist)) <= 0]
+    if broken:  # a map with values but an empty histogram: the statistics were not gathered
+        warnings.warn(f"scene statistics of {broken} have an empty histogram although the maps are not empty; "
+                      "falling back to r_C = vmax and t_D = 0.25 * vmax * diff_scale", RuntimeWarning, stacklevel=2)
+        r_c = max(cs.vmax, p.cam_floor, 1e-12)
+        t_d = max(0.25 * ds.vmax * p.diff_scale, p.diff_floor, 1e-12)
+        return float(r_c), float(t_d)
     r_c = max(hist_quantile(cs, p.cam_quantile), p.cam_floor, 1e-12)
     if p.diff_rule == "otsu":
         h = np.asarray(ds.hist, np.float64).copy()

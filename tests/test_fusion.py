@@ -144,3 +144,13 @@ def test_difference_brighter_mode_is_one_sided():
     assert np.allclose(difference_map(x, g, sigma=0), 0.5)
     with pytest.raises(ValueError):
         difference_map(x, g, mode="l1")
+
+
+def test_empty_histograms_warn_instead_of_masking_everything():
+    from landslide_wsss.scoring import MapStats
+    cam, diff, inside, outside = scene()
+    good = stats_of(cam, diff)
+    bad = SceneStats({k: MapStats(v.vmax, v.count, np.zeros_like(v.hist)) for k, v in good.maps.items()})
+    with pytest.warns(RuntimeWarning, match="empty histogram"):
+        _, mask = fuse_maps(cam, diff, bad)
+    assert not mask[outside].any() and mask.sum() < 1.5 * inside.sum()
