@@ -19,7 +19,7 @@ from ..metrics import Confusion
 
 NORMS = [{"norm": "vmax"}, {"norm": "quantile", "norm_q": 0.99}, {"norm": "quantile", "norm_q": 0.95},
          {"norm": "quantile", "norm_q": 0.9}]
-THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.80, 0.05)]
+THRESHOLDS = [round(float(t), 2) for t in np.arange(0.05, 0.80, 0.05)]
 METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
 
 
