@@ -1,17 +1,24 @@
-"""The embedded default model, reproducible by one command:
+"""The embedded default model, reproducible by one command (about 45-60 min on 2 busy CPU cores):
 
-    nice .venv/bin/python -m landslide_wsss.training.default [--data ../shared/data] [--out landslide_wsss/weights/default.safetensors]
+    nice .venv/bin/python -m landslide_wsss.training.default --threads 1 [--data ../shared/data] [--out landslide_wsss/weights/default.safetensors]
+    (same as `landslide-wsss train default ...`)
 
-Stages (all by default; each can be re-run alone with --stage):
-  train     one RGB classifier (ResNet-18 layout, width 32, output stride 16, 128 px) on the Bijie
-            train list minus a seeded 10 % hold-out (native resolution, a fresh 128 px crop per image
-            and epoch; crops of landslide images contain the image centre), plus 128 px chips (stride 64) from AMU-Net area A
-            above a held-out bottom strip (20 % of the rows). Neither Bijie val nor area B is seen.
-  tune      CAM normalization / threshold / classifier gate chosen on the hold-outs (Bijie hold-out
-            images and the area A strip), never on the validation data.
-  evaluate  landslide IoU/F1/precision/recall/mIoU on Bijie val and area B for each CAM method;
-            figures written into the model metadata and runs/default_eval.json.
-The training state (runs/default_classifier.state.safetensors) allows resume after interruption.
+Stages (all by default, in this order; each can be re-run alone with --stage):
+  train     one RGB classifier (ResNet-18 layout, width 32, output stride 16, 128 px tiles, 20 epochs,
+            bf16 autocast + channels_last) on the Bijie train list minus a seeded 10 % hold-out (native
+            resolution, a fresh 128 px crop per image and epoch; crops of landslide images contain the
+            image centre, since Bijie frames each landslide; resizing whole images instead leaked a scale
+            cue: landslide-free images are larger, and the CAMs then lit the image borders), plus 128 px
+            chips (stride 64) from AMU-Net area A above a held-out bottom strip (20 % of the rows).
+            Neither Bijie val nor area B is seen. Writes a fresh model file (classifier.* only).
+  unet      the supervised U-Net baseline (12 epochs) on the same chips with their masks, embedded as unet.*.
+  tune      per CAM method, normalization and threshold chosen on the hold-outs only (training/tune.py):
+            area A strip -> scene parameters (detect), Bijie hold-out -> profile "bijie".
+  evaluate  landslide IoU/F1/precision/recall/mIoU on the Bijie val list and AMU-Net area B for every
+            method; figures written into the model metadata and runs/default_eval.json.
+The CycleGAN generator (generator.*) is added afterwards by the CycleGAN stage
+(models.cyclegan.add_generator_to_model); re-running `train` replaces the file, so re-add it then.
+Training states under runs/ allow resume after interruption.
 """
 from __future__ import annotations
 
@@ -133,12 +140,12 @@ def main(argv=None):
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--stage", default="all", choices=["all", "train", "unet", "tune", "evaluate"])
-    ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--unet-epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--unet-epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-dir", default=str(REPO / "runs"))
-    ap.add_argument("--methods", default="cam,gradcam,gradcam++,scorecam")
+    ap.add_argument("--methods", default="cam,gradcam,gradcam++,scorecam,unet")
     args = ap.parse_args(argv)
     if args.stage in ("all", "train"):
         stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads)
@@ -152,7 +159,7 @@ def main(argv=None):
         stage_evaluate(args.data, args.out, args.methods.split(","), args.log_dir)
 
 
-def train_default(data=None, out=None, epochs=50, seed=0, stage="all"):
+def train_default(data=None, out=None, epochs=20, seed=0, stage="all"):
     argv = ["--stage", stage, "--epochs", str(epochs), "--seed", str(seed)]
     if data:
         argv += ["--data", str(data)]
