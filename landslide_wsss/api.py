@@ -36,10 +36,10 @@ log = logging.getLogger("landslide_wsss")
 Progress = Optional[Callable[[float], None]]
 
 DEFAULT_BATCH = 16
-STRIP_ROWS = 512
+STRIP_ROWS = 256  # stats/fusion strips: memory is STRIP_ROWS (+2 FUSE_HALO) x scene width
 # GDAL's block cache defaults to 5 % of RAM; the scratch rasters' dirty blocks then stay in memory until
 # close, so peak memory grew with the scene size (1.8 GB RSS on a 10k x 10k scene). Bounded here.
-GDAL_CACHE_MB = int(os.environ.get("LANDSLIDE_WSSS_GDAL_CACHE_MB", "256"))
+GDAL_CACHE_MB = int(os.environ.get("LANDSLIDE_WSSS_GDAL_CACHE_MB", "128"))
 
 
 def _gdal_env():
@@ -260,16 +260,17 @@ def _scene_stats(sc: Scene, maps_path, valid_path, names) -> SceneStats:
     """Two windowed passes: per-map maximum, then histograms on [0, max] (valid pixels only)."""
     vmax = np.zeros(len(names))
     count = 0
-    with rasterio.open(maps_path) as src, rasterio.open(valid_path, "w", **_work_profile(sc, 1, "uint8")) as vdst:
-        for win in block_windows(sc.width, sc.height, STRIP_ROWS):
-            valid = sc.read_valid(win)
-            vdst.write(valid.astype(np.uint8), 1, window=win)
-            if valid.any():
-                m = src.read(window=win)
-                vmax = np.maximum(vmax, m[:, valid].max(axis=1))
-                count += int(valid.sum())
+    with rasterio.open(maps_path) as src:
+        with rasterio.open(valid_path, "w", **_work_profile(sc, 1, "uint8")) as vdst:
+            for win in block_windows(sc.width, sc.height, STRIP_ROWS):
+                valid = sc.read_valid(win)
+                vdst.write(valid.astype(np.uint8), 1, window=win)
+                if valid.any():
+                    m = src.read(window=win)
+                    vmax = np.maximum(vmax, m[:, valid].max(axis=1))
+                    count += int(valid.sum())
         hists = np.zeros((len(names), HIST_BINS), np.int64)
-        with rasterio.open(valid_path) as vsrc:
+        with rasterio.open(valid_path) as vsrc:  # read back only after the writer closed (flushed)
             for win in block_windows(sc.width, sc.height, STRIP_ROWS):
                 valid = vsrc.read(1, window=win) > 0
                 if not valid.any():

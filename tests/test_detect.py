@@ -191,3 +191,19 @@ def test_threshold_override_reaches_the_weak_scorer():
     m = load_model(None, method="gradcam", device="cpu")
     m.threshold = 0.77
     assert m.threshold == 0.77 and m.params["thresholds"]["gradcam"] == 0.77
+
+
+def test_scene_stats_histograms_count_every_valid_pixel(tmp_path):
+    from landslide_wsss.raster import open_scene
+
+    data, _ = blob_scene(h=300, w=200)
+    data[:, :50] = 0  # nodata stripe
+    p = write_tif(tmp_path / "s.tif", data, nodata=0)
+    model = ThresholdScorer()
+    with open_scene(p) as sc:
+        paths = api._run_scene(sc, model, tmp_path, 64, 16, None, 8, None)
+        stats = api._scene_stats(sc, paths["maps"], tmp_path / "v2.tif", list(model.map_names))
+    st = stats.maps["bright"]
+    assert st.count == 250 * 200 and st.hist.sum() == st.count
+    assert st.vmax == pytest.approx(220 / 255)
+    assert st.quantile(0.99) > 0.8 and st.quantile(0.5) < 0.3
