@@ -18,18 +18,19 @@ Fusion rule (`fuse_maps`, once per scene, block by block with the same scene sta
     2. CAM dilation: grey dilation (square window, radius `cam_dilate` px, default 4) of camn, so
        the gate reaches the landslide edges that CAMs under-cover.
     3. Difference threshold t_D, from the scene's difference histogram only:
-       `diff_rule="otsu"` (default): Otsu's threshold of the scene-wide histogram of D (valid
-       pixels; METHODS.md allows "Otsu inside the CAM region or a per-scene percentile": the
+       `diff_rule="otsu"` (default): Otsu's threshold of the scene-wide histogram of D (valid,
+       non-zero pixels; METHODS.md allows "Otsu inside the CAM region or a per-scene percentile": the
        core only hands us whole-scene histograms, so this is Otsu over the scene),
        `diff_rule="percentile"`: the `diff_percentile` quantile of D over the scene.
        Then t_D = max(diff_scale * t_D, diff_floor).
     4. mask = [D > t_D] AND [dilated camn > t_C] (t_C = `t_cam`, default 0.2).
     5. Clean-up: binary opening with a disk of radius `open_radius` (default 1), then removal of
        8-connected components smaller than `min_component_px` (default 32 px).
-       All neighbourhood radii are <= scoring.FUSE_HALO, so block-wise fusion is seamless
-       (component sizes are measured inside block + halo: a component cut by a block edge is
-       at least FUSE_HALO px long there, so it is never counted too small when min_component_px
-       <= FUSE_HALO).
+       All neighbourhood radii are <= scoring.FUSE_HALO, so dilation and opening are seamless
+       block by block. Component sizes are measured inside block + halo: a component that leaves
+       the halo still holds >= FUSE_HALO px there, so with min_component_px <= FUSE_HALO it is
+       never dropped wrongly; above that (default 32 with FUSE_HALO 16) a thin sliver that crosses
+       a block edge can, rarely, be dropped on one side.
     Statistics with values (count > 0, vmax > 0) but an empty histogram are a caller's bug: a
     RuntimeWarning is raised and r_C = vmax, t_D = 0.25 * vmax * diff_scale are used instead.
     Score: diffn = clip(D / (2 t_D), 0, 1) (0.5 at the threshold);
