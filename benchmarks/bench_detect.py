@@ -257,6 +257,7 @@ def main(argv=None) -> int:
                "cpu_s": r["cpu_s"], "cpu_s_per_2_cores": r["cpu_s"] / 2,
                "polygons": r["polygons"], "loadavg": r["loadavg"], "loadavg_after": r["loadavg_after"]}
         rows.append(row)
+        C.save(args.name + ".partial", {"env": env, "rows": rows})  # a later scene's failure keeps these
         print(f"    {row['wall_s']:.1f} s, {row['s_per_mpx']:.2f} s/Mpx, {row['tiles_per_s']:.1f} tiles/s, "
               f"peak RSS {row['peak_rss_mb']:.0f} MB (load {row['loadavg']} -> {row['loadavg_after']})", flush=True)
     md = C.table(rows, ["scene", "method", "size", "mpx", "wall_s", "s_per_km2", "s_per_mpx", "tiles", "tiles_per_s",

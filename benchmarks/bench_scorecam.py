@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-tiles", type=int, default=2, help="tiles for the library comparison (slow)")
     ap.add_argument("--repeat", type=int, default=2, help="timing repeats (min is reported)")
     ap.add_argument("--eval-limit", type=int, default=40,
-                    help="Bijie val images for the IoU change (0 = the whole list)")
+                    help="Bijie val images for the IoU change (0 = the whole list, -1 = skip)")
     ap.add_argument("--model", default=None, help="model file (default: embedded default, else random init)")
     ap.add_argument("--name", default="scorecam")
     args = ap.parse_args(argv)
@@ -212,16 +212,18 @@ def main(argv=None) -> int:
         "ours exact fp32, torchcam definition": ours(False, TDef),
     }
     times = {m: [] for m in ref_methods}
+    cpu = {m: [] for m in ref_methods}
     loads = {m: [] for m in ref_methods}
     maps = {}
     for r in range(args.repeat):
         for name, fn in ref_methods.items():
             loads[name].append(C.loadavg()[0])
             C.sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = fn(xr)
             C.sync(device)
             times[name].append((time.perf_counter() - t0) / len(xr))
+            cpu[name].append((time.process_time() - c0) / len(xr))
             maps[name] = _to_tile(out, size)
             print(f"  [{r + 1}/{args.repeat}] {name}: {times[name][-1]:.2f} s/tile (load {C.loadavg()})", flush=True)
     gc_s = min(times["grad-cam ScoreCAM (bs 16, fp32)"])
@@ -235,6 +237,8 @@ def main(argv=None) -> int:
         d_ex = np.abs(maps[name] - maps["ours exact fp32"])
         own = ref_for.get(name)
         rows.append({"method": name, "s_per_tile": s, "speedup_vs_gradcam": gc_s / s,
+                     "cpu_s_per_tile": min(cpu[name]),
+                     "cpu_speedup_vs_gradcam": min(cpu["grad-cam ScoreCAM (bs 16, fp32)"]) / min(cpu[name]),
                      "max_diff_vs_gradcam": float(d_gc.max()), "max_diff_vs_torchcam": float(d_tc.max()),
                      "max_diff_vs_ours_exact": float(d_ex.max()),
                      "max_diff_vs_own_library": float(np.abs(maps[name] - maps[own]).max()) if own else None,
@@ -297,7 +301,7 @@ def main(argv=None) -> int:
 
     # ---- landslide IoU on the Bijie val list, exact vs fast (product settings otherwise)
     eval_rows = []
-    if C.BIJIE.is_dir():
+    if C.BIJIE.is_dir() and args.eval_limit >= 0:
         from landslide_wsss.evaluation import evaluate_bijie
 
         split = C.BIJIE / "val.txt"
@@ -322,7 +326,7 @@ def main(argv=None) -> int:
         for r in eval_rows:
             r["iou_change_vs_exact"] = r["iou"] - eval_rows[0]["iou"]
 
-    t1 = C.table(rows, ["method", "s_per_tile", "speedup_vs_gradcam", "max_diff_vs_gradcam", "max_diff_vs_torchcam",
+    t1 = C.table(rows, ["method", "s_per_tile", "speedup_vs_gradcam", "cpu_s_per_tile", "cpu_speedup_vs_gradcam", "max_diff_vs_gradcam", "max_diff_vs_torchcam",
                         "max_diff_vs_own_library", "mask_iou_vs_gradcam", "gflop_per_tile", "loadavg_1m"],
                  f"Score-CAM vs libraries ({len(xr)} tiles, min of {args.repeat}; maps min-max normalized at {size} px)")
     t2 = C.table(fast_rows, ["method", "s_per_tile", "speedup_vs_exact_fp32", "speedup_vs_gradcam",
@@ -339,7 +343,7 @@ def main(argv=None) -> int:
     print(md)
     out = C.save(args.name, {"env": env, "model": model_desc, "tiles": tiles_desc, "K": k,
                              "forward_gflop_per_tile": fwd / 1e9, "libraries": rows, "modes": fast_rows,
-                             "bijie_eval": eval_rows, "raw_times": {"libraries": times, "modes": mt},
+                             "bijie_eval": eval_rows, "raw_times": {"libraries": times, "libraries_cpu": cpu, "modes": mt},
                              "markdown": md})
     print(f"\nwrote {out}")
     return 0
