@@ -16,8 +16,10 @@ Stages (all by default, in this order; each can be re-run alone with --stage):
             area A strip -> scene parameters (detect), Bijie hold-out -> profile "bijie".
   evaluate  landslide IoU/F1/precision/recall/mIoU on the Bijie val list and AMU-Net area B for every
             method; figures written into the model metadata and runs/default_eval.json.
-The CycleGAN generator (generator.*) is added afterwards by the CycleGAN stage
-(models.cyclegan.add_generator_to_model); re-running `train` replaces the file, so re-add it then.
+  cyclegan  the CycleGAN (ngf 16, 6 blocks, 128 px, 2 constant + 3 decay epochs, training/cyclegan.py) on
+            landslide / landslide-free chips of the same training data; its G_A is stored as generator.*
+            with the fusion settings FUSION below (chosen on the same hold-outs by benchmarks/cyclegan_eval.py).
+Re-running `train` replaces the file, so `unet`, `tune` and `cyclegan` follow it in `all`.
 Training states under runs/ allow resume after interruption.
 """
 from __future__ import annotations
@@ -35,6 +37,10 @@ CONFIG = {"arch": "resnet18", "in_bands": 3, "output_stride": 16, "width": 32}
 TILE = 128
 HOLDOUT_FRAC = 0.1
 STRIP_FRAC = 0.2  # bottom rows of area A kept for tuning
+# CAM x difference fusion settings of the shipped model: the best mean landslide IoU over the Bijie
+# train hold-out and the area A strip (benchmarks/cyclegan_eval.py); validation data not used.
+FUSION = {"cam_dilate": 4, "cam_floor": 0.0, "cam_quantile": 0.99, "diff_floor": 0.0, "diff_percentile": 0.85,
+          "diff_rule": "otsu", "diff_scale": 0.6, "min_component_px": 32, "open_radius": 1, "t_cam": 0.2}
 
 
 def _paths(data):
@@ -135,11 +141,20 @@ def stage_unet(data, out, epochs, seed, log_dir, threads):
     log(event="saved", path=str(own), seconds=round(time.time() - t0, 1))
 
 
+def stage_cyclegan(data, out, seed, log_dir, threads):
+    from ..models.cyclegan import add_generator_to_model
+    from .cyclegan import main as cyclegan_main
+
+    work = Path(log_dir) / "cyclegan"
+    cyclegan_main(["--data", str(data), "--out", str(work), "--seed", str(seed), "--threads", str(threads)])
+    add_generator_to_model(out, work / "state.safetensors", fusion_params=FUSION)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--stage", default="all", choices=["all", "train", "unet", "tune", "evaluate"])
+    ap.add_argument("--stage", default="all", choices=["all", "train", "unet", "tune", "cyclegan", "evaluate"])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--unet-epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
@@ -154,6 +169,8 @@ def main(argv=None):
     if args.stage in ("all", "tune"):
         from .tune import stage_tune
         stage_tune(args.data, args.out, args.seed, args.log_dir, methods=args.methods.split(","))
+    if args.stage in ("all", "cyclegan"):
+        stage_cyclegan(args.data, args.out, args.seed, args.log_dir, args.threads)
     if args.stage in ("all", "evaluate"):
         from .tune import stage_evaluate
         stage_evaluate(args.data, args.out, args.methods.split(","), args.log_dir)
