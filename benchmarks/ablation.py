@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -88,7 +89,10 @@ def run(args):
                 continue
             print(f"run {name} {ds}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
             p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-            rec = {"row": name, "dataset": ds, "method": method, "model": model, "command": shlex.join(cmd)}
+            rec = {"row": name, "dataset": ds, "method": method, "model": model, "command": shlex.join(cmd),
+                   "code": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                          text=True).stdout.strip(),
+                   "omp_threads": os.environ.get("OMP_NUM_THREADS")}
             if p.returncode == 0:
                 rec.update(json.loads(p.stdout.strip().splitlines()[-1]))
                 rec["dataset"], rec["method"] = ds, method
@@ -112,7 +116,7 @@ def table(args):
             r = done.get((name, ds))
             ts = train_seconds(model)
             tsec = ts[0] if ts else None
-            if "base.safetensors" in model:
+            if Path(model).name.startswith("base"):
                 tsec = 0.0
             rec = {"row": name, "dataset": ds, "method": method, "model": model, "note": note,
                    "extra_train_seconds": tsec, "training": ts[1] if ts else None}
@@ -122,7 +126,8 @@ def table(args):
                 rec["status"] = "error: " + r["error"]
             else:
                 ref = base_cyc[ds] if method.endswith("-cyclegan") else base_sec[ds]
-                rec.update({k: r[k] for k in ("iou", "f1", "precision", "recall", "miou", "seconds", "command")})
+                rec.update({k: r.get(k) for k in ("iou", "f1", "precision", "recall", "miou", "seconds", "command",
+                                                  "code", "tp", "fp", "fn")})
                 rec["extra_inference_seconds"] = None if ref is None else round(r["seconds"] - ref, 1)
                 rec["status"] = "ok"
             rows.append(rec)
@@ -143,6 +148,15 @@ def table(args):
         for ds, cmd in commands(args.data, method, model).items():
             md.append(shlex.join(cmd))
     md += ["```", ""]
+    timing = REPO / "runs/ablation_timing.json"
+    if timing.is_file():
+        tj = json.loads(timing.read_text())
+        md += ["## Inference cost measured alone (`benchmarks/ablation_timing.py`)", "",
+               f"CPU seconds per 128 px tile of `predict_tiles`, one thread, {tj['tiles']} landslide-bearing area B "
+               "tiles: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in tj.items()
+                                      if isinstance(v, float) and not k.endswith("gated_in")) +
+               ". rcm-mam and adversarial-erasing cost exactly what cam costs at inference (same network, same "
+               "CAM); their cost is all in training.", ""]
     extra = REPO / "runs/ablation_notes.md"
     if extra.is_file():
         md += [extra.read_text()]

@@ -77,8 +77,7 @@ def freeze_bn(model: nn.Module) -> nn.Module:
 
 def load_chips(data, seed: int = 0):
     from .default import training_chips
-    train, _, _ = training_chips(data, seed)
-    return train
+    return training_chips(data, seed)[0]  # the default model's (first-epoch) chips
 
 
 def batches(chips, model: Classifier, batch_size: int, seed: int, jitter: float = 0.1) -> Iterator:

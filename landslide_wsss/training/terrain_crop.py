@@ -69,7 +69,8 @@ def main(argv=None):
     else:
         # one crop per chip for as many chips as the crop half of the batches will see (CPU budget)
         n = min(len(chips), a.steps * half)
-        sub = chips.subset(np.sort(np.random.default_rng(a.seed).choice(len(chips), n, replace=False)))
+        pick = np.sort(np.random.default_rng(a.seed).choice(len(chips), n, replace=False))
+        sub = ChipSet(np.asarray(chips.images)[pick], np.asarray(chips.labels)[pick])
         crops, labels = make_crops(model, sub, size=chips.images.shape[-1], seed=a.seed)
         log(event="crops", n=len(crops), seconds=t_train())
         crop_set = ChipSet(crops, labels)
