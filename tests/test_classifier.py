@@ -59,6 +59,13 @@ def test_training_learns_squares():
     assert hist[-1]["loss"] < hist[0]["loss"]
 
 
+def test_training_is_deterministic_with_a_seed():
+    chips, _ = synthetic_squares(n=32)
+    runs = [train_classifier(chips, {"width": 8, "output_stride": 8}, epochs=1, batch_size=16, seed=5,
+                             log=lambda **k: None, threads=1)[0].state_dict() for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
 def test_resume_matches_uninterrupted(tmp_path):
     chips, _ = synthetic_squares(n=32)
     cfg = {"width": 8, "output_stride": 16}
@@ -130,6 +137,7 @@ def test_train_classifier_and_unet_commands(tmp_path):
     out = tmp_path / "m.safetensors"
     common = ["--bijie", str(root), "--tile", "32", "--epochs", "1", "--threads", "1", "-o", str(out)]
     assert train_cls(common + ["--width", "8", "--batch-size", "2"]) == 0
+    assert (tmp_path / "m.safetensors.loss.png").stat().st_size > 1000  # loss curve beside the model
     assert train_unet_cmd(common + ["--base", "4", "--batch-size", "2"]) == 0
     weak = load_model(out, method="cam", device="cpu")
     unet = load_model(out, method="unet", device="cpu")

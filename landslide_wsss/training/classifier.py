@@ -186,6 +186,9 @@ def main(argv=None) -> int:
     tensors = {f"classifier.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
                for k, v in model.state_dict().items()}
     save_checkpoint(args.out, tensors, meta)
+    from .common import plot_history
+
+    plot_history(hist, str(args.out) + ".loss.png", {"BCE loss": ("loss",), "hold-out accuracy": ("val_acc",)})
     print(args.out)
     return 0
 

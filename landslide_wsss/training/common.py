@@ -116,3 +116,25 @@ class Logger:
         if self.path:
             with open(self.path, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
+
+
+def plot_history(history, path, panels) -> None:
+    """Loss curves as a PNG: `panels` maps a panel title to the history keys drawn in it (per epoch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h.get("epoch", i) for i, h in enumerate(history)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels.items()):
+        for k in keys:
+            pts = [(e, h[k]) for e, h in zip(ep, history) if k in h]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=k)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -383,24 +383,10 @@ def sample_grid(G_A, chips: np.ndarray, path, spectral: int = 3, bf16: bool = Fa
 
 
 def loss_curve(history: List[dict], path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .common import plot_history
 
-    ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    for k in ("g_gan", "d_a", "d_b"):
-        ax[0].plot(ep, [h[k] for h in history], marker="o", label=k)
-    for k in ("cycle", "identity"):
-        ax[1].plot(ep, [h[k] for h in history], marker="o", label=k)
-    ax[0].set_title("adversarial (LSGAN)")
-    ax[1].set_title("L1 (per unit weight)")
-    for a_ in ax:
-        a_.set_xlabel("epoch")
-        a_.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    plot_history(history, path, {"adversarial (LSGAN)": ("g_gan", "d_a", "d_b"),
+                                 "L1 (per unit weight)": ("cycle", "identity")})
 
 
 # ----------------------------------------------------------------------------------------------
