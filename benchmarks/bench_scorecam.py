@@ -311,11 +311,11 @@ def main(argv=None) -> int:
             split = C.RESULTS / "bijie_val_subset.txt"
             split.parent.mkdir(parents=True, exist_ok=True)
             split.write_text("\n".join(names[i] for i in pick) + "\n")
-        for name, sc in [("exact", {"top_k": None, "mask_size": None, "chunk": 128}),
-                         ("fast top-32", {"top_k": 32, "mask_size": None, "chunk": 128}),
+        for name, sc in [("exact", {"top_k": None, "mask_size": None, "chunk": 256}),
+                         ("fast top-32", {"top_k": 32, "mask_size": None, "chunk": 256}),
                          ("fast top-32 by std", {"top_k": 32, "mask_size": None, "chunk": 128, "select": "std"}),
                          ("fast top-64 by std", {"top_k": 64, "mask_size": None, "chunk": 128, "select": "std"}),
-                         ("fast top-32, 64 px", {"top_k": 32, "mask_size": 64, "chunk": 128})]:
+                         ("fast top-32, 64 px", {"top_k": 32, "mask_size": 64, "chunk": 256})]:
             la = C.loadavg()
             res = evaluate_bijie(C.BIJIE, split, method="scorecam", model_path=path, device=device,
                                  params={"scorecam": sc})

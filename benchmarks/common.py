@@ -107,14 +107,21 @@ def default_model_path() -> Path:
     return ROOT / "landslide_wsss" / "weights" / "default.safetensors"
 
 
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
 def model_file(explicit: Optional[str] = None, seed: int = 0, width: Optional[int] = None) -> tuple:
     """(path to a model file, description). The embedded default model if it exists, else a randomly
     initialised classifier of the same architecture written once to /tmp (`width` overrides the width:
     a smaller, faster model for the very large synthetic scenes)."""
     if explicit:
-        return Path(explicit), f"model file {explicit}"
+        return Path(explicit), f"model file {explicit} (sha256 {_sha(explicit)})"
     if width is None and default_model_path().is_file():
-        return default_model_path(), "embedded default model (landslide_wsss/weights/default.safetensors)"
+        return default_model_path(), ("embedded default model (landslide_wsss/weights/default.safetensors, "
+                                      f"sha256 {_sha(default_model_path())})")
     import torch
 
     from landslide_wsss.checkpoint import save_checkpoint

@@ -30,14 +30,21 @@ def targets(sc, det, ev) -> list:
     if sc:
         lib = {r["method"]: r for r in sc["libraries"]}
         modes = {r["method"]: r for r in sc["modes"]}
+        r = lib.get("ours exact fp32, grad-cam definition")
+        if r:  # equal maps: our implementation with grad-cam's mask definition
+            ok = r["speedup_vs_gradcam"] >= 3 and r["max_diff_vs_gradcam"] <= 1e-4
+            rows.append({"target": "exact >= 3x grad-cam ScoreCAM at equal maps (ours with grad-cam's mask definition)",
+                         "measured": f"{r['speedup_vs_gradcam']:.2f}x; max|diff| {r['max_diff_vs_gradcam']:.2g}; "
+                                     f"load {r['loadavg_1m']}",
+                         "status": _mark(ok)})
         for name in ("ours exact fp32", "ours exact bf16"):
             r = lib.get(name)
             if r:
-                ok = r["speedup_vs_gradcam"] >= 3 and r["mask_iou_vs_gradcam"] >= 0.99
-                rows.append({"target": f"{name} >= 3x grad-cam ScoreCAM at equal maps",
-                             "measured": f"{r['speedup_vs_gradcam']:.2f}x; max|diff| {r['max_diff_vs_gradcam']:.2g} "
-                                         f"(definition), mask IoU {r['mask_iou_vs_gradcam']:.3f}; load {r['loadavg_1m']}",
-                             "status": _mark(ok)})
+                rows.append({"target": f"{name} (paper definition) vs grad-cam: speed, map difference (info)",
+                             "measured": f"{r['speedup_vs_gradcam']:.2f}x; max|diff| {r['max_diff_vs_gradcam']:.2g} vs grad-cam, "
+                                         f"{r['max_diff_vs_torchcam']:.2g} vs torchcam (definitions differ); "
+                                         f"mask IoU vs grad-cam {r['mask_iou_vs_gradcam']:.3f}",
+                             "status": "info"})
         ev_rows = {r["mode"]: r for r in sc.get("bijie_eval", [])}
         for name, evname in (("ours fast top-32 bf16", "fast top-32"), ("ours fast top-32 by std bf16", "fast top-32 by std"),
                              ("ours fast top-64 by std bf16", "fast top-64 by std"),
@@ -58,7 +65,9 @@ def targets(sc, det, ev) -> list:
         for r in det["rows"]:
             if r["scene"] == "areaB":
                 rows.append({"target": "detect 9 Mpx < 60 s on 2 CPU cores, default model",
-                             "measured": f"{r['wall_s']:.1f} s ({r['mpx']:.1f} Mpx, {r['method']}); load {r['loadavg']}",
+                             "measured": f"{r['wall_s']:.1f} s wall ({r['mpx']:.1f} Mpx, {r['method']}) at load {r['loadavg']}; "
+                                         f"{r.get('cpu_s', float('nan')):.1f} CPU s = {r.get('cpu_s_per_2_cores', float('nan')):.1f} s "
+                                         f"on 2 idle cores (estimate)",
                              "status": _mark(r["wall_s"] < 60)})
         big = [r for r in det["rows"] if r["scene"] in ("10k", "20k")]
         if big:

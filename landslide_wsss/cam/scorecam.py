@@ -17,7 +17,7 @@ images. Modes:
 Speed (same maps): the masked passes run on an inference copy of the model with every
 BatchNorm folded into the convolution before it (torch.fx; exact up to float rounding, rebuilt
 whenever a parameter or buffer of the model changes; the model itself is used where it cannot
-be traced), channels-last, in chunks of `chunk` masked inputs (128 measured best on 2 CPU cores);
+be traced), channels-last, in chunks of `chunk` masked inputs (256: 1.3x faster than 128 and 1.9x than 64 on 2 CPU cores);
 channels whose activation is constant over the map get the all-zero mask, whose score f(0) is
 computed once per call and shared (exact). bf16 autocast is the caller's choice (BaseCAM.bf16).
 """
@@ -55,7 +55,7 @@ class ScoreCAM(BaseCAM):
     name = "scorecam"
 
     def __init__(self, model, target_layer: str = "layer4", top_k: Optional[int] = None,
-                 mask_size: Optional[int] = None, chunk: int = 128, fold_bn: bool = True,
+                 mask_size: Optional[int] = None, chunk: int = 256, fold_bn: bool = True,
                  select: str = "mean", **kw):
         super().__init__(model, target_layer, **kw)
         if select not in ("mean", "std"):
