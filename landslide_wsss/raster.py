@@ -221,6 +221,9 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise OutputError(f"{path}: writer produced no file")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from other users
         os.replace(tmp, path)
     except BaseException:
         for leftover in tmp.parent.glob(tmp.name + "*"):  # sqlite -journal / -wal files too
