@@ -7,6 +7,7 @@ in runs/ablation_results.jsonl are kept), then writes runs/ablation.json and run
 Model files (runs/models/, made by the commands in runs/ablation.md):
   base.safetensors                 the classifier every refinement starts from (unchanged)
   base_slopegate.safetensors       the same with params.terrain_crop.slope_gate = 0.2
+  base_nomatch.safetensors         the same with params.terrain_crop.match = "none"
   bce_finetune.safetensors         control: same fine-tune budget, plain BCE on the same chips
   terrain_crop.safetensors         classifier retrained on CAM-guided crops
   rcm_mam.safetensors              MainNet after RCM + MAM
@@ -31,6 +32,8 @@ ROWS = [  # (row name, method, model file, what it measures)
     ("terrain-crop (inference only)", "terrain-crop", M + "base.safetensors", "cropping at inference, starting classifier"),
     ("terrain-crop + slope gate q=0.2 (inference only)", "terrain-crop", M + "base_slopegate.safetensors",
      "CAM zeroed below the scene's 20 % slope quantile (needs the DSM: area B only)"),
+    ("terrain-crop, raw crop CAMs (inference only)", "terrain-crop", M + "base_nomatch.safetensors",
+     "crop CAMs pasted at their own magnitude (match='none') instead of peak-matched"),
     ("terrain-crop (retrained on crops)", "terrain-crop", M + "terrain_crop.safetensors", "cropping + classifier retrained on crops"),
     ("rcm-mam", "rcm-mam", M + "rcm_mam.safetensors", "RCM + MAM fine-tune"),
     ("adversarial-erasing", "adversarial-erasing", M + "adversarial_erasing.safetensors", "EADER fine-tune"),
