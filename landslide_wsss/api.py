@@ -318,6 +318,17 @@ def _scene_key(path: Path, options_key: str) -> str:
     return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{options_key}".encode()).hexdigest()[:16]
 
 
+def _die_with_parent() -> None:
+    """Pool workers end when the parent dies (even by SIGKILL), so no orphan keeps writing parts."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers finish their scene and exit
+        pass
+
+
 def _detect_part(scene_path: str, part_path: str, options: dict) -> str:
     """One task of detect_directory: detect one scene into its own small GeoPackage (atomic)."""
     import torch
@@ -418,7 +429,8 @@ def _run_parts(todo, parts, options, workers, scheduler, progress, total) -> Non
     import multiprocessing as mp
 
     opts = dict(options, threads=max(1, (os.cpu_count() or 1) // workers))
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                initializer=_die_with_parent) as pool:
         futs = [pool.submit(_detect_part, str(p), str(parts[p]), dict(opts)) for p in todo]
         for k, fut in enumerate(cf.as_completed(futs), 1):
             fut.result()
