@@ -215,6 +215,8 @@ def _add_evaluate(sub) -> None:
     b.add_argument("data_dir")
     b.add_argument("--split", required=True, help="list of image names (e.g. val.txt)")
     b.add_argument("--limit", type=int, help="only the first N names (quick checks)")
+    b.add_argument("--gallery", help="folder for per-image overlays (image | reference | prediction), first 48 images")
+    b.add_argument("--pr-plot", help="PNG of precision / recall / IoU against the score threshold")
     s = esub.add_parser("scene", help="a georeferenced scene with a pixel mask (255 = ignore)")
     s.add_argument("--image", required=True)
     s.add_argument("--dsm")
@@ -233,7 +235,8 @@ def _cmd_evaluate(args) -> int:
 
     if args.kind == "bijie":
         res = evaluation.evaluate_bijie(args.data_dir, args.split, method=args.method, model_path=args.model,
-                                        device=args.device, limit=args.limit)
+                                        device=args.device, limit=args.limit, gallery=args.gallery,
+                                        pr_plot=args.pr_plot)
     else:
         res = evaluation.evaluate_scene(args.image, args.mask, dsm=args.dsm, method=args.method,
                                         model_path=args.model, device=args.device)

@@ -60,8 +60,58 @@ def bijie_maps(model, root, names: List[str], batch_size: int = 32):
         yield n, {k: v[:h, :w] for k, v in maps.items()}, load_mask(root, n, (h, w))
 
 
+PR_BINS = 100
+
+
+def _tint(rgb: np.ndarray, mask: np.ndarray, color) -> np.ndarray:
+    out = rgb.astype(np.float32)
+    out[mask] = 0.55 * out[mask] + 0.45 * np.asarray(color, np.float32)
+    return out.astype(np.uint8)
+
+
+def save_overlay(path, image: np.ndarray, reference: np.ndarray, prediction: np.ndarray) -> None:
+    """One gallery PNG: image | reference mask (green) | prediction (red); 255 in the reference = ignored."""
+    from PIL import Image
+
+    rgb = np.clip(np.moveaxis(image[:3], 0, -1), 0, 255).astype(np.uint8)
+    if rgb.shape[2] < 3:
+        rgb = np.repeat(rgb[..., :1], 3, axis=2)
+    gap = np.full((rgb.shape[0], 4, 3), 255, np.uint8)
+    panels = [rgb, gap, _tint(rgb, reference == 1, (0, 220, 0)), gap, _tint(rgb, prediction, (230, 0, 0))]
+    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+
+
+def save_pr_plot(path, hist_pos: np.ndarray, hist_neg: np.ndarray, title: str) -> dict:
+    """Precision / recall / IoU of `score >= t` for t on the PR_BINS grid, from score histograms of
+    landslide and background pixels; writes the PNG and returns the curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tp = np.cumsum(hist_pos[::-1])[::-1].astype(float)  # pixels with score >= t
+    fp = np.cumsum(hist_neg[::-1])[::-1].astype(float)
+    fn = hist_pos.sum() - tp
+    t = np.arange(PR_BINS) / PR_BINS
+    prec, rec, iou = tp / np.maximum(tp + fp, 1), tp / np.maximum(tp + fn, 1), tp / np.maximum(tp + fp + fn, 1)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for y, name in ((prec, "precision"), (rec, "recall"), (iou, "landslide IoU")):
+        ax.plot(t, y, label=name)
+    ax.set_xlabel("threshold on the fused score")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return {"threshold": t.tolist(), "precision": prec.tolist(), "recall": rec.tolist(), "iou": iou.tolist()}
+
+
 def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_path=None, device: str = "auto",
-                   model=None, limit: Optional[int] = None, params: Optional[dict] = None) -> dict:
+                   model=None, limit: Optional[int] = None, params: Optional[dict] = None,
+                   gallery=None, gallery_max: int = 48, pr_plot=None) -> dict:
+    """See the module docstring. gallery: a folder for per-image overlay PNGs (the first
+    `gallery_max` images); pr_plot: a PNG of precision/recall/IoU against the score threshold."""
     from .datasets.bijie import read_split
     t0 = time.time()
     data_dir = Path(data_dir)
@@ -75,10 +125,20 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     saved = copy.deepcopy(getattr(model, "params", None))
     profile = bool(getattr(model, "use_profile", None) and model.use_profile("bijie"))
     conf = Confusion()
+    hist_pos, hist_neg = np.zeros(PR_BINS, np.int64), np.zeros(PR_BINS, np.int64)
+    if gallery is not None:
+        Path(gallery).mkdir(parents=True, exist_ok=True)
     try:
-        for _, maps, mask in bijie_maps(model, data_dir, names):
-            _, pred = model.fuse(maps, image_stats(maps))
+        for k, (name, maps, mask) in enumerate(bijie_maps(model, data_dir, names)):
+            score, pred = model.fuse(maps, image_stats(maps))
             conf.update(pred, mask)
+            if pr_plot is not None:
+                bins = np.clip((score * PR_BINS).astype(np.int64), 0, PR_BINS - 1)
+                hist_pos += np.bincount(bins[mask == 1], minlength=PR_BINS)
+                hist_neg += np.bincount(bins[mask == 0], minlength=PR_BINS)
+            if gallery is not None and k < gallery_max:
+                from .datasets.bijie import load_image
+                save_overlay(Path(gallery) / f"{Path(name).stem}.png", load_image(data_dir, name), mask, pred)
     finally:
         if saved is not None:  # the profile applies to this evaluation only
             model.params.clear()
@@ -86,6 +146,11 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     out = conf.as_dict()
     out.update(method=model.name, seconds=round(time.time() - t0, 2), images=len(names), dataset="bijie",
                split=str(split), profile="bijie" if profile else "scene")
+    if pr_plot is not None:
+        save_pr_plot(pr_plot, hist_pos, hist_neg, f"{model.name} on {len(names)} images of {split.name}")
+        out["pr_plot"] = str(pr_plot)
+    if gallery is not None:
+        out["gallery"] = str(gallery)
     return out
 
 

@@ -184,3 +184,19 @@ def test_weak_scorer_fuse_uses_scene_statistics(tmp_path):
     score, mask = s.fuse({"cam": block}, dim_scene)
     # opening with a radius-1 disk trims only the four corner pixels
     assert mask[10:30, 10:30].sum() == 400 - 4 and mask.sum() == 396 and np.isclose(score.max(), 0.5)
+
+
+def test_evaluate_bijie_gallery_and_pr_plot(tmp_path):
+    """evaluate writes a per-image overlay gallery and a precision/recall-vs-threshold plot."""
+    from PIL import Image
+    from test_datasets import make_bijie
+    from landslide_wsss.evaluation import evaluate_bijie
+
+    root = make_bijie(tmp_path / "bijie")
+    model = _tiny_scorer(tmp_path, gate=0.0)
+    res = evaluate_bijie(root, root / "train.txt", model=model, gallery=tmp_path / "g", pr_plot=tmp_path / "pr.png")
+    shots = sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert shots == ["ls_0001.png", "ls_0002.png", "nls_0001.png"]
+    w = Image.open(tmp_path / "g" / "ls_0001.png").size
+    assert w == (3 * 60 + 8, 40)  # three panels of the 60x40 image
+    assert (tmp_path / "pr.png").stat().st_size > 1000 and res["pr_plot"].endswith("pr.png")
