@@ -208,7 +208,7 @@ class WeakScorer:
         bs = int(self.params.get("batch_size", 32))
         for i in range(0, len(keep), bs):
             idx = keep[i:i + bs]
-            cam[idx.numpy()] = self.cam(xn[idx]).numpy()
+            cam[idx.numpy()] = self.cam(xn[idx]).float().cpu().numpy()
             if self.cyclegan:
                 from .fusion import difference_map
                 from .models.cyclegan import normalize_spectral, translate
