@@ -190,32 +190,41 @@ def evaluate_scene(image, mask, dsm=None, method: Optional[str] = None, model_pa
 # In-memory scene path (for tuning on hold-out strips; same grid and blend weights as the core)
 
 
+class _ArrayTarget:
+    """An in-memory stand-in for the scratch raster the Stitcher writes to (same blend, no file)."""
+
+    def __init__(self, n: int, height: int, width: int):
+        self.data = np.zeros((n, height, width), np.float32)
+        self.height, self.width = height, width
+
+    def write(self, arr: np.ndarray, window) -> None:
+        r0 = int(window.row_off)
+        self.data[:, r0:r0 + int(window.height)] = arr
+
+
 def stitch_in_memory(model, img: np.ndarray, valid: np.ndarray, tile: Optional[int] = None,
                      overlap: Optional[int] = None, batch_size: int = 32) -> Dict[str, np.ndarray]:
-    from .tiling import TileGrid, blend_weight
+    """The core's grid, predict_tiles and Stitcher over an in-memory (C, H, W) image (H, W >= tile)."""
+    from .tiling import Stitcher, TileGrid
     tile = int(tile or model.tile_size)
     overlap = int(tile // 8 if overlap is None else overlap)
     c, h, w = img.shape
-    grid = TileGrid(w, h, tile, overlap)
-    wgt = blend_weight(tile, overlap)
-    acc = {n: np.zeros((h, w), np.float64) for n in model.map_names}
-    den = np.zeros((h, w), np.float64)
-    wins = [wi for wi in grid.windows()]
+    names = list(model.map_names)
+    target = _ArrayTarget(len(names), h, w)
+    stitcher = Stitcher(target, len(names), tile, overlap)
     items = []
-    for wi in wins:
+    for wi in TileGrid(w, h, tile, overlap).windows():
         r, cc = int(wi.row_off), int(wi.col_off)
         v = valid[r:r + tile, cc:cc + tile]
-        if v.shape != (tile, tile) or not v.any():
-            continue
-        items.append((r, cc))
+        if v.shape == (tile, tile) and v.any():  # tiles without a valid pixel are skipped, as in detect
+            items.append(wi)
     for i in range(0, len(items), batch_size):
         part = items[i:i + batch_size]
-        x = np.stack([img[:, r:r + tile, cc:cc + tile] for r, cc in part]).astype(np.float32)
-        v = np.stack([valid[r:r + tile, cc:cc + tile] for r, cc in part])
+        sl = [(slice(int(wi.row_off), int(wi.row_off) + tile), slice(int(wi.col_off), int(wi.col_off) + tile)) for wi in part]
+        x = np.stack([img[:, rs, cs] for rs, cs in sl]).astype(np.float32)
+        v = np.stack([valid[rs, cs] for rs, cs in sl])
         maps = model.predict_tiles(x, v)
-        for j, (r, cc) in enumerate(part):
-            ww = wgt * v[j]
-            den[r:r + tile, cc:cc + tile] += ww
-            for n in model.map_names:
-                acc[n][r:r + tile, cc:cc + tile] += ww * maps[n][j]
-    return {n: np.where(den > 0, a / np.maximum(den, 1e-12), 0).astype(np.float32) for n, a in acc.items()}
+        for j, wi in enumerate(part):
+            stitcher.add(wi, np.stack([maps[n][j] for n in names]), v[j])
+    stitcher.close()
+    return {n: target.data[k] for k, n in enumerate(names)}
