@@ -63,8 +63,7 @@ def set_requires_grad(model, flag: bool):
 
 
 def main(argv=None):
-    from .common import Logger, seed_everything, set_threads
-    from .refine_common import (Timer, base_parser, batches, find_generator, freeze_bn, load_chips, load_init,
+    from .refine_common import (Timer, base_parser, start_run, batches, find_generator, freeze_bn,
                                 pos_weight, save_refined)
     ap = base_parser(__doc__.splitlines()[0], "runs/models/adversarial_erasing.safetensors")
     ap.add_argument("--alpha", type=float, default=ALPHA)
@@ -73,13 +72,8 @@ def main(argv=None):
     ap.add_argument("--sigma", type=float, default=SIGMA)
     ap.add_argument("--block", type=int, default=25, help="steps per alternation block")
     a = ap.parse_args(argv)
-    set_threads(a.threads)
-    seed_everything(a.seed)
-    timer = Timer()
-    log = Logger(a.log or str(Path(a.out).with_suffix(".jsonl")))
-    loc, src_meta, init_path = load_init(a.init)
+    timer, log, loc, src_meta, init_path, chips = start_run(a)
     adv = copy.deepcopy(loc)
-    chips = load_chips(a.data, a.seed)
     log(event="data", n=len(chips), init=str(init_path))
     opt_l = torch.optim.AdamW(loc.parameters(), lr=a.lr, weight_decay=1e-4)
     opt_a = torch.optim.AdamW(adv.parameters(), lr=a.lr, weight_decay=1e-4)

@@ -120,8 +120,7 @@ def rcm_mam_losses(main, support, x, y, tau_region=0.4, temperature=0.1, scales=
 
 
 def main(argv=None):
-    from .common import Logger, seed_everything, set_threads
-    from .refine_common import (Timer, base_parser, batches, find_generator, freeze_bn, load_chips, load_init,
+    from .refine_common import (Timer, base_parser, start_run, batches, find_generator, freeze_bn,
                                 pos_weight, save_refined)
     ap = base_parser(__doc__.splitlines()[0], "runs/models/rcm_mam.safetensors")
     ap.add_argument("--w-rcm", type=float, default=0.1)
@@ -130,12 +129,7 @@ def main(argv=None):
     ap.add_argument("--tau-region", type=float, default=0.4)
     ap.add_argument("--ema", type=float, default=0.99)
     a = ap.parse_args(argv)
-    set_threads(a.threads)
-    seed_everything(a.seed)
-    timer = Timer()
-    log = Logger(a.log or str(Path(a.out).with_suffix(".jsonl")))
-    model, src_meta, init_path = load_init(a.init)
-    chips = load_chips(a.data, a.seed)
+    timer, log, model, src_meta, init_path, chips = start_run(a)
     log(event="data", n=len(chips), init=str(init_path))
     support = EMA(model, a.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)

@@ -136,6 +136,21 @@ def save_refined(model: Classifier, out, refinement: str, source_meta: dict, tra
     return out
 
 
+def start_run(a):
+    """The common start of a refinement fine-tune: threads, seed, a timer, the JSON-lines log beside
+    the output, the initial classifier and the training chips.
+    Returns (timer, log, model, source_meta, init_path, chips)."""
+    from .common import Logger, seed_everything, set_threads
+
+    set_threads(a.threads)
+    seed_everything(a.seed)
+    timer = Timer()
+    log = Logger(a.log or str(Path(a.out).with_suffix(".jsonl")))
+    model, src_meta, init_path = load_init(a.init)
+    chips = load_chips(a.data, a.seed)
+    return timer, log, model, src_meta, init_path, chips
+
+
 class Timer:
     def __init__(self):
         self.t0 = time.time()

@@ -49,19 +49,13 @@ def make_crops(model, chips, size: int = 128, batch_size: int = 64, seed: int = 
 
 def main(argv=None):
     from ..datasets.common import ChipSet
-    from .common import Logger, seed_everything, set_threads
-    from .refine_common import (Timer, base_parser, batches, find_generator, freeze_bn, load_chips, load_init,
+    from .refine_common import (Timer, base_parser, start_run, batches, find_generator, freeze_bn,
                                 pos_weight, save_refined)
     ap = base_parser(__doc__.splitlines()[0], "runs/models/terrain_crop.safetensors")
     ap.add_argument("--no-crops", action="store_true",
                     help="control run: the same fine-tune on original chips only (saved as a plain 'cam' model)")
     a = ap.parse_args(argv)
-    set_threads(a.threads)
-    seed_everything(a.seed)
-    timer = Timer()
-    log = Logger(a.log or str(Path(a.out).with_suffix(".jsonl")))
-    model, src_meta, init_path = load_init(a.init)
-    chips = load_chips(a.data, a.seed)
+    timer, log, model, src_meta, init_path, chips = start_run(a)
     t_train = Timer()
     half = a.batch_size // 2
     if a.no_crops:
