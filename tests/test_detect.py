@@ -207,3 +207,30 @@ def test_scene_stats_histograms_count_every_valid_pixel(tmp_path):
     assert st.count == 250 * 200 and st.hist.sum() == st.count
     assert st.vmax == pytest.approx(220 / 255)
     assert st.quantile(0.99) > 0.8 and st.quantile(0.5) < 0.3
+
+
+@pytest.mark.parametrize("uses", [True, False])
+def test_dsm_reaches_only_models_that_use_terrain(tmp_path, uses):
+    data, _ = blob_scene(h=96, w=80)
+    p = write_tif(tmp_path / "s.tif", data, nodata=0)
+    yy = np.mgrid[0:96, 0:80][0].astype(np.float32)
+    dsm = write_tif(tmp_path / "dsm.tif", 3000 + 2.0 * yy, dtype="float32")  # 2 m per 2 m pixel: 45° slope
+
+    class Recorder(ThresholdScorer):
+        uses_terrain = uses
+        seen = []
+
+        def predict_tiles(self, tiles, valid, terrain=None):
+            self.seen.append(terrain)
+            return super().predict_tiles(tiles, valid, terrain)
+
+    model = Recorder()
+    api.detect(p, model=model, dsm=dsm, tile=64, overlap=8)
+    if uses:
+        t = model.seen[0]
+        assert t.shape[1:] == (2, 64, 64) and t[:, 0].min() >= 3000
+        assert np.median(t[:, 1]) == pytest.approx(45.0, abs=0.5)
+    else:
+        assert all(t is None for t in model.seen)
+    with pytest.raises(InputError):  # a bad DSM is refused for every model
+        api.detect(p, model=Recorder(), dsm=tmp_path / "missing.tif")
