@@ -123,6 +123,7 @@ def detect(
     overlap: Optional[int] = None,
     bands: Optional[Sequence[int]] = None,
     dsm=None,
+    threshold: Optional[float] = None,
     min_area_m2: float = 100.0,
     simplify_px: float = 1.0,
     layer: str = DEFAULT_LAYER,
@@ -138,6 +139,7 @@ def detect(
     out:          GeoPackage to write (atomically); None returns the frame only.
     model:        a ScoringModel, a model file (.safetensors), or None for the embedded default.
     method:       --method name (default: the model's own default).
+    threshold:    override the model's main threshold (0..1; the CAM threshold of the weak methods).
     min_area_m2:  drop polygons smaller than this (m², through UTM for geographic CRSs).
     simplify_px:  simplification tolerance in pixels (0 = exact pixel outlines).
     score_raster: optional GeoTIFF path for the fused score (float32, 0..1).
@@ -146,8 +148,11 @@ def detect(
     for target in (out, score_raster, preview):
         if target is not None:
             check_output(target, overwrite)
+    _check_threshold(threshold)
     with _gdal_env(), _as_scene(scene, bands, assume_crs) as sc, tempfile.TemporaryDirectory(prefix="lwsss-") as work:
         model = load_scoring_model(model, method, device)  # after the scene checks: bad input fails fast
+        if threshold is not None:
+            model.threshold = threshold
         work = Path(work)
         paths = _run_scene(sc, model, work, tile, overlap, dsm, batch_size, progress)
         gdf = vectorize(
@@ -167,6 +172,11 @@ def detect(
     if progress:
         progress(1.0)
     return gdf
+
+
+def _check_threshold(threshold: Optional[float]) -> None:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold {threshold}: expected a value between 0 and 1")
 
 
 def preview(scene, png, model=None, device: str = "auto", *, overwrite: bool = False, **options) -> gpd.GeoDataFrame:
@@ -372,6 +382,7 @@ def detect_directory(
     of the cores as torch threads).
     """
     out_gpkg = check_output(out_gpkg, overwrite)
+    _check_threshold(options.get("threshold"))  # before the journal exists: bad options leave nothing
     scenes = list_rasters(scene_dir)
     crss = {}
     for p in scenes:

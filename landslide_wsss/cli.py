@@ -88,19 +88,6 @@ def _add_detect(sub) -> None:
     p.set_defaults(func=_cmd_detect)
 
 
-def _load_model(args):
-    from .api import load_scoring_model
-
-    model = load_scoring_model(args.model, args.method, args.device)
-    if args.threshold is not None:
-        if not 0.0 <= args.threshold <= 1.0:
-            from .errors import InputError
-
-            raise InputError(f"--threshold {args.threshold}: expected a value between 0 and 1")
-        model.threshold = args.threshold
-    return model
-
-
 class _LogToEvents:
     """Route the package's log records to JSON-lines messages or to stderr."""
 
@@ -133,7 +120,7 @@ def _cmd_detect(args) -> int:
     common = dict(
         method=args.method, tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
         min_area_m2=args.min_area, simplify_px=args.simplify, batch_size=args.batch_size,
-        assume_crs=args.assume_crs,
+        assume_crs=args.assume_crs, threshold=args.threshold,
     )
     report = _Reporter(args, "detect")
     try:
@@ -142,18 +129,16 @@ def _cmd_detect(args) -> int:
                 from .errors import InputError
 
                 raise InputError("--score-raster and --preview take a single scene, not a directory")
-            if args.threshold is not None:
-                common["threshold"] = args.threshold
             gdf = api.detect_directory(
                 args.input, args.output, model=args.model, device=args.device, workers=args.workers,
                 scheduler=args.scheduler, target_crs=args.target_crs, overwrite=args.overwrite,
-                progress=report, **{k: v for k, v in common.items() if k != "threshold"},
+                progress=report, **common,
             )
         else:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", api.NothingToDetect)
                 gdf = api.detect(
-                    args.input, args.output, model=_load_model(args), device=args.device,
+                    args.input, args.output, model=args.model, device=args.device,
                     overwrite=args.overwrite, score_raster=args.score_raster, preview=args.preview,
                     progress=report, **common,
                 )
@@ -198,7 +183,8 @@ def _cmd_preview(args) -> int:
     _LogToEvents(args)
     report = _Reporter(args, "preview")
     try:
-        gdf = api.preview(args.input, args.output, model=_load_model(args), device=args.device, overwrite=args.overwrite,
+        gdf = api.preview(args.input, args.output, model=args.model, device=args.device, overwrite=args.overwrite,
+                          method=args.method, threshold=args.threshold,
                           tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
                           assume_crs=args.assume_crs, min_area_m2=args.min_area, progress=report)
     finally:

@@ -234,3 +234,21 @@ def test_dsm_reaches_only_models_that_use_terrain(tmp_path, uses):
         assert all(t is None for t in model.seen)
     with pytest.raises(InputError):  # a bad DSM is refused for every model
         api.detect(p, model=Recorder(), dsm=tmp_path / "missing.tif")
+
+
+def test_threshold_applies_to_directories_too(tmp_path):
+    d = tmp_path / "scenes"
+    d.mkdir()
+    data, _ = blob_scene(h=80, w=80)
+    write_tif(d / "a.tif", data, nodata=0)
+    from landslide_wsss.models.pixelnet import PixelNetScorer
+
+    model = tmp_path / "m.safetensors"
+    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64, threshold=0.0).save(model)
+    assert len(api.detect_directory(d, tmp_path / "lo.gpkg", model=model, min_area_m2=0)) == 1
+    assert main(["detect", str(d), "-o", str(tmp_path / "hi.gpkg"), "--model", str(model), "--quiet",
+                 "--min-area", "0", "--threshold", "1.0"]) == 0
+    assert pyogrio.read_info(tmp_path / "hi.gpkg")["features"] == 0
+    assert main(["detect", str(d), "-o", str(tmp_path / "bad.gpkg"), "--model", str(model), "--quiet",
+                 "--threshold", "1.5"]) == 2
+    assert not (tmp_path / "bad.gpkg").exists() and not (tmp_path / "bad.gpkg.parts").exists()
