@@ -26,7 +26,8 @@ from rasterio.windows import Window
 from . import __version__
 from .errors import InputError, LandslideWSSSError, ModelError
 from .raster import (
-    Scene, atomic_output, block_windows, check_output, geotiff_profile, list_rasters, open_scene, open_terrain,
+    Scene, atomic_output, block_windows, check_output, geotiff_profile, list_rasters, needs_resampling, open_scene,
+    open_terrain, resampled_scene,
 )
 from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel
 from .tiling import Stitcher, TileGrid, batched
@@ -201,12 +202,50 @@ class _as_scene:
 
 
 def _run_scene(sc: Scene, model, work: Path, tile, overlap, dsm, batch_size, progress) -> Dict[str, Path]:
-    """Tiles -> stitched raw maps -> scene stats -> fused score/mask GeoTIFFs in `work`."""
+    """Tiles -> stitched raw maps -> scene stats -> fused score/mask GeoTIFFs in `work`, on the
+    scene's grid. A model with a working GSD sees the scene resampled to it (a WarpedVRT); its
+    results are mapped back to the scene's grid."""
     if len(sc.bands) != model.in_bands:
         raise InputError(
             f"{sc.path}: {len(sc.bands)} band(s) chosen but the model expects {model.in_bands}; choose bands with --bands"
         )
+    gsd = getattr(model, "gsd", None)
+    if not needs_resampling(sc, gsd):
+        return _run_grid(sc, model, work, tile, overlap, dsm, batch_size, progress)
+    (work / "working").mkdir(exist_ok=True)
+    with resampled_scene(sc, gsd) as ws:
+        wpaths = _run_grid(ws, model, work / "working", tile, overlap, dsm, batch_size, progress)
+    return _to_scene_grid(sc, wpaths, work, len(model.map_names))
+
+
+def _to_scene_grid(sc: Scene, wpaths: Dict[str, Path], work: Path, n_maps: int) -> Dict[str, Path]:
+    """Working-grid results -> the scene's grid, strip by strip: score and maps bilinear, the mask
+    bilinear then >= 0.5 (smooth outlines), valid from the scene itself."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    paths = {k: work / f"{k}.tif" for k in ("maps", "valid", "score", "mask")}
+    grid = dict(crs=sc.crs, transform=sc.transform, width=sc.width, height=sc.height, resampling=Resampling.bilinear)
+    with rasterio.open(wpaths["score"]) as s0, rasterio.open(wpaths["mask"]) as m0, rasterio.open(wpaths["maps"]) as p0, \
+            WarpedVRT(s0, **grid) as s, WarpedVRT(p0, **grid) as p, \
+            WarpedVRT(m0, **dict(grid, dtype="float32", src_nodata=None, nodata=None)) as m, \
+            rasterio.open(paths["score"], "w", **_work_profile(sc, 1, "float32")) as sdst, \
+            rasterio.open(paths["mask"], "w", **_work_profile(sc, 1, "uint8")) as mdst, \
+            rasterio.open(paths["maps"], "w", **_work_profile(sc, n_maps, "float32")) as pdst, \
+            rasterio.open(paths["valid"], "w", **_work_profile(sc, 1, "uint8")) as vdst:
+        for win in block_windows(sc.width, sc.height, STRIP_ROWS):
+            valid = sc.read_valid(win)
+            vdst.write(valid.astype(np.uint8), 1, window=win)
+            sdst.write(np.where(valid, s.read(1, window=win), 0).astype(np.float32), 1, window=win)
+            mdst.write((valid & (m.read(1, window=win) >= 0.5)).astype(np.uint8), 1, window=win)
+            pdst.write(np.where(valid, p.read(window=win), 0).astype(np.float32), window=win)
+    return paths
+
+
+def _run_grid(sc: Scene, model, work: Path, tile, overlap, dsm, batch_size, progress) -> Dict[str, Path]:
     tile = int(tile or model.tile_size)
+    if overlap is None:
+        overlap = getattr(model, "overlap", None)
     overlap = int(tile // 8 if overlap is None else overlap)
     try:
         grid = TileGrid(sc.width, sc.height, tile, overlap)

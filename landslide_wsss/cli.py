@@ -203,6 +203,7 @@ def _add_evaluate(sub) -> None:
     b.add_argument("--limit", type=int, help="only the first N names (quick checks)")
     b.add_argument("--gallery", help="folder for per-image overlays (image | reference | prediction), first 48 images")
     b.add_argument("--pr-plot", help="PNG of precision / recall / IoU against the score threshold")
+    b.add_argument("--gsd", type=float, default=0.8, help="ground sampling distance of the images in metres (default 0.8)")
     s = esub.add_parser("scene", help="a georeferenced scene with a pixel mask (255 = ignore)")
     s.add_argument("--image", required=True)
     s.add_argument("--dsm")
@@ -222,7 +223,7 @@ def _cmd_evaluate(args) -> int:
     if args.kind == "bijie":
         res = evaluation.evaluate_bijie(args.data_dir, args.split, method=args.method, model_path=args.model,
                                         device=args.device, limit=args.limit, gallery=args.gallery,
-                                        pr_plot=args.pr_plot)
+                                        pr_plot=args.pr_plot, gsd=args.gsd)
     else:
         res = evaluation.evaluate_scene(args.image, args.mask, dsm=args.dsm, method=args.method,
                                         model_path=args.model, device=args.device)
@@ -274,6 +275,27 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _add_methods(sub) -> None:
+    p = sub.add_parser("methods", help="list the methods (--method NAME) and the model's default")
+    p.add_argument("--model", help="model file (default: the embedded model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_methods)
+
+
+def _cmd_methods(args) -> int:
+    from .wsss import describe_methods
+
+    res = describe_methods(args.model)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"default: {res['default']}  (model {res['model']})")
+    for m in res["methods"]:
+        mark = "" if m["available"] else "  [not in this model file]"
+        print(f"  {m['name']:<28} {m['kind']:<10} {m['description']}{mark}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="landslide-wsss", description="Weakly supervised landslide mapping for GeoTIFF scenes.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -284,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_train(sub)
     _add_sample(sub)
+    _add_methods(sub)
     return parser
 
 

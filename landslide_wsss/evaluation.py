@@ -27,6 +27,8 @@ from .errors import InputError
 from .metrics import Confusion
 from .scoring import SceneStats
 
+BIJIE_GSD = 0.8  # TripleSat crops of the Bijie dataset
+
 
 def _model(model, model_path, method, device, params=None):
     if model is not None:
@@ -40,16 +42,20 @@ def image_stats(maps: Dict[str, np.ndarray], valid: Optional[np.ndarray] = None)
     return SceneStats({k: map_stats(v, valid) for k, v in maps.items()})
 
 
-def bijie_maps(model, root, names: List[str], batch_size: int = 32):
-    """Yield (name, stitched maps, mask) for Bijie images, all at the image's own resolution.
+def bijie_maps(model, root, names: List[str], batch_size: int = 32, gsd: float = BIJIE_GSD):
+    """Yield (name, stitched maps, mask) for Bijie images, maps at the image's own resolution.
 
-    Each image is tiled like a scene (model tile size, the core's default overlap and blend
-    weights); an image smaller than a tile is padded with invalid pixels and cropped back."""
+    Each image is tiled like a scene (model tile size and overlap, the core's blend weights); an
+    image smaller than a tile is padded with invalid pixels and cropped back. A model with a working
+    GSD sees the image (taken as `gsd` metres) resampled to it, and its maps are resampled back."""
     from .datasets.bijie import load_image, load_mask
+    from .training.student import resample_image, resize_prob
     root = Path(root)
     tile = int(model.tile_size)
+    factor = float(getattr(model, "gsd", None) or gsd) / float(gsd)
     for n in names:
-        img = load_image(root, n).astype(np.float32)
+        native = load_image(root, n)
+        img = resample_image(native, factor).astype(np.float32)
         h, w = img.shape[1:]
         H, W = max(h, tile), max(w, tile)
         full = np.zeros((img.shape[0], H, W), np.float32)
@@ -57,7 +63,8 @@ def bijie_maps(model, root, names: List[str], batch_size: int = 32):
         valid = np.zeros((H, W), bool)
         valid[:h, :w] = True
         maps = stitch_in_memory(model, full, valid, batch_size=batch_size)
-        yield n, {k: v[:h, :w] for k, v in maps.items()}, load_mask(root, n, (h, w))
+        size = native.shape[1:]
+        yield n, {k: resize_prob(v[:h, :w], size) for k, v in maps.items()}, load_mask(root, n, size)
 
 
 PR_BINS = 100
@@ -109,8 +116,8 @@ def save_pr_plot(path, hist_pos: np.ndarray, hist_neg: np.ndarray, title: str) -
 
 def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_path=None, device: str = "auto",
                    model=None, limit: Optional[int] = None, params: Optional[dict] = None,
-                   gallery=None, gallery_max: int = 48, pr_plot=None) -> dict:
-    """See the module docstring. gallery: a folder for per-image overlay PNGs (the first
+                   gallery=None, gallery_max: int = 48, pr_plot=None, gsd: float = BIJIE_GSD) -> dict:
+    """See the module docstring. gsd: the images' ground sampling distance (metres). gallery: a folder for per-image overlay PNGs (the first
     `gallery_max` images); pr_plot: a PNG of precision/recall/IoU against the score threshold."""
     from .datasets.bijie import read_split
     t0 = time.time()
@@ -125,13 +132,18 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     saved = copy.deepcopy(getattr(model, "params", None))
     profile = bool(getattr(model, "use_profile", None) and model.use_profile("bijie"))
     conf = Confusion()
+    free = Confusion()  # the landslide-free images alone
+    free_flagged = 0
     hist_pos, hist_neg = np.zeros(PR_BINS, np.int64), np.zeros(PR_BINS, np.int64)
     if gallery is not None:
         Path(gallery).mkdir(parents=True, exist_ok=True)
     try:
-        for k, (name, maps, mask) in enumerate(bijie_maps(model, data_dir, names)):
+        for k, (name, maps, mask) in enumerate(bijie_maps(model, data_dir, names, gsd=gsd)):
             score, pred = model.fuse(maps, image_stats(maps))
             conf.update(pred, mask)
+            if not (mask == 1).any():
+                free.update(pred, mask)
+                free_flagged += bool(pred.any())
             if pr_plot is not None:
                 bins = np.clip((score * PR_BINS).astype(np.int64), 0, PR_BINS - 1)
                 hist_pos += np.bincount(bins[mask == 1], minlength=PR_BINS)
@@ -144,6 +156,10 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
             model.params.clear()
             model.params.update(saved)
     out = conf.as_dict()
+    n_free = sum(1 for n in names if Path(n).stem.startswith("nls_"))
+    out.update(free_images=n_free, free_images_flagged=free_flagged,
+               free_images_flagged_share=free_flagged / n_free if n_free else 0.0,
+               free_pixels_flagged_share=free.false_alarm)
     out.update(method=model.name, seconds=round(time.time() - t0, 2), images=len(names), dataset="bijie",
                split=str(split), profile="bijie" if profile else "scene")
     if pr_plot is not None:
@@ -207,6 +223,8 @@ def stitch_in_memory(model, img: np.ndarray, valid: np.ndarray, tile: Optional[i
     """The core's grid, predict_tiles and Stitcher over an in-memory (C, H, W) image (H, W >= tile)."""
     from .tiling import Stitcher, TileGrid
     tile = int(tile or model.tile_size)
+    if overlap is None:
+        overlap = getattr(model, "overlap", None)
     overlap = int(tile // 8 if overlap is None else overlap)
     c, h, w = img.shape
     names = list(model.map_names)

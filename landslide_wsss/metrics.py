@@ -75,9 +75,14 @@ class Confusion:
     def miou(self) -> float:
         return 0.5 * (self.iou + self.iou_background)
 
+    @property
+    def false_alarm(self) -> float:
+        """Share of the background (landslide-free ground) marked as landslide."""
+        return self._div(self.fp, self.fp + self.tn)
+
     def as_dict(self) -> dict:
         return {"iou": self.iou, "f1": self.f1, "precision": self.precision, "recall": self.recall,
-                "miou": self.miou, "iou_background": self.iou_background,
+                "miou": self.miou, "iou_background": self.iou_background, "false_alarm": self.false_alarm,
                 "tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn}
 
 

@@ -47,6 +47,19 @@ class Scene:
         return self.path.stem
 
     @property
+    def gsd(self) -> float:
+        """Ground sampling distance in metres (mean of the two pixel sides; for a geographic CRS,
+        metres per degree at the scene centre)."""
+        px, py = abs(self.transform.a), abs(self.transform.e)
+        if self.crs.is_geographic:
+            lat = self.transform.f + self.transform.e * self.height / 2
+            px, py = px * 111_320 * np.cos(np.radians(lat)), py * 110_574
+        else:
+            factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
+            px, py = px * factor, py * factor
+        return float((px + py) / 2)
+
+    @property
     def pixel_area_m2(self) -> Optional[float]:
         """Area of one pixel in m² for projected CRSs in metres, else None (geographic)."""
         if self.crs.is_geographic:
@@ -60,8 +73,8 @@ class Scene:
         Invalid pixels (nodata, internal mask 0, NaN in any band) hold 0 in the data.
         With boundless=True, the window may reach outside the scene; outside is invalid.
         """
-        ds = self.dataset
-        data = ds.read(self.bands, window=window, boundless=boundless, fill_value=0).astype(np.float32, copy=False)
+        data = self._padded(lambda w: self.dataset.read(self.bands, window=w), window, boundless)
+        data = data.astype(np.float32, copy=False)
         valid = self._mask_valid(window, boundless)
         valid &= np.isfinite(data).all(axis=0)
         data[:, ~valid] = 0.0
@@ -71,7 +84,7 @@ class Scene:
         """Valid-data mask: nodata / internal masks (GDAL's mask of the chosen bands), and NaN for floats."""
         valid = self._mask_valid(window, boundless)
         if self.floating:
-            data = self.dataset.read(self.bands, window=window, boundless=boundless, fill_value=0)
+            data = self._padded(lambda w: self.dataset.read(self.bands, window=w), window, boundless)
             valid &= np.isfinite(data).all(axis=0)
         return valid
 
@@ -80,11 +93,25 @@ class Scene:
         return any(np.dtype(self.dataset.dtypes[b - 1]).kind == "f" for b in self.bands)
 
     def _mask_valid(self, window: Window, boundless: bool) -> np.ndarray:
-        masks = self.dataset.read_masks(self.bands, window=window, boundless=boundless)
-        valid = np.all(masks > 0, axis=0)
-        if boundless:
-            valid &= _inside_mask(window, self.width, self.height)
-        return valid
+        masks = self._padded(lambda w: self.dataset.read_masks(self.bands, window=w), window, boundless)
+        return np.all(masks > 0, axis=0)
+
+    def _padded(self, read, window: Window, boundless: bool) -> np.ndarray:
+        """read(window) for a window that may reach outside the scene: the inside part is read and
+        the rest is 0 (our own boundless read: a WarpedVRT permits none)."""
+        r0, c0 = int(window.row_off), int(window.col_off)
+        h, w = int(window.height), int(window.width)
+        if not boundless or (r0 >= 0 and c0 >= 0 and r0 + h <= self.height and c0 + w <= self.width):
+            return read(window)
+        ir0, ic0 = max(r0, 0), max(c0, 0)
+        ir1, ic1 = min(r0 + h, self.height), min(c0 + w, self.width)
+        if ir1 <= ir0 or ic1 <= ic0:
+            probe = read(Window(0, 0, 1, 1))
+            return np.zeros((probe.shape[0], h, w), probe.dtype)
+        inner = read(Window(ic0, ir0, ic1 - ic0, ir1 - ir0))
+        out = np.zeros((inner.shape[0], h, w), inner.dtype)
+        out[:, ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] = inner
+        return out
 
     def close(self) -> None:
         self.dataset.close()
@@ -96,10 +123,22 @@ class Scene:
         self.close()
 
 
-def _inside_mask(window: Window, width: int, height: int) -> np.ndarray:
-    rows = np.arange(window.row_off, window.row_off + window.height)
-    cols = np.arange(window.col_off, window.col_off + window.width)
-    return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+def resampled_scene(scene: Scene, gsd: float) -> Scene:
+    """The scene seen at ground sampling distance `gsd` (metres) through a WarpedVRT: area-averaged
+    when coarser, bilinear when finer; same CRS and extent. Closing it leaves `scene` open."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    f = float(gsd) / scene.gsd
+    width, height = max(1, round(scene.width / f)), max(1, round(scene.height / f))
+    transform = scene.transform * rasterio.Affine.scale(scene.width / width, scene.height / height)
+    vrt = WarpedVRT(scene.dataset, src_crs=scene.crs, crs=scene.crs, transform=transform, width=width,
+                    height=height, resampling=Resampling.average if f > 1 else Resampling.bilinear)
+    return Scene(path=scene.path, dataset=vrt, bands=scene.bands, crs=scene.crs, transform=transform)
+
+
+def needs_resampling(scene: Scene, gsd: Optional[float], tolerance: float = 0.02) -> bool:
+    return bool(gsd) and abs(float(gsd) / scene.gsd - 1) > tolerance
 
 
 def open_scene(
@@ -265,13 +304,9 @@ def block_windows(width: int, height: int, rows: int = 1024) -> Iterator[Window]
         yield Window(0, r, width, min(rows, height - r))
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 __all__ = [
     "Scene", "open_scene", "list_rasters", "check_output", "atomic_output", "write_geotiff",
-    "geotiff_profile", "block_windows", "MAX_PIXELS",
+    "geotiff_profile", "block_windows", "resampled_scene", "needs_resampling", "MAX_PIXELS",
 ]
 
 

@@ -309,8 +309,35 @@ def _load_unet(tensors, meta, path):
     return net.eval()
 
 
+def method_available(meta: dict, method) -> bool:
+    """Whether a model file (its metadata) has what registry method `method` needs."""
+    if meta.get("architecture") == "unet":
+        return method.name == "unet"
+    if method.kind in ("student", "supervised"):
+        return bool(meta.get(method.component))
+    if method.generator and not meta.get("generator"):
+        return False
+    if method.component not in ("classifier",):  # rcm-mam, adversarial-erasing: their own classifier
+        return meta.get("refinement") == method.component
+    return meta.get("architecture") == ARCHITECTURE
+
+
+def describe_methods(path=None) -> dict:
+    """The registry with the model file's default method and which methods it can run."""
+    from . import registry
+    from .checkpoint import read_metadata
+
+    path = Path(path) if path is not None else DEFAULT_MODEL
+    meta = read_metadata(path)
+    out = registry.listing(meta.get("method_default"), lambda m: method_available(meta, m))
+    out["model"] = str(path)
+    return out
+
+
 def load_model(path=None, method: Optional[str] = None, device: str = "auto", params: Optional[dict] = None):
-    """Load a ScoringModel from a model file (the embedded default model when path is None)."""
+    """Load a ScoringModel from a model file (the embedded default model when path is None).
+    The method (default: the file's own `method_default`) is looked up in the registry."""
+    from . import registry
     from .checkpoint import load_checkpoint
 
     path = Path(path) if path is not None else DEFAULT_MODEL
@@ -319,16 +346,28 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
                          "`python -m landslide_wsss.training.default`")
     device = resolve_device(device)
     tensors, meta = load_checkpoint(path)
-    if method == "unet" or (method is None and meta["architecture"] == "unet"):
+    if meta["architecture"] == "unet":  # a file of `landslide-wsss train unet`: the U-Net alone
+        if method not in (None, "unet"):
+            raise ModelError(f"{path}: a U-Net model file runs only --method unet")
         return UNetScorer(_load_unet(tensors, meta, path), meta, device=device)
+    spec = registry.get(method or meta.get("method_default") or DEFAULT_PARAMS["method"])
+    if spec.kind in ("student", "supervised"):
+        comp = meta.get(spec.component) or {}
+        if spec.name == "unet" and comp.get("arch") == "unet":  # the earlier U-Net yardstick
+            return UNetScorer(_load_unet(tensors, meta, path), meta, device=device)
+        from .scorers.student import load_segmentation
+        scorer = load_segmentation(tensors, meta, path, spec.component, spec.name, device)
+        if scorer is None:
+            raise ModelError(f"{path}: method {spec.name!r} needs a {spec.component} network and this model file "
+                             f"has none (train one with `landslide-wsss train {spec.trainer}`)")
+        return scorer
     if meta["architecture"] != ARCHITECTURE:
         raise ModelError(f"{path}: architecture {meta['architecture']!r} is not a weakly supervised classifier model")
     classifier = _load_classifier(tensors, meta, path)
     generator = None
-    if method and method.endswith("-cyclegan") or (method is None and str(meta.get("method_default", "")).endswith("-cyclegan")):
-        if any(k.startswith("generator.") for k in tensors):
-            from .models.cyclegan import load_generator
-            generator = load_generator(tensors, meta)
+    if spec.generator and any(k.startswith("generator.") for k in tensors):
+        from .models.cyclegan import load_generator
+        generator = load_generator(tensors, meta)
     from .refinements import scorer_class  # terrain-crop, rcm-mam, adversarial-erasing (+ -cyclegan)
-    cls = scorer_class(method or meta.get("method_default"), WeakScorer)
-    return cls(classifier, meta, method=method, generator=generator, device=device, params=params)
+    cls = scorer_class(spec.name, WeakScorer)
+    return cls(classifier, meta, method=spec.name, generator=generator, device=device, params=params)

@@ -1,0 +1,79 @@
+"""The one registry of methods: what `--method NAME` means, what it needs from a model file, and
+which command trains it. `landslide-wsss methods --json` prints it; the QGIS plugin reads that.
+
+kind        weak        classifier + CAM method (+ CycleGAN difference for NAME-cyclegan)
+            refined     a CAM refinement of the seeds (terrain-crop, rcm-mam, adversarial-erasing)
+            student     segmentation network trained on pseudo-masks (the second stage)
+            supervised  the same network trained on true masks (the yardstick `unet`)
+component   the part of the model file it reads (prefix of the tensors)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Optional
+
+from .errors import ModelError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str
+    description: str
+    cam: Optional[str] = None        # CAM method read at inference
+    generator: bool = False          # needs the CycleGAN generator
+    terrain: bool = False            # reads the DSM when one is given
+    component: str = "classifier"    # tensors it needs in the model file
+    trainer: Optional[str] = None    # `landslide-wsss train NAME`
+
+
+_CAMS = {
+    "cam": "class activation map of the classifier's last stage",
+    "gradcam": "Grad-CAM (gradient-weighted channels)",
+    "gradcam++": "Grad-CAM++ (higher-order gradient weights)",
+    "scorecam": "Score-CAM (channels weighted by the score of the masked input)",
+}
+_REFINEMENTS = {
+    "terrain-crop": ("cam", True, "classifier", "terrain-guided CAM cropping (DSM/slope when given)"),
+    "rcm-mam": ("cam", False, "rcm-mam", "classifier fine-tuned with region-contrastive + multi-scale self-supervision"),
+    "adversarial-erasing": ("gradcam", False, "adversarial-erasing", "end-to-end adversarial erasing localizer"),
+}
+
+
+def _build() -> Dict[str, Method]:
+    out: Dict[str, Method] = {}
+    out["student"] = Method("student", "student", "segmentation student trained on CAM pseudo-masks + self-training "
+                            "(one pass per tile, at its working GSD)", component="student", trainer="default")
+    out["unet"] = Method("unet", "supervised", "supervised yardstick: the student's network trained on true masks",
+                         component="unet", trainer="unet")
+    for cam, text in _CAMS.items():
+        out[cam] = Method(cam, "weak", text, cam=cam, trainer="classifier")
+        out[f"{cam}-cyclegan"] = Method(f"{cam}-cyclegan", "weak", f"{text}, gating the CycleGAN difference",
+                                        cam=cam, generator=True, trainer="cyclegan")
+    for ref, (cam, terrain, comp, text) in _REFINEMENTS.items():
+        out[ref] = Method(ref, "refined", text, cam=cam, terrain=terrain, component=comp, trainer=ref)
+        out[f"{ref}-cyclegan"] = Method(f"{ref}-cyclegan", "refined", f"{text}, gating the CycleGAN difference",
+                                        cam=cam, generator=True, terrain=terrain, component=comp, trainer=ref)
+    return out
+
+
+METHODS: Dict[str, Method] = _build()
+
+
+def get(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ModelError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
+
+
+def listing(default: Optional[str] = None, available=None) -> dict:
+    """The registry as JSON-ready data: {"default": NAME, "methods": [{"name", "kind", ...}]}.
+    `available(method) -> bool` marks which methods the given model file can run."""
+    rows = []
+    for m in METHODS.values():
+        row = asdict(m)
+        if available is not None:
+            row["available"] = bool(available(m))
+        rows.append(row)
+    return {"default": default, "methods": rows}

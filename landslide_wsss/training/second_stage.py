@@ -1,0 +1,288 @@
+"""Second-stage stages of the embedded default model (called by training/default.py).
+
+Data (never Bijie val, never area B): the Bijie train list minus the seeded 10 % hold-out, and
+AMU-Net area A above its bottom 20 % strip. Area A's image-level labels are 64 m squares (any
+landslide pixel or none), the labels a user would tick. The hold-out (Bijie hold-out + area A
+strip, with their masks) makes every choice: the teacher's CAM method and bands, the mask
+threshold, whether a self-training round is kept.
+
+pseudo      teacher = the shipped classifier (multi-scale 0.5/1/1.5/2 + flip CAMs at the images'
+            own resolution) -> three-band pseudo-masks -> samples at the working GSD, cached
+student     the segmentation student on the pseudo-masks, then self-training rounds
+supervised  the same network, data, crops and budget on the true masks (the yardstick)
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..checkpoint import load_checkpoint, save_checkpoint
+from . import student as st
+
+GSD = 1.6            # working ground sampling distance (m)
+BIJIE_GSD = 0.8
+AMUNET_GSD = 0.5
+AREA_TILE_M = 64.0   # area A's image-level labels: 64 m squares
+BLOCK = 256          # area A is cut into blocks of this many working pixels (samples)
+AREA_SHARE = 0.3     # share of the crops drawn from area A (Bijie has ~800 images, area A 2 km²)
+TEACHERS = ("cam", "gradcam++")
+TEACHER_PARAMS = {"gate": 0.0, "scales": [0.5, 1.0, 1.5, 2.0], "flip": True}
+INFER_TILE = 256     # student inference tile at the working GSD
+
+
+def _teacher(method: str, device: str = "cpu"):
+    from ..wsss import load_model
+    return load_model(None, method=method, device=device, params=dict(TEACHER_PARAMS))
+
+
+def _bijie_cams(teacher, root, names):
+    from ..evaluation import bijie_maps
+    cams, masks = [], []
+    for _, maps, mask in bijie_maps(teacher, root, names):
+        cams.append(maps["cam"])
+        masks.append(mask)
+    return cams, masks
+
+
+def _area_a(data):
+    import rasterio
+
+    from ..datasets.scene_chips import read_scene_arrays
+    p = Path(data) / "amunet"
+    img, valid, mask = read_scene_arrays(p / "areaA_rgb.tif", p / "areaA_mask.tif")
+    with rasterio.open(p / "areaA_rgb.tif") as ds:
+        cut = int(ds.height * 0.8)
+    return img, valid, mask, cut
+
+
+def _tile_labels(mask: np.ndarray, tile: int):
+    """Image-level labels of `tile`-px squares from a mask: 1 any landslide, 0 none, -1 not covered."""
+    h, w = mask.shape
+    out = {}
+    for r in range(0, h, tile):
+        for c in range(0, w, tile):
+            m = mask[r:r + tile, c:c + tile]
+            cov = m != 255
+            out[(r, c)] = -1 if cov.mean() < 0.1 else int((m == 1).any())
+    return out
+
+
+def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int, t_fg: float, t_bg: float):
+    """Pseudo-mask of a scene from tile labels: landslide tiles get the CAM's bands (normalized in
+    the tile), landslide-free tiles exact background, uncovered tiles ignored."""
+    out = np.full(mask.shape, st.IGNORE, np.uint8)
+    for (r, c), lab in _tile_labels(mask, tile).items():
+        sl = (slice(r, r + tile), slice(c, c + tile))
+        if lab == 1:
+            out[sl] = st.pseudo_mask(cam[sl], t_fg, t_bg, valid[sl])
+        elif lab == 0:
+            out[sl] = np.where(valid[sl], 0, st.IGNORE)
+    return out
+
+
+def _blocks(img, target, name, weight):
+    """Cut a working-grid scene into BLOCK samples (those with any labelled pixel)."""
+    out = []
+    h, w = target.shape
+    for r in range(0, h, BLOCK):
+        for c in range(0, w, BLOCK):
+            t = target[r:r + BLOCK, c:c + BLOCK]
+            if (t != st.IGNORE).mean() < 0.05:
+                continue
+            out.append(st.Sample(img[:, r:r + BLOCK, c:c + BLOCK].copy(), t.copy(), f"{name}_r{r}_c{c}",
+                                 bool((t == 1).any()), weight))
+    return out
+
+
+def _save_samples(path, samples: List[st.Sample], meta: dict) -> None:
+    tensors = {}
+    for i, s in enumerate(samples):
+        tensors[f"img.{i}"] = torch.from_numpy(np.ascontiguousarray(s.image))
+        tensors[f"tgt.{i}"] = torch.from_numpy(np.ascontiguousarray(s.target))
+    meta = {**meta, "samples": [{"name": s.name, "positive": s.positive, "weight": s.weight} for s in samples]}
+    save_checkpoint(path, tensors, {"architecture": "sample-cache", "in_bands": 3, "version": __version__, **meta})
+
+
+def load_samples(path):
+    tensors, meta = load_checkpoint(path)
+    out = [st.Sample(tensors[f"img.{i}"].numpy(), tensors[f"tgt.{i}"].numpy(), d["name"], d["positive"], d["weight"])
+           for i, d in enumerate(meta["samples"])]
+    return out, meta
+
+
+def _weights(samples):
+    """AREA_SHARE of the crops from area A blocks, the rest from Bijie images."""
+    a = [s for s in samples if s.name.startswith("areaA")]
+    b = [s for s in samples if not s.name.startswith("areaA")]
+    for s in a:
+        s.weight = AREA_SHARE / max(len(a), 1)
+    for s in b:
+        s.weight = (1 - AREA_SHARE) / max(len(b), 1)
+    return samples
+
+
+def stage_pseudo(data, work, seed=0, log=print):
+    """Choose the teacher on the hold-out, make pseudo-masks, cache weak + supervised samples."""
+    from ..datasets.bijie import label_from_name, load_image, load_mask, read_split
+    from ..evaluation import stitch_in_memory
+    from .default import split_holdout
+    t0 = time.time()
+    work = Path(work)
+    root = Path(data) / "bijie"
+    names = read_split(root / "train.txt")
+    labels = np.asarray([label_from_name(n) for n in names])
+    tr, ho = split_holdout(names, labels, seed=seed)
+    ho_pos = [names[i] for i in ho if labels[i] == 1]
+    a_img, a_valid, a_mask, cut = _area_a(data)
+    a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
+    # 1. teacher and bands, chosen on the hold-out landslide images + the area A strip
+    choice = {}
+    cams_a = {}
+    for m in TEACHERS:
+        teacher = _teacher(m)
+        cams, masks = _bijie_cams(teacher, root, ho_pos)
+        cams_a[m] = stitch_in_memory(teacher, a_img, a_valid)["cam"]
+        strip = [(cams_a[m][cut:][sl], a_mask[cut:][sl]) for sl in _pos_tiles(a_mask[cut:], a_tile)]
+        q = st.choose_bands(cams + [c for c, _ in strip], masks + [k for _, k in strip])
+        choice[m] = q
+        log(event="teacher", method=m, **{k: round(v, 4) if isinstance(v, float) else v for k, v in q.items()})
+    method = max(choice, key=lambda k: choice[k]["fg_iou"])
+    t_fg, t_bg = choice[method]["t_fg"], choice[method]["t_bg"]
+    teacher = _teacher(method)
+    # 2. pseudo-masks on the training part, resampled to the working GSD
+    f_b, f_a = GSD / BIJIE_GSD, GSD / AMUNET_GSD
+    train_names = [names[i] for i in tr]
+    weak, sup = [], []
+    pos_names = [n for n in train_names if label_from_name(n) == 1]
+    cams, masks = _bijie_cams(teacher, root, pos_names)
+    cam_of = dict(zip(pos_names, zip(cams, masks)))
+    for n in train_names:
+        img = load_image(root, n)
+        small = st.resample_image(img, f_b)
+        size = small.shape[1:]
+        mask = load_mask(root, n, img.shape[1:])
+        if n in cam_of:
+            tgt = st.pseudo_mask(cam_of[n][0], t_fg, t_bg)
+        else:
+            tgt = np.zeros(img.shape[1:], np.uint8)
+        weak.append(st.Sample(small, st.resample_target(tgt, size), n, n in cam_of))
+        sup.append(st.Sample(small, st.resample_target(mask, size), n, n in cam_of))
+    top = np.zeros_like(a_mask)
+    top[cut:] = 1
+    a_tgt = area_target(cams_a[method], a_mask, a_valid, a_tile, t_fg, t_bg)
+    a_tgt[cut:] = st.IGNORE
+    a_true = np.where(top > 0, st.IGNORE, a_mask).astype(np.uint8)
+    a_small = st.resample_image(a_img[:, :cut].astype(np.uint8), f_a)
+    size = a_small.shape[1:]
+    weak += _blocks(a_small, st.resample_target(a_tgt[:cut], size), "areaA", 1.0)
+    sup += _blocks(a_small, st.resample_target(a_true[:cut], size), "areaA", 1.0)
+    quality = st.band_quality([cam_of[n][0] for n in pos_names], [cam_of[n][1] for n in pos_names], t_fg, t_bg)
+    meta = {"gsd": GSD, "teacher": {"method": method, "t_fg": t_fg, "t_bg": t_bg, "params": TEACHER_PARAMS,
+                                    "holdout": choice, "train_band_quality": quality},
+            "seed": seed, "strip_row": cut, "seconds": round(time.time() - t0, 1)}
+    _save_samples(work / "weak_samples.safetensors", _weights(weak), meta)
+    _save_samples(work / "supervised_samples.safetensors", _weights(sup), meta)
+    log(event="pseudo", n_weak=len(weak), n_pos=sum(s.positive for s in weak), teacher=method, t_fg=t_fg,
+        t_bg=t_bg, seconds=round(time.time() - t0, 1))
+    return meta
+
+
+def _pos_tiles(mask, tile):
+    return [(slice(r, r + tile), slice(c, c + tile)) for (r, c), lab in _tile_labels(mask, tile).items() if lab == 1]
+
+
+def holdout_items(data, seed=0):
+    """Hold-out items for the threshold rule: {set: [(img at working GSD, mask, valid)]}."""
+    from ..datasets.bijie import label_from_name, load_image, load_mask, read_split
+    from .default import split_holdout
+    root = Path(data) / "bijie"
+    names = read_split(root / "train.txt")
+    labels = np.asarray([label_from_name(n) for n in names])
+    _, ho = split_holdout(names, labels, seed=seed)
+    bij = []
+    for i in ho:
+        img = load_image(root, names[i])
+        bij.append((st.resample_image(img, GSD / BIJIE_GSD), load_mask(root, names[i], img.shape[1:]), None))
+    a_img, a_valid, a_mask, cut = _area_a(data)
+    strip_img = st.resample_image(a_img[:, cut:].astype(np.uint8), GSD / AMUNET_GSD)
+    strip_valid = st.resample_target(np.where(a_valid[cut:], 1, 0).astype(np.uint8), strip_img.shape[1:]) == 1
+    return {"bijie_holdout": bij, "areaA_strip": [(strip_img, a_mask[cut:], strip_valid)]}
+
+
+def evaluate_holdout(net, items) -> dict:
+    hists = {k: st.holdout_histograms(net, v) for k, v in items.items()}
+    return st.choose_threshold(hists)
+
+
+def new_student(samples):
+    from ..models.student import StudentNet
+    mean, std = st.band_stats(samples)
+    return StudentNet(in_bands=3, mean=mean, std=std)
+
+
+def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=print, name="student"):
+    """Student on the weak samples (or `name`="supervised": the yardstick on the true masks)."""
+    work = Path(work)
+    torch.manual_seed(seed)
+    samples, meta = load_samples(work / ("weak_samples.safetensors" if name == "student" else "supervised_samples.safetensors"))
+    items = holdout_items(data, seed)
+    net = new_student(samples)
+    net, hist = st.fit_student(samples, net, minutes, seed=seed, state_path=work / f"{name}.state.safetensors", log=log)
+    best = evaluate_holdout(net, items)
+    log(event="holdout", stage=name, round=0, **best)
+    record = {"rounds": [best], "kept_rounds": 0, "history": hist[-3:], "minutes": minutes}
+    best_sd = {k: v.clone() for k, v in net.state_dict().items()}
+    for r in range(1, rounds + 1 if name == "student" else 1):
+        relabelled = st.relabel(net, samples)
+        net, h = st.fit_student(relabelled, net, selftrain_minutes, lr=3e-4, seed=seed + r,
+                                state_path=work / f"{name}.st{r}.state.safetensors", log=log)
+        res = evaluate_holdout(net, items)
+        log(event="holdout", stage=name, round=r, **res)
+        record["rounds"].append(res)
+        if res["mean_iou"] > best["mean_iou"]:  # the rule: keep a round only when the hold-out improves
+            best, best_sd, samples = res, {k: v.clone() for k, v in net.state_dict().items()}, relabelled
+            record["kept_rounds"] = r
+        else:
+            break
+    net.load_state_dict(best_sd)
+    out = {"config": net.config(), "gsd": GSD, "tile_size": INFER_TILE, "overlap": INFER_TILE // 8,
+           "crop": st.CROP, "threshold": best["threshold"], "holdout": best, "training": record,
+           "teacher": meta["teacher"] if name == "student" else None}
+    save_checkpoint(work / f"{name}.safetensors", st.student_tensors(net), {"architecture": name, "in_bands": 3, "version": __version__, **out})
+    (work / f"{name}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def main(argv=None):
+    import argparse
+
+    from .common import Logger, set_threads
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["pseudo", "student", "supervised", "all"])
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    ap.add_argument("--work", default="runs/second_stage")
+    ap.add_argument("--minutes", type=float, default=25)
+    ap.add_argument("--selftrain-minutes", type=float, default=12)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    set_threads(a.threads)
+    Path(a.work).mkdir(parents=True, exist_ok=True)
+    log = Logger(Path(a.work) / "log.jsonl")
+    if a.stage in ("pseudo", "all") and not (Path(a.work) / "weak_samples.safetensors").is_file():
+        stage_pseudo(a.data, a.work, a.seed, log)
+    if a.stage in ("student", "all"):
+        stage_student(a.data, a.work, a.minutes, a.selftrain_minutes, a.rounds, a.seed, log, "student")
+    if a.stage in ("supervised", "all"):
+        stage_student(a.data, a.work, a.minutes, 0, 0, a.seed, log, "supervised")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""The second stage: teacher CAMs -> pseudo-masks -> segmentation student -> self-training.
+
+Everything here works at the model's working GSD (default 1.6 m): images are resampled on load
+(area-weighted), so a 192 px training crop sees 307 m of ground.
+
+Pseudo-masks (three bands): the teacher's CAM, summed over scales and flips, is normalized by its
+maximum inside each landslide image (or landslide tile); >= t_fg is landslide, < t_bg background,
+the band between is 255 (ignored by the loss). Every landslide-free image / tile is exact
+background. t_fg, t_bg and the teacher's CAM method are chosen on the hold-out (see `choose_teacher`).
+
+The student (models/student.py) trains with BCE + Dice on the confident pixels, within a wall-clock
+budget (cosine schedule over the step count the budget allows, measured on the first steps), with a
+resumable state file. Self-training relabels the landslide samples with the student's confident
+predictions (>= ST_HI landslide, <= ST_LO background) and fine-tunes; a round is kept only when
+the hold-out IoU improves. The mask threshold is the hold-out's best.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..metrics import Confusion
+
+IGNORE = 255
+CROP = 192
+BATCH = 16
+ST_HI, ST_LO = 0.6, 0.3
+T_GRID = tuple(round(0.05 * k, 2) for k in range(2, 19))  # mask thresholds tried on the hold-out
+
+
+@dataclass
+class Sample:
+    """One training image at the working GSD: raw bands (C, H, W) uint8, target (H, W) 0/1/255."""
+
+    image: np.ndarray
+    target: np.ndarray
+    name: str
+    positive: bool  # image-level label
+    weight: float = 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Resampling to the working grid
+
+
+def resample_image(img: np.ndarray, factor: float) -> np.ndarray:
+    """(C, H, W) -> (C, round(H/factor), round(W/factor)); factor > 1 shrinks (antialiased bilinear)."""
+    if abs(factor - 1) < 1e-3:
+        return img
+    c, h, w = img.shape
+    size = (max(1, round(h / factor)), max(1, round(w / factor)))
+    x = torch.from_numpy(np.ascontiguousarray(img, np.float32))[None]
+    y = F.interpolate(x, size=size, mode="bilinear", antialias=factor > 1, align_corners=False)[0]
+    y = y.round().clamp(0, 255).to(torch.uint8) if img.dtype == np.uint8 else y
+    return y.numpy()
+
+
+def resample_target(t: np.ndarray, size) -> np.ndarray:
+    """0/1/255 target to `size` (h, w): the majority of the covered area, 255 where no class has half."""
+    if t.shape == tuple(size):
+        return t
+    x = torch.from_numpy(np.stack([t == 0, t == 1]).astype(np.float32))[None]
+    frac = F.interpolate(x, size=tuple(size), mode="area")[0].numpy() if size[0] <= t.shape[0] else \
+        F.interpolate(x, size=tuple(size), mode="nearest")[0].numpy()
+    out = np.full(tuple(size), IGNORE, np.uint8)
+    out[frac[0] > 0.5] = 0
+    out[frac[1] >= 0.5] = 1
+    return out
+
+
+def resize_prob(p: np.ndarray, size) -> np.ndarray:
+    if p.shape == tuple(size):
+        return p
+    x = torch.from_numpy(np.ascontiguousarray(p, np.float32))[None, None]
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pseudo-masks
+
+
+def pseudo_mask(cam: np.ndarray, t_fg: float, t_bg: float, valid: Optional[np.ndarray] = None) -> np.ndarray:
+    """Three-band pseudo-mask of one landslide image / tile from its raw CAM (normalized by its maximum)."""
+    cam = np.nan_to_num(np.asarray(cam, np.float32))
+    top = float(cam.max()) if cam.size else 0.0
+    out = np.full(cam.shape, IGNORE, np.uint8)
+    if top <= 0:
+        return out  # a landslide image whose CAM is empty teaches nothing
+    n = cam / top
+    out[n < t_bg] = 0
+    out[n >= t_fg] = 1
+    if valid is not None:
+        out[~valid] = IGNORE
+    return out
+
+
+def band_quality(cams, masks, t_fg: float, t_bg: float) -> dict:
+    """How good the three bands are against true masks: IoU of the confident landslide band, the
+    share of confident background that is truly background, and the share of pixels ignored."""
+    conf = Confusion()
+    bg_ok = bg_n = ign = tot = 0
+    for cam, m in zip(cams, masks):
+        pm = pseudo_mask(cam, t_fg, t_bg)
+        conf.update(pm == 1, m)
+        bg = (pm == 0) & (m != IGNORE)
+        bg_ok += int((m[bg] == 0).sum())
+        bg_n += int(bg.sum())
+        ign += int((pm == IGNORE).sum())
+        tot += pm.size
+    return {"fg_iou": conf.iou, "bg_precision": bg_ok / max(bg_n, 1), "ignored": ign / max(tot, 1)}
+
+
+def choose_bands(cams, masks, fg_grid=(0.3, 0.4, 0.5, 0.6, 0.7), bg_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3),
+                 bg_precision: float = 0.9) -> dict:
+    """The rule: t_fg = the best confident-band IoU; t_bg = the highest background threshold whose
+    background band is still >= `bg_precision` true background (more background, little noise)."""
+    fg = max(fg_grid, key=lambda t: band_quality(cams, masks, t, 0.0)["fg_iou"])
+    bgs = [t for t in bg_grid if t < fg and band_quality(cams, masks, fg, t)["bg_precision"] >= bg_precision]
+    bg = max(bgs) if bgs else min(bg_grid)
+    return {"t_fg": fg, "t_bg": bg, **band_quality(cams, masks, fg, bg)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The student's training loop
+
+
+def _crop(s: Sample, size: int, rng: np.random.Generator):
+    img, tgt = s.image, s.target
+    h, w = tgt.shape
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph or pw:  # small images: mirrored content, ignored labels (no border or size cue to learn)
+        img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+        tgt = np.pad(tgt, ((0, ph), (0, pw)), constant_values=IGNORE)
+        h, w = tgt.shape
+    r = int(rng.integers(0, h - size + 1))
+    c = int(rng.integers(0, w - size + 1))
+    return img[:, r:r + size, c:c + size], tgt[r:r + size, c:c + size]
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice over the confident pixels (target != 255)."""
+    logits = logits[:, 0].float()
+    keep = target != IGNORE
+    if not keep.any():
+        return logits.sum() * 0
+    y = (target == 1).float()
+    bce = F.binary_cross_entropy_with_logits(logits[keep], y[keep])
+    p = torch.sigmoid(logits) * keep
+    yk = y * keep
+    dice = 1 - (2 * (p * yk).sum() + 1) / (p.sum() + yk.sum() + 1)
+    return bce + dice
+
+
+def band_stats(samples: Sequence[Sample]):
+    tot = np.zeros(3)
+    sq = np.zeros(3)
+    n = 0
+    for s in samples:
+        x = s.image.reshape(s.image.shape[0], -1).astype(np.float64)
+        keep = (x != 0).any(axis=0)
+        x = x[:, keep]
+        tot[: x.shape[0]] += x.sum(1)
+        sq[: x.shape[0]] += (x * x).sum(1)
+        n += x.shape[1]
+    mean = tot / max(n, 1)
+    std = np.sqrt(np.maximum(sq / max(n, 1) - mean ** 2, 1e-6))
+    return mean.tolist(), std.tolist()
+
+
+def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1e-3, seed: int = 0,
+                state_path=None, log: Optional[Callable] = None, crop: int = CROP, batch: int = BATCH,
+                progress: bool = True, steps: Optional[int] = None):
+    """Train `net` on random crops of `samples` for `minutes` of wall time, or exactly `steps`
+    steps when given (resumable from `state_path`)."""
+    from tqdm import tqdm
+
+    from .common import augment, cosine_lr, load_training_state, save_training_state
+
+    net.train().to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    step, total, spent = 0, steps, 0.0
+    if state_path is not None and Path(state_path).is_file():
+        meta = load_training_state(state_path, net, opt)
+        step, total, spent = int(meta["step"]), meta.get("total"), float(meta.get("spent", 0.0))
+        if log:
+            log(event="resume", step=step, total=total)
+    w = np.asarray([s.weight for s in samples], np.float64)
+    w = w / w.sum()
+    band_std = net.norm_std.detach().cpu()
+    history = []
+    t_start = time.time() - spent
+    bar = tqdm(desc="student", unit="step", disable=not progress, initial=step)
+    loss_sum, loss_n = 0.0, 0
+    while total is None or step < total:
+        rng = np.random.default_rng(seed * 1_000_003 + step)
+        idx = rng.choice(len(samples), size=batch, p=w)
+        crops = [_crop(samples[i], crop, rng) for i in idx]
+        x = torch.from_numpy(np.stack([c[0] for c in crops]).astype(np.float32))
+        y = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))
+        x, y = augment(x, y, gen=torch.Generator().manual_seed(seed + step), band_std=band_std)
+        if total is not None:
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(lr, step, total, max(1, total // 20))
+        else:
+            for g in opt.param_groups:
+                g["lr"] = lr * 0.1
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
+            logits = net(net.normalize(x).contiguous(memory_format=torch.channels_last))
+        loss = masked_loss(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+        if step == 4:
+            t4 = time.time()
+        if total is None and step == 16:  # budget -> step count, from the pace after warm-up
+            pace = (time.time() - t4) / 12
+            total = max(step + 1, int(minutes * 60 / pace))
+            if log:
+                log(event="budget", seconds_per_step=round(pace, 3), total_steps=total)
+        if step % 100 == 0 or (total is not None and step >= total):  # loss: mean since the last record
+            history.append({"step": step, "loss": round(loss_sum / loss_n, 4), "t": round(time.time() - t_start, 1)})
+            loss_sum, loss_n = 0.0, 0
+            if log:
+                log(event="train", **history[-1])
+            if state_path is not None:
+                save_training_state(state_path, net, opt, {
+                    "architecture": "student-training-state", "in_bands": int(net.in_bands), "version": __version__,
+                    "step": step, "total": total, "spent": time.time() - t_start})
+    bar.close()
+    return net.eval(), history
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction at the working grid (training-time hold-outs; detect goes through the core)
+
+
+@torch.no_grad()
+def predict_prob(net, img: np.ndarray, valid: Optional[np.ndarray] = None, min_size: int = CROP) -> np.ndarray:
+    """Landslide probability of a whole (C, H, W) image at its own grid; small images are mirrored
+    up to `min_size` as in training, and cropped back."""
+    c, h, w = img.shape
+    ph, pw = max(0, min_size - h), max(0, min_size - w)
+    x = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="symmetric") if (ph or pw) else img
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        p = torch.sigmoid(net(net.normalize(t).contiguous(memory_format=torch.channels_last)).float())[0, 0]
+    p = p.numpy()[:h, :w]
+    if valid is not None:
+        p = p * valid
+    return p.astype(np.float32)
+
+
+def holdout_histograms(net, items, bins: int = 100):
+    """Score histograms of landslide / background pixels over hold-out items (img at the working
+    grid, reference mask at its own resolution, valid or None): for choosing the threshold."""
+    pos, neg = np.zeros(bins, np.int64), np.zeros(bins, np.int64)
+    for img, ref, valid in items:
+        p = resize_prob(predict_prob(net, img, valid), ref.shape)
+        b = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+        pos += np.bincount(b[ref == 1], minlength=bins)
+        neg += np.bincount(b[ref == 0], minlength=bins)
+    return pos, neg
+
+
+def iou_at(pos, neg, t: float) -> dict:
+    k = int(round(t * len(pos)))
+    tp, fp = int(pos[k:].sum()), int(neg[k:].sum())
+    fn = int(pos[:k].sum())
+    return {"iou": tp / max(tp + fp + fn, 1), "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1)}
+
+
+def choose_threshold(hists: dict) -> dict:
+    """The rule: the threshold with the best mean landslide IoU over the hold-out sets."""
+    best = None
+    for t in T_GRID:
+        per = {k: iou_at(p, n, t) for k, (p, n) in hists.items()}
+        mean = float(np.mean([v["iou"] for v in per.values()]))
+        if best is None or mean > best["mean_iou"]:
+            best = {"threshold": t, "mean_iou": round(mean, 4),
+                    **{f"{k}_iou": round(v["iou"], 4) for k, v in per.items()},
+                    **{f"{k}_precision": round(v["precision"], 4) for k, v in per.items()}}
+    return best
+
+
+def relabel(net, samples: Sequence[Sample], hi: float = ST_HI, lo: float = ST_LO) -> List[Sample]:
+    """Self-training targets: landslide samples take the student's confident predictions; the
+    landslide-free ones stay exact background; ignored (invalid) pixels stay ignored."""
+    out = []
+    for s in samples:
+        if not s.positive:
+            out.append(s)
+            continue
+        p = predict_prob(net, s.image)
+        t = np.full(p.shape, IGNORE, np.uint8)
+        t[p <= lo] = 0
+        t[p >= hi] = 1
+        t[(s.image == 0).all(axis=0)] = IGNORE  # nodata stays ignored
+        out.append(Sample(s.image, t, s.name, s.positive, s.weight))
+    return out
+
+
+def student_tensors(net) -> dict:
+    return {f"student.{k}": (v.half() if v.is_floating_point() and not k.startswith("norm_") else v)
+            for k, v in net.state_dict().items()}

@@ -1,0 +1,170 @@
+"""The second stage: pseudo-masks, the student's training loop, its scorer, the working GSD in the
+core (detect resamples to the model's GSD and maps back), and the method registry."""
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from conftest import ThresholdScorer, blob_scene, write_tif
+from landslide_wsss import api, registry
+from landslide_wsss.checkpoint import save_checkpoint
+from landslide_wsss.cli import main as cli_main
+from landslide_wsss.errors import ModelError
+from landslide_wsss.models.student import StudentNet
+from landslide_wsss.scorers.student import mirror_fill
+from landslide_wsss.training import student as st
+
+SMALL = dict(depth=3, decoder=(16, 8, 8))
+
+
+def test_pseudo_mask_three_bands():
+    cam = np.array([[0.0, 1.0, 2.0, 3.0, 4.0]], np.float32)  # normalized: 0, .25, .5, .75, 1
+    pm = st.pseudo_mask(cam, t_fg=0.7, t_bg=0.3)
+    assert pm.tolist() == [[0, 0, 255, 1, 1]]
+    assert (st.pseudo_mask(np.zeros((3, 3)), 0.5, 0.1) == 255).all()  # empty CAM teaches nothing
+    valid = np.array([[True, True, True, True, False]])
+    assert st.pseudo_mask(cam, 0.7, 0.3, valid)[0, 4] == 255
+
+
+def test_choose_bands_follows_the_masks():
+    mask = np.zeros((20, 20), np.uint8)
+    mask[5:10, 5:10] = 1
+    cam = np.where(mask == 1, 1.0, 0.2).astype(np.float32)
+    cam[0, 0] = 0.45  # noise between the bands
+    q = st.choose_bands([cam], [mask])
+    assert q["fg_iou"] == pytest.approx(1.0)
+    assert q["t_fg"] > 0.45 or q["t_fg"] <= 0.2
+    assert q["bg_precision"] == pytest.approx(1.0)
+
+
+def test_resample_target_majority_and_ignore():
+    t = np.zeros((4, 4), np.uint8)
+    t[:2, :2] = 1
+    t[2:, 2:] = 255
+    out = st.resample_target(t, (2, 2))
+    assert out.tolist() == [[1, 0], [0, 255]]
+
+
+def test_mirror_fill_only_for_top_left_padding():
+    tile = np.zeros((1, 4, 4), np.float32)
+    tile[0, :2, :2] = [[1, 2], [3, 4]]
+    valid = np.zeros((4, 4), bool)
+    valid[:2, :2] = True
+    out = mirror_fill(tile, valid)
+    assert out[0, 0].tolist() == [1, 2, 2, 1] and out[0, 3].tolist() == [1, 2, 2, 1]
+    holes = valid.copy()
+    holes[0, 0] = False  # not a padded rectangle: left as it is
+    assert mirror_fill(tile, holes) is tile
+
+
+def _blob_samples(n=6, size=96, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        r, c = (int(v) for v in rng.integers(8, size - 40, 2))
+        img, mask = blob_scene(size, size, boxes=((r, c, r + 32, c + 32),) if k % 2 == 0 else (), seed=k)
+        out.append(st.Sample(img, mask.astype(np.uint8), f"s{k}", bool(mask.any())))
+    return out
+
+
+def _trained_student(steps=40, seed=0):
+    torch.manual_seed(seed)
+    samples = _blob_samples()
+    mean, std = st.band_stats(samples)
+    net = StudentNet(mean=mean, std=std, **SMALL)
+    net, hist = st.fit_student(samples, net, minutes=0, steps=steps, crop=64, batch=8, progress=False, seed=seed)
+    return net, hist
+
+
+def _student_file(tmp_path, net, gsd, threshold=0.5, default="student"):
+    path = tmp_path / "student.safetensors"
+    comp = {"config": net.config(), "gsd": gsd, "tile_size": 64, "overlap": 8, "threshold": threshold}
+    save_checkpoint(path, st.student_tensors(net), {"architecture": "student", "in_bands": 3, "version": "test",
+                                                    "method_default": default, "student": comp})
+    return path
+
+
+def _box_iou(gdf, bounds):
+    target = box(*bounds)
+    if len(gdf) == 0:
+        return 0.0
+    u = gdf.geometry.union_all()
+    return u.intersection(target).area / u.union(target).area
+
+
+def test_student_learns_and_detect_resamples_to_its_gsd(tmp_path):
+    """A real (tiny) student trained on bright-square masks at 2 m finds the square in a 1 m scene:
+    detect reads the scene at the model's 2 m, and the polygons land on the scene's own grid."""
+    net, hist = _trained_student()
+    path = _student_file(tmp_path, net, gsd=2.0)
+    data, _ = blob_scene(240, 240, boxes=((60, 80, 140, 160),), seed=9)  # 80 px = 80 m square at 1 m
+    scene = write_tif(tmp_path / "s1m.tif", data, transform=from_origin(400_000.0, 3_500_000.0, 1.0, 1.0))
+    gdf = api.detect(scene, tmp_path / "out.gpkg", model=path, score_raster=tmp_path / "score.tif")
+    x0, y0 = 400_000.0 + 80, 3_500_000.0 - 140
+    assert _box_iou(gdf, (x0, y0, x0 + 80, y0 + 80)) > 0.6
+    with rasterio.open(tmp_path / "score.tif") as ds:
+        assert ds.shape == (240, 240) and ds.transform.a == 1.0
+    assert set(gpd.read_file(tmp_path / "out.gpkg").method) == {"student"}
+
+
+def test_working_gsd_maps_back_exactly(tmp_path):
+    """The core's resampling alone (a deterministic scorer at 4 m over a 2 m scene)."""
+    class Coarse(ThresholdScorer):
+        gsd = 4.0
+
+    data, mask = blob_scene(300, 260, boxes=((60, 60, 140, 120),))
+    scene = write_tif(tmp_path / "s.tif", data, nodata=0)
+    score, pred, valid = api.predict_scene(scene, Coarse())
+    assert score.shape == pred.shape == (300, 260)
+    iou = (pred & mask).sum() / (pred | mask).sum()
+    assert iou > 0.9
+    assert valid.all()
+
+
+def test_fit_student_resumes_from_its_state(tmp_path):
+    samples = _blob_samples(n=2)
+    mean, std = st.band_stats(samples)
+    state = tmp_path / "state.safetensors"
+    torch.manual_seed(0)
+    a = StudentNet(mean=mean, std=std, **SMALL)
+    st.fit_student(samples, a, 0, steps=12, crop=64, batch=2, progress=False, state_path=state)
+    log = []
+    st.fit_student(samples, a, 0, steps=12, crop=64, batch=2, progress=False, state_path=state,
+                   log=lambda **r: log.append(r))
+    assert log[0] == {"event": "resume", "step": 12, "total": 12}
+    assert len(log) == 1  # nothing left to train
+
+
+def test_registry_is_the_one_list(tmp_path, capsys):
+    assert cli_main(["methods", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    names = [m["name"] for m in out["methods"]]
+    assert names == list(registry.METHODS)
+    for required in ("cam", "gradcam", "gradcam++", "scorecam", "scorecam-cyclegan", "unet", "terrain-crop",
+                     "rcm-mam", "adversarial-erasing", "student", "gradcam-cyclegan"):
+        assert required in names
+    assert out["default"] in names
+    net = StudentNet(**SMALL)
+    path = _student_file(tmp_path, net, gsd=1.0)
+    assert cli_main(["methods", "--json", "--model", str(path)]) == 0
+    only = {m["name"]: m["available"] for m in json.loads(capsys.readouterr().out)["methods"]}
+    assert only["student"] and not only["cam"] and not only["unet"]
+    with pytest.raises(ModelError, match="unknown method"):
+        registry.get("nope")
+
+
+def test_a_missing_component_is_a_clean_error(tmp_path, capsys):
+    path = _student_file(tmp_path, StudentNet(**SMALL), gsd=1.0)
+    data, _ = blob_scene(100, 100)
+    scene = write_tif(tmp_path / "s.tif", data)
+    rc = cli_main(["detect", str(scene), "-o", str(tmp_path / "o.gpkg"), "--model", str(path), "--method", "unet"])
+    assert rc == 2
+    assert "needs a unet network" in capsys.readouterr().err
+    assert not (tmp_path / "o.gpkg").exists()
