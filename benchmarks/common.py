@@ -46,13 +46,13 @@ def loadavg() -> List[float]:
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    from landslide_wsss.devices import resolve_device as resolve
+    from landslide_wsss.errors import InputError
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but no CUDA device is available here")
-    return device
+    try:
+        return resolve(device)
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def env_info(device: str) -> dict:

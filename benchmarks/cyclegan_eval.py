@@ -59,7 +59,7 @@ class MultiDiff:
             dp = np.zeros(np.asarray(valid).shape, np.float32)
             if keep.any():
                 gx = translate(g, spec[keep])
-                d[keep] = difference_map(spec[keep], gx)
+                d[keep] = difference_map(spec[keep], gx, mode=g.difference_mode)
                 # signed variant: how much brighter the real pixel is than its landslide-free
                 # rendering (bare soil -> vegetation darkens), positive part only
                 from scipy import ndimage

@@ -7,6 +7,7 @@ block -> score + mask GeoTIFFs -> vectorize -> GeoPackage.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import geopandas as gpd
 import numpy as np
@@ -23,15 +24,15 @@ import pandas as pd
 import rasterio
 from rasterio.windows import Window
 
-from . import __version__
-from .errors import InputError, LandslideWSSSError, ModelError
+from .devices import resolve_device
+from .errors import InputError
 from .raster import (
     Scene, atomic_output, block_windows, check_output, geotiff_profile, list_rasters, needs_resampling, open_scene,
     open_terrain, resampled_scene,
 )
 from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel
 from .tiling import Stitcher, TileGrid, batched
-from .vectorize import DEFAULT_LAYER, empty_frame, vectorize, write_gpkg, write_layer
+from .vectorize import DEFAULT_LAYER, empty_frame, vectorize, write_gpkg
 
 log = logging.getLogger("landslide_wsss")
 Progress = Optional[Callable[[float], None]]
@@ -51,18 +52,6 @@ class NothingToDetect(UserWarning):
     """The scene has no valid pixel: the result is an empty layer."""
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise InputError(f"--device {device!r}: expected auto, cpu or cuda")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here")
-    return device
-
-
 def load_scoring_model(model=None, method: Optional[str] = None, device: str = "auto") -> ScoringModel:
     """A ScoringModel from an instance, a model file path, or None (the embedded default model)."""
     if model is not None and hasattr(model, "predict_tiles"):
@@ -76,10 +65,7 @@ def load_scoring_model(model=None, method: Optional[str] = None, device: str = "
             from .models.pixelnet import PixelNetScorer
 
             return PixelNetScorer.load(model, device=device)
-    try:
-        from .wsss import load_model
-    except ImportError as exc:  # pragma: no cover - only before the weak methods exist
-        raise ModelError(f"weakly supervised models are not available ({exc})") from None
+    from .wsss import load_model
     return load_model(model, method=method, device=device)
 
 
@@ -105,9 +91,9 @@ def predict_scene(
 
     Same path as detect() without the polygons; meant for evaluation on scenes that fit in memory.
     """
-    model = load_scoring_model(model, method, device)
     with _gdal_env(), tempfile.TemporaryDirectory(prefix="lwsss-") as work:
         with _as_scene(scene, bands, assume_crs) as sc:
+            model = load_scoring_model(model, method, device)  # after the scene checks, as in detect
             paths = _run_scene(sc, model, Path(work), tile, overlap, dsm, batch_size, progress)
         with rasterio.open(paths["score"]) as s, rasterio.open(paths["mask"]) as m, rasterio.open(paths["valid"]) as v:
             return s.read(1), m.read(1) > 0, v.read(1) > 0
@@ -153,7 +139,7 @@ def detect(
     with _gdal_env(), _as_scene(scene, bands, assume_crs) as sc, tempfile.TemporaryDirectory(prefix="lwsss-") as work:
         model = load_scoring_model(model, method, device)  # after the scene checks: bad input fails fast
         if threshold is not None:
-            model.threshold = threshold
+            model = with_threshold(model, threshold)
         work = Path(work)
         paths = _run_scene(sc, model, work, tile, overlap, dsm, batch_size, progress)
         gdf = vectorize(
@@ -173,6 +159,15 @@ def detect(
     if progress:
         progress(1.0)
     return gdf
+
+
+def with_threshold(model, threshold: float):
+    """A copy of `model` with its main threshold replaced; the caller's object is left as it was."""
+    out = copy.copy(model)
+    if hasattr(out, "params"):  # the weak scorers keep their thresholds in a params dict
+        out.params = copy.deepcopy(out.params)
+    out.threshold = float(threshold)
+    return out
 
 
 def _check_threshold(threshold: Optional[float]) -> None:

@@ -243,6 +243,7 @@ TRAINERS = {
     "terrain-crop": "landslide_wsss.training.terrain_crop",
     "rcm-mam": "landslide_wsss.training.rcm_mam",
     "adversarial-erasing": "landslide_wsss.training.adversarial_erasing",
+    "weak": "landslide_wsss.training.weak",
 }
 
 
@@ -272,6 +273,28 @@ def _cmd_sample(args) -> int:
 
     make_sample_scene(args.output, size=args.size, overwrite=args.overwrite, dsm_path=args.dsm)
     print(args.output)
+    return 0
+
+
+def _add_labels(sub) -> None:
+    p = sub.add_parser("labels", help="label inputs for training: a tile grid to tick in QGIS")
+    lsub = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    g = lsub.add_parser("grid", help="write the scenes' tile grid as polygons with an empty integer field 'label'")
+    g.add_argument("scenes", nargs="+", help="GeoTIFF scene(s), one projected CRS")
+    g.add_argument("-o", "--output", required=True, help="output GeoPackage (.gpkg), layer label_grid")
+    g.add_argument("--tile-m", type=float, default=64.0, help="tile side in metres (default 64)")
+    g.add_argument("--overwrite", action="store_true")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_labels)
+
+
+def _cmd_labels(args) -> int:
+    from .labels import label_grid
+
+    grid = label_grid(args.scenes, args.output, tile_m=args.tile_m, overwrite=args.overwrite)
+    res = {"output": args.output, "tiles": int(len(grid)), "crs": grid.crs.to_string(), "layer": "label_grid"}
+    print(json.dumps(res) if args.json else f"{args.output}: {len(grid)} tiles of {args.tile_m:g} m to tick "
+          "(field 'label': 1 landslide, 0 none, empty = not looked at)")
     return 0
 
 
@@ -307,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_methods(sub)
+    _add_labels(sub)
     return parser
 
 

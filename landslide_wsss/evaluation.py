@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import InputError
 from .metrics import Confusion

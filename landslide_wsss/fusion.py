@@ -5,7 +5,11 @@ Difference map (`difference_map`, per tile, inside predict_tiles)
     (root-mean-square over bands, so D is in [0, 2] whatever the band count), then a light
     Gaussian smoothing (sigma 1 px by default) over the two spatial axes only. Un-normalized.
     Variant mode="brighter": D = max(mean_c (x_c - G_A(x)_c), 0), only the brightening that G_A
-    removes (see runs/cyclegan_report.md for which one the default model uses and why).
+    removes. The mode belongs to the generator: metadata "difference" of the model file, loaded
+    as `generator.difference_mode` (models/cyclegan.py: load_generator), which callers pass as
+    `mode=`. The shipped default model stores "l2"; benchmarks/cyclegan_eval.py scores both modes
+    on the tuning hold-outs, and the fusion settings found for "brighter" are kept in the
+    generator metadata under "fusion_tuning".
 
 Fusion rule (`fuse_maps`, once per scene, block by block with the same scene statistics)
     1. CAM normalization by the scene: camn = clip(cam / r_C, 0, 1) with
@@ -19,8 +23,8 @@ Fusion rule (`fuse_maps`, once per scene, block by block with the same scene sta
        the gate reaches the landslide edges that CAMs under-cover.
     3. Difference threshold t_D, from the scene's difference histogram only:
        `diff_rule="otsu"` (default): Otsu's threshold of the scene-wide histogram of D (valid,
-       non-zero pixels; METHODS.md allows "Otsu inside the CAM region or a per-scene percentile": the
-       core only hands us whole-scene histograms, so this is Otsu over the scene),
+       non-zero pixels; Otsu inside the CAM region would need a CAM-conditioned histogram, and the
+       core hands over whole-scene histograms only, so this is Otsu over the scene),
        `diff_rule="percentile"`: the `diff_percentile` quantile of D over the scene.
        Then t_D = max(diff_scale * t_D, diff_floor).
     4. mask = [D > t_D] AND [dilated camn > t_C] (t_C = `t_cam`, default 0.2).
@@ -91,6 +95,8 @@ DIFF_MODES = ("l2", "brighter")
 def difference_map(x, g_x, sigma: float = 1.0, mode: str = "l2") -> np.ndarray:
     """Per-pixel distance between x and G(x), both normalized to [-1, 1].
 
+    mode: the generator's own mode, `generator.difference_mode` (set by
+    models.cyclegan.load_generator from the model file); "l2" when not given.
     mode "l2" (default): RMS over bands, sqrt(mean_c (x_c - G(x)_c)^2).
     mode "brighter": max(mean_c (x_c - G(x)_c), 0), how much brighter the real pixel is than its
         landslide-free rendering (fresh scars are bright bare soil or rock that G_A turns into

@@ -430,10 +430,11 @@ def labels_for_scenes(
     labels_path,
     layer: Optional[str] = None,
     label_field: Optional[str] = "label",
-    tile_px: int = 256,
+    tile_px=256,
     negative_distance_m: float = 100.0,
 ) -> Dict[object, List[TileLabel]]:
     """Tile labels for each scene from one label layer, refusing labels that cannot train a model.
+    `tile_px`: the model tile size in pixels, or a function of the open Scene giving it.
 
     Returns
     -------
@@ -452,7 +453,8 @@ def labels_for_scenes(
         with open_scene(path) as scene:
             footprints.append(f"{scene.name} {_fmt(scene.dataset.bounds)} ({scene.crs.to_string()})")
             overlaps |= _overlaps(labels, scene)
-            result[path] = tile_labels(scene, labels, tile_px, negative_distance_m)
+            size = tile_px(scene) if callable(tile_px) else tile_px
+            result[path] = tile_labels(scene, labels, size, negative_distance_m)
     if not overlaps:
         raise InputError(
             f"{labels_path}: the labels overlap none of the scenes: labels cover "

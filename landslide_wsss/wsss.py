@@ -28,10 +28,10 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from . import __version__
+from .devices import resolve_device
 from .errors import ModelError
 from .scoring import SceneStats
 
@@ -72,12 +72,6 @@ def classifier_metadata(model, tile: int, training: dict, params: dict, validati
         "training": training,
         "validation": validation or {},
     }
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 def _remove_small(mask: np.ndarray, min_px: int) -> np.ndarray:
@@ -214,7 +208,7 @@ class WeakScorer:
                 from .models.cyclegan import normalize_spectral, translate
                 spec = normalize_spectral(x[idx])
                 g = translate(self.generator, spec)
-                diff[idx.numpy()] = difference_map(spec, g)
+                diff[idx.numpy()] = difference_map(spec, g, mode=self.generator.difference_mode)
         cam *= valid
         out = {"cam": cam}
         if self.cyclegan:

@@ -120,10 +120,46 @@ EVALUATION = [
                   "pd.DataFrame(json.loads(ablation.read_text())) if ablation.is_file() else 'run the ablation commands of the README to fill this'"),
 ]
 
+YOUR_REGION = [
+    new_markdown_cell("# 4 · Your region from weak labels: label grid → tick → train → detect\n\n"
+                      "The whole path a geologist takes: a tile grid of the scene to tick in QGIS (here the ticks come "
+                      "from the synthetic scene's known scars, as a person would tick them by eye), `train weak` on those "
+                      "image-level labels, then `detect` with the new model. The same runs from the CLI "
+                      "(`landslide-wsss labels grid`, `landslide-wsss train weak`) and from QGIS (Processing "
+                      "`landslide_wsss:label_grid`, `landslide_wsss:train`). The budget here is tiny so the notebook "
+                      "runs anywhere; give `minutes=30` for a real region."),
+    new_code_cell("from pathlib import Path\n"
+                  "import numpy as np, rasterio\n"
+                  "from rasterio.features import geometry_mask\n"
+                  "from landslide_wsss import api\n"
+                  "from landslide_wsss.labels import label_grid\n"
+                  "from landslide_wsss.training.weak import train_weak\n"
+                  "from landslide_wsss.sample import make_sample_scene\n"
+                  "WORK = Path('work_region'); WORK.mkdir(exist_ok=True)\n"
+                  "scene, scars = make_sample_scene(WORK / 'scene.tif', size=512, seed=5, overwrite=True)\n"
+                  "grid = label_grid([scene], WORK / 'grid.gpkg', tile_m=64, overwrite=True)\n"
+                  "print(len(grid), 'tiles to tick;', grid.label.isna().all() and 'all empty')"),
+    new_markdown_cell("Tick: 1 where a tile shows a scar, 0 where it clearly shows none; leave the rest empty "
+                      "(not looked at). In QGIS this is clicking in the attribute table of the styled grid layer."),
+    new_code_cell("with rasterio.open(scene) as ds:\n"
+                  "    transform, shape = ds.transform, (ds.height, ds.width)\n"
+                  "share = [float(scars[~geometry_mask([g], shape, transform)].mean()) for g in grid.geometry]\n"
+                  "grid['label'] = [1 if s > 0.02 else (0 if s == 0 else None) for s in share]\n"
+                  "grid.to_file(WORK / 'ticked.gpkg', layer='label_grid')\n"
+                  "grid.label.value_counts(dropna=False)"),
+    new_code_cell("summary = train_weak([scene], WORK / 'ticked.gpkg', WORK / 'region.safetensors', minutes=0.5,\n"
+                  "                     overwrite=True, progress=False)\n"
+                  "{k: summary[k] for k in ('landslide_tiles', 'free_tiles', 'held_out_tiles', 'seconds', 'holdout')}"),
+    new_code_cell("gdf = api.detect(scene, WORK / 'region.gpkg', model=WORK / 'region.safetensors', overwrite=True,\n"
+                  "                 preview=WORK / 'region.png', min_area_m2=20)\n"
+                  "print(len(gdf), 'polygons;', gdf.method.unique())\n"
+                  "from IPython.display import Image; Image(filename=str(WORK / 'region.png'))"),
+]
+
 
 def main():
     for name, cells in [("01_quickstart.ipynb", QUICKSTART), ("02_training_your_labels.ipynb", TRAINING),
-                        ("03_evaluation_ablation.ipynb", EVALUATION)]:
+                        ("03_evaluation_ablation.ipynb", EVALUATION), ("04_your_region.ipynb", YOUR_REGION)]:
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                 "language": "python"}})
         nbformat.write(nb, HERE / name)

@@ -1,6 +1,7 @@
 """The small dialog behind the toolbar button, pre-filled from the active layer and saved settings."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -8,14 +9,17 @@ from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
 )
@@ -23,7 +27,7 @@ from qgis.PyQt.QtWidgets import (
 from . import settings as saved
 from .environment import ENV_VAR, resolve_python
 from .layers import SourceError, default_bands, default_output, raster_source_path
-from .runner import DEVICES, METHODS, DetectError, DetectParams, normalize_bands
+from .runner import DEVICES, DetectParams, RunError, list_methods, normalize_bands
 
 DEFAULT_TEXT = "model default"
 
@@ -46,11 +50,15 @@ class DetectDialog(QDialog):
         self.model.setFilter("landslide_wsss model (*.safetensors);;All files (*)")
         self.model.lineEdit().setPlaceholderText("empty: embedded default model")
         self.model.setFilePath(s.model)
-        self.method = QComboBox(self)
-        self.method.setEditable(True)
-        self.method.addItems([""] + list(METHODS))
-        self.method.lineEdit().setPlaceholderText(DEFAULT_TEXT)
-        self.method.setCurrentText(s.method)
+        self.last_model = QPushButton(self)  # offers the model the last training wrote
+        self.last_model.setObjectName("landslide_wsss_last_model")
+        trained = saved.last_trained_model()
+        self.last_model.setText(f"Last trained: {Path(trained).name}")
+        self.last_model.setToolTip(trained)
+        self.last_model.setVisible(bool(trained))
+        self.last_model.clicked.connect(lambda: self.model.setFilePath(trained))
+        self.method = QComboBox(self)  # filled from `methods --json` for the chosen model
+        self._saved_method = s.method
         self.device = QComboBox(self)
         self.device.addItems(list(DEVICES))
         self.device.setCurrentText(s.device if s.device in DEVICES else "auto")
@@ -76,7 +84,10 @@ class DetectDialog(QDialog):
         form = QFormLayout()
         form.addRow("Raster layer", self.layer_combo)
         form.addRow("Bands", self.bands)
-        form.addRow("Model", self.model)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.last_model)
+        form.addRow("Model", model_row)
         form.addRow("Method", self.method)
         form.addRow("Device", self.device)
         form.addRow("Tile size (px)", self.tile)
@@ -103,6 +114,28 @@ class DetectDialog(QDialog):
         if layer is not None:
             self.layer_combo.setLayer(layer)
         self._layer_changed(self.layer_combo.currentLayer())
+        self.refresh_methods()
+        self.model.fileChanged.connect(self.refresh_methods)
+        self.python.fileChanged.connect(self.refresh_methods)
+
+    def refresh_methods(self, *_) -> None:
+        """The method combo: "default (NAME)" first, then the model's other available methods."""
+        model, python = self.model.filePath().strip(), self.python_path()
+        if self.method.count() and ((model and not os.path.isfile(model)) or not os.path.isfile(python)):
+            return  # a path being typed: keep the current list
+        current = self.method.currentData() if self.method.count() else self._saved_method
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            listing = list_methods(python, model)  # cached; a few seconds the first time
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.method.clear()
+        self.method.addItem(f"default ({listing.default})" if listing.default else "default", "")
+        for name in listing.available:
+            if name != listing.default:
+                self.method.addItem(name, name)
+        self.method.setCurrentIndex(max(0, self.method.findData(current or "")))
+        self.error_label.setText(f"Method list unavailable: {listing.error}" if listing.error else "")
 
     def _layer_changed(self, layer) -> None:
         self.bands.setText(default_bands(layer))
@@ -116,11 +149,11 @@ class DetectDialog(QDialog):
             self.output.setFilePath(self._auto_output)
 
     def params(self) -> DetectParams:
-        """The run parameters; raises SourceError / DetectError with a message for the user."""
+        """The run parameters; raises SourceError / RunError with a message for the user."""
         path = raster_source_path(self.layer_combo.currentLayer())
         out = self.output.filePath().strip()
         if not out:
-            raise DetectError("choose an output GeoPackage")
+            raise RunError("choose an output GeoPackage")
         if Path(out).suffix.lower() != ".gpkg":
             out += ".gpkg"
         bands = self.bands.text().strip()
@@ -130,7 +163,7 @@ class DetectDialog(QDialog):
             bands=normalize_bands(bands) if bands else "",
             model=self.model.filePath().strip(),
             device=self.device.currentText(),
-            method=self.method.currentText().strip(),
+            method=self.method.currentData() or "",
             tile=_int_value(self.tile),
             overlap=_int_value(self.overlap),
             threshold=_float_value(self.threshold),
@@ -145,7 +178,7 @@ class DetectDialog(QDialog):
     def _validate_and_accept(self) -> None:
         try:
             p = self.params()
-        except (SourceError, DetectError) as exc:
+        except (SourceError, RunError) as exc:
             self.error_label.setText(str(exc))
             return
         saved.save(saved.SavedSettings(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from qgis.core import (
+    QgsEditorWidgetSetup,
     QgsFillSymbol,
     QgsGraduatedSymbolRenderer,
     QgsMapLayer,
@@ -14,7 +15,10 @@ from qgis.core import (
     QgsProviderRegistry,
     QgsRasterLayer,
     QgsRendererRange,
+    QgsRuleBasedRenderer,
     QgsSingleSymbolRenderer,
+    QgsValueMapFieldFormatter,
+    QgsVectorFileWriter,
     QgsVectorLayer,
 )
 
@@ -30,6 +34,15 @@ SCORE_FIELD = "score_mean"
 SCORE_CLASSES = ("#fee08b", "#fdae61", "#f46d43", "#d73027", "#a50026")
 FILL_ALPHA = 120  # of 255
 OUTLINE = "#67000d"
+LABEL_FIELD = "label"
+# (legend, filter, fill symbol) of the label grid: ticked tiles stand out, unticked ones stay faint.
+LABEL_RULES = (
+    ("landslide (1)", '"label" = 1', {"color": "227,26,28,140", "outline_color": "#b10026", "outline_width": "0.5"}),
+    ("none (0)", '"label" = 0', {"color": "51,160,44,40", "outline_color": "#33a02c", "outline_width": "0.4"}),
+    ("not looked at", '"label" IS NULL', {"style": "no", "outline_color": "#969696", "outline_width": "0.15"}),
+)
+LABEL_VALUE_MAP = [{"landslide": 1}, {"none": 0}, {"not looked at": QgsValueMapFieldFormatter.NULL_VALUE}]
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
 
 
 class SourceError(Exception):
@@ -126,6 +139,43 @@ def style_result_layer(layer: QgsVectorLayer) -> None:
         renderer.setClassAttribute(SCORE_FIELD)
         layer.setRenderer(renderer)
     layer.triggerRepaint()
+
+
+def style_label_grid(layer: QgsVectorLayer) -> None:
+    """Rules on `label` (1 red, 0 green, NULL grey outline) and a value map to tick tiles with."""
+    root = QgsRuleBasedRenderer.Rule(None)
+    for legend, expression, props in LABEL_RULES:
+        root.appendChild(QgsRuleBasedRenderer.Rule(QgsFillSymbol.createSimple(props), 0, 0, expression, legend))
+    layer.setRenderer(QgsRuleBasedRenderer(root))
+    index = layer.fields().indexOf(LABEL_FIELD)
+    if index >= 0:
+        layer.setEditorWidgetSetup(index, QgsEditorWidgetSetup("ValueMap", {"map": LABEL_VALUE_MAP}))
+    layer.triggerRepaint()
+
+
+def vector_file_source(layer: QgsVectorLayer) -> Tuple[str, str]:
+    """(file, layer name or "") when the CLI can read the layer's file as QGIS shows it, else ("", ""):
+    other providers (memory, ...), a filter, unsaved edits, or a GeoPackage URI without a layer name."""
+    if layer.providerType() != "ogr" or layer.subsetString() or layer.isModified():
+        return "", ""
+    parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
+    path, name = parts.get("path") or "", parts.get("layerName") or ""
+    if not os.path.isfile(path) or Path(path).suffix.lower() not in VECTOR_SUFFIXES:
+        return "", ""
+    if Path(path).suffix.lower() == ".gpkg" and not name:
+        return "", ""
+    return path, name
+
+
+def write_geopackage(layer: QgsVectorLayer, path: str, layer_name: str) -> str:
+    """The layer's current features (edits included) as a new GeoPackage; SourceError if that fails."""
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = layer_name
+    res = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, QgsProject.instance().transformContext(), options)
+    if res[0] != QgsVectorFileWriter.NoError:
+        raise SourceError(f"cannot write '{layer.name()}' to {path}: {res[1]}")
+    return path
 
 
 def open_result_layer(path: str, layer_name: str = "", display_name: str = "") -> QgsVectorLayer:

@@ -14,7 +14,7 @@ from .dialog import DetectDialog
 from .environment import resolve_python
 from .layers import SourceError, add_result_layer, raster_source_path
 from .provider import LandslideProvider
-from .runner import Canceled, DetectError, EnvironmentProblem, probe_environment
+from .runner import Canceled, EnvironmentProblem, RunError, probe_environment
 from .settings import load as load_settings
 from .task import LOG_TAG, DetectTask
 
@@ -128,7 +128,7 @@ class LandslideWSSSPlugin:
         dialog = self.dialog
         try:
             params = dialog.params()
-        except (SourceError, DetectError) as exc:
+        except (SourceError, RunError) as exc:
             self.push(str(exc), Qgis.Warning)
             return
         self.start(params, dialog.python_path() or resolve_python(load_settings().python)[0])

@@ -1,18 +1,23 @@
-"""The one code path that runs a detection: argv, subprocess, JSON lines, cancel, atomic output.
+"""The one code path that runs the project's CLI: argv, subprocess, JSON lines, cancel, atomic output.
 
-Used by the toolbar task (task.py) and by the Processing algorithm (provider.py). Imports neither
-QGIS nor landslide_wsss: the detector runs in the project's own Python environment as
+Used by the toolbar task (task.py), the dialog (method list) and the Processing algorithms (provider.py).
+Imports neither QGIS nor landslide_wsss: each command runs in the project's own Python environment as
 
     PY -m landslide_wsss.cli detect INPUT -o OUT.gpkg --jsonl [options]
+    PY -m landslide_wsss.cli train weak --image A.tif [...] --labels L.gpkg -o OUT.safetensors --jsonl [options]
+    PY -m landslide_wsss.cli labels grid SCENE.tif -o OUT.gpkg --tile-m M --json
+    PY -m landslide_wsss.cli methods --json [--model PATH]
 
-and speaks one JSON object per stdout line:
+--jsonl commands speak one JSON object per stdout line:
     {"event": "progress", "percent": float}
     {"event": "message", "level": "info|warning", "text": str}
-    {"event": "result", "output": path, "features": int, "crs": str, "layer": str}
+    {"event": "result", "output": path, ...}
     {"event": "error", "message": str}              (with exit code 2)
+--json commands print one JSON object (no "event" key), which is their result. Either way a refused
+input is also one `error: ...` line on stderr with exit code 2.
 
-The child writes into a private temporary directory beside OUT; only a finished run is moved to OUT,
-so a failed, killed or cancelled run leaves nothing at OUT (and no temporary files either).
+A command that writes a file writes it into a private temporary directory beside OUT; only a finished
+run is moved to OUT, so a failed, killed or cancelled run leaves nothing at OUT (and no temporary files).
 """
 from __future__ import annotations
 
@@ -24,41 +29,32 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .environment import install_hint
 
-METHODS = (
-    "cam",
-    "gradcam",
-    "gradcam++",
-    "scorecam",
-    "scorecam-cyclegan",
-    "unet",
-    "terrain-crop",
-    "rcm-mam",
-    "adversarial-erasing",
-)
 DEVICES = ("auto", "cpu", "cuda")
 INTERRUPT_GRACE_S = 2.0
 TERMINATE_GRACE_S = 5.0
+METHODS_TIMEOUT_S = 120.0
 # Variables QGIS sets for its own Python/GDAL/PROJ; inherited by the child they would mix QGIS's
 # libraries and data files with the project environment's wheels.
 _SCRUB_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB",
               "PROJ_DATA", "QGIS_PREFIX_PATH", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 
 
-class DetectError(Exception):
+class RunError(Exception):
     """A run failed; the message is meant for the user (no traceback)."""
 
 
-class EnvironmentProblem(DetectError):
+class EnvironmentProblem(RunError):
     """The project's Python environment is missing or broken; the message says how to install it."""
 
 
-class Canceled(DetectError):
+class Canceled(RunError):
     """The run was cancelled by the user; nothing was written."""
 
 
@@ -89,48 +85,116 @@ class DetectResult:
     messages: List[str] = field(default_factory=list)
 
 
+@dataclass
+class LabelGridParams:
+    input: str  # GeoTIFF scene
+    output: str  # .gpkg
+    tile_m: float = 64.0
+
+
+@dataclass
+class LabelGridResult:
+    output: str
+    tiles: int
+    crs: str
+    layer: str
+
+
+@dataclass
+class TrainParams:
+    images: List[str]  # GeoTIFF scenes
+    labels: str  # vector file (gpkg / shp / geojson)
+    output: str  # .safetensors
+    layer: str = ""  # layer of a multi-layer labels file
+    label_field: str = "label"
+    minutes: float = 30.0
+
+
+@dataclass
+class TrainResult:
+    output: str
+    details: dict = field(default_factory=dict)  # the CLI's whole result event
+    messages: List[str] = field(default_factory=list)
+
+
+@dataclass
+class MethodList:
+    """`methods --json`: the model's default method and every method with its `available` flag."""
+
+    default: str = ""
+    model: str = ""
+    methods: List[dict] = field(default_factory=list)
+    error: str = ""  # why the list could not be read (then only "default" is offered)
+
+    @property
+    def available(self) -> List[str]:
+        """Names of the usable methods, the default first."""
+        names = [str(m.get("name")) for m in self.methods if m.get("available") and m.get("name")]
+        return sorted(names, key=lambda n: n != self.default)
+
+
 def normalize_bands(text: str) -> str:
-    """'1, 2 3' -> '1,2,3'; raises DetectError for anything else than positive integers."""
+    """'1, 2 3' -> '1,2,3'; raises RunError for anything else than positive integers."""
     parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
     try:
         nums = [int(p) for p in parts]
     except ValueError:
-        raise DetectError(f"bands must be a comma-separated list of band numbers such as 1,2,3 (got {text!r})") from None
+        raise RunError(f"bands must be a comma-separated list of band numbers such as 1,2,3 (got {text!r})") from None
     if any(n < 1 for n in nums):
-        raise DetectError(f"band numbers start at 1 (got {text!r})")
+        raise RunError(f"band numbers start at 1 (got {text!r})")
     return ",".join(str(n) for n in nums)
 
 
-def build_argv(python: str, params: DetectParams, output: Optional[str] = None) -> List[str]:
-    """The command line for one run; `output` overrides params.output (the private temp path)."""
-    argv = [python, "-m", "landslide_wsss.cli", "detect", params.input, "-o", output or params.output, "--jsonl"]
+def detect_args(params: DetectParams, output: str) -> List[str]:
+    """The CLI arguments of one detection writing to `output`."""
+    args = ["detect", params.input, "-o", output, "--jsonl"]
     if params.overwrite:
-        argv.append("--overwrite")
+        args.append("--overwrite")
     if params.model:
-        argv += ["--model", params.model]
+        args += ["--model", params.model]
     if params.device and params.device != "auto":
         if params.device not in DEVICES:
-            raise DetectError(f"device must be one of {', '.join(DEVICES)} (got {params.device!r})")
-        argv += ["--device", params.device]
+            raise RunError(f"device must be one of {', '.join(DEVICES)} (got {params.device!r})")
+        args += ["--device", params.device]
     if params.method:
-        argv += ["--method", params.method]
+        args += ["--method", params.method]
     if params.tile is not None:
-        argv += ["--tile", str(int(params.tile))]
+        args += ["--tile", str(int(params.tile))]
     if params.overlap is not None:
-        argv += ["--overlap", str(int(params.overlap))]
+        args += ["--overlap", str(int(params.overlap))]
     if params.bands and params.bands.strip():
-        argv += ["--bands", normalize_bands(params.bands)]
+        args += ["--bands", normalize_bands(params.bands)]
     if params.min_area is not None:
-        argv += ["--min-area", _num(params.min_area)]
+        args += ["--min-area", _num(params.min_area)]
     if params.threshold is not None:
-        argv += ["--threshold", _num(params.threshold)]
+        args += ["--threshold", _num(params.threshold)]
     if params.dsm:
-        argv += ["--dsm", params.dsm]
-    return argv
+        args += ["--dsm", params.dsm]
+    return args
+
+
+def label_grid_args(params: LabelGridParams, output: str) -> List[str]:
+    return ["labels", "grid", params.input, "-o", output, "--tile-m", _num(params.tile_m), "--overwrite", "--json"]
+
+
+def train_args(params: TrainParams, output: str) -> List[str]:
+    args = ["train", "weak"]
+    for image in params.images:
+        args += ["--image", image]
+    args += ["--labels", params.labels]
+    if params.layer:
+        args += ["--layer", params.layer]
+    args += ["--label-field", params.label_field or "label", "--minutes", _num(params.minutes),
+             "-o", output, "--overwrite", "--jsonl"]
+    return args
 
 
 def _num(x: float) -> str:
     return repr(float(x)).rstrip("0").rstrip(".") if float(x) != int(x) else str(int(x))
+
+
+def _abs(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path)) if path else ""
 
 
 def child_env(base=None, scratch: Optional[str] = None) -> dict:
@@ -147,58 +211,159 @@ def child_env(base=None, scratch: Optional[str] = None) -> dict:
     return env
 
 
-def check_output_path(params: DetectParams) -> Path:
-    out = Path(params.output).expanduser()
-    if out.suffix.lower() != ".gpkg":
-        raise DetectError(f"the output must be a GeoPackage file ending in .gpkg (got {out.name!r})")
+def check_output_path(path: str, suffix: str, kind: str, overwrite: bool = True) -> Path:
+    out = Path(path).expanduser()
+    if out.suffix.lower() != suffix:
+        raise RunError(f"the output must be a {kind} file ending in {suffix} (got {out.name!r})")
     if not out.parent.is_dir():
-        raise DetectError(f"the output folder does not exist: {out.parent}")
+        raise RunError(f"the output folder does not exist: {out.parent}")
     if not os.access(out.parent, os.W_OK):
-        raise DetectError(f"the output folder is not writable: {out.parent}")
-    if out.exists() and not params.overwrite:
-        raise DetectError(f"{out} already exists (tick 'overwrite' to replace it)")
+        raise RunError(f"the output folder is not writable: {out.parent}")
+    if out.exists() and not overwrite:
+        raise RunError(f"{out} already exists (tick 'overwrite' to replace it)")
     return out.resolve()
 
 
-def run_detect(
-    python: Optional[str],
-    params: DetectParams,
+def _check_input(path: str, what: str) -> None:
+    if not os.path.isfile(path):
+        raise RunError(f"{what} not found: {path}")
+
+
+def _check_python(python: Optional[str]) -> None:
+    if not python or not os.path.isfile(python) or not os.access(python, os.X_OK):
+        raise EnvironmentProblem(install_hint(python))
+
+
+def run_detect(python: Optional[str], params: DetectParams, **callbacks) -> DetectResult:
+    """Run one detection to the end (blocking; call it from a worker thread). `callbacks`: see run_cli.
+
+    Raises EnvironmentProblem, RunError or Canceled; on any of them nothing is left at the output.
+    """
+    _check_python(python)
+    out = check_output_path(params.output, ".gpkg", "GeoPackage", params.overwrite)
+    # The child runs in its private folder: hand it absolute paths.
+    params = replace(params, input=_abs(params.input), model=_abs(params.model), dsm=_abs(params.dsm))
+    _check_input(params.input, "input raster")
+    result, messages = run_to_file(python, out, lambda tmp: detect_args(params, tmp), "detection",
+                                   overwrite=params.overwrite, **callbacks)
+    return DetectResult(output=result["output"], features=_int(result.get("features")), crs=str(result.get("crs", "")),
+                        layer=str(result.get("layer") or out.stem), messages=messages)
+
+
+def run_label_grid(python: Optional[str], params: LabelGridParams, **callbacks) -> LabelGridResult:
+    """`labels grid`: the scene's tile grid with an empty `label` field, as a GeoPackage."""
+    _check_python(python)
+    out = check_output_path(params.output, ".gpkg", "GeoPackage")
+    params = replace(params, input=_abs(params.input))
+    _check_input(params.input, "input raster")
+    result, _ = run_to_file(python, out, lambda tmp: label_grid_args(params, tmp), "label grid", **callbacks)
+    return LabelGridResult(output=result["output"], tiles=_int(result.get("tiles")), crs=str(result.get("crs", "")),
+                           layer=str(result.get("layer") or "label_grid"))
+
+
+def run_train(python: Optional[str], params: TrainParams, **callbacks) -> TrainResult:
+    """`train weak`: a model file fine-tuned on the scenes and their labels."""
+    _check_python(python)
+    out = check_output_path(params.output, ".safetensors", "model (.safetensors)")
+    params = replace(params, images=[_abs(p) for p in params.images], labels=_abs(params.labels))
+    if not params.images:
+        raise RunError("choose at least one GeoTIFF scene to train on")
+    for image in params.images:
+        _check_input(image, "input raster")
+    _check_input(params.labels, "label file")
+    result, messages = run_to_file(python, out, lambda tmp: train_args(params, tmp), "training", **callbacks)
+    return TrainResult(output=result["output"], details=result, messages=messages)
+
+
+_METHODS_CACHE: Dict[tuple, MethodList] = {}
+
+
+def list_methods(python: Optional[str], model: str = "") -> MethodList:
+    """`methods --json [--model PATH]`, cached per (python, model, model mtime). Never raises: a failed
+    call gives an empty list with `error` set (and is not cached, so a repaired environment is seen)."""
+    model = _abs(model)
+    try:
+        mtime = os.stat(model).st_mtime_ns if model else None
+    except OSError:
+        mtime = None
+    key = (python, model, mtime)
+    if key in _METHODS_CACHE:
+        return _METHODS_CACHE[key]
+    deadline = time.monotonic() + METHODS_TIMEOUT_S
+    try:
+        _check_python(python)
+        result, _ = run_cli(python, ["methods", "--json"] + (["--model", model] if model else []), "method list",
+                            is_canceled=lambda: time.monotonic() > deadline)
+    except Canceled:
+        return MethodList(model=model, error=f"the method list took longer than {METHODS_TIMEOUT_S:g} s")
+    except RunError as exc:
+        return MethodList(model=model, error=str(exc))
+    methods = result.get("methods")
+    listing = MethodList(default=str(result.get("default") or ""), model=str(result.get("model") or model),
+                         methods=[m for m in methods if isinstance(m, dict)] if isinstance(methods, list) else [])
+    _METHODS_CACHE[key] = listing
+    return listing
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def run_to_file(python: str, out: Path, args_for: Callable[[str], List[str]], what: str, overwrite: bool = True,
+                **callbacks) -> Tuple[dict, List[str]]:
+    """Run a command that writes one file: `args_for(tmp)` writes it into a private folder beside `out`,
+    and only a successful run is moved to `out`. Returns (result with `output` = out, messages)."""
+    tmpdir = tempfile.mkdtemp(prefix=".landslide_wsss-", dir=str(out.parent))
+    try:
+        tmp_out = os.path.join(tmpdir, out.name)
+        result, messages = run_cli(python, args_for(tmp_out), what, scratch=tmpdir, **callbacks)
+        produced = Path(tmpdir, str(result.get("output") or tmp_out))  # (an absolute output replaces tmpdir)
+        if not produced.is_file():
+            produced = Path(tmp_out)
+        if not produced.is_file():
+            raise RunError(f"the {what} reported success but wrote no {out.suffix} file")
+        if out.exists() and not overwrite:
+            raise RunError(f"{out} appeared during the run; not overwritten")
+        os.replace(str(produced), str(out))
+        return dict(result, output=str(out)), messages
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def run_cli(
+    python: str,
+    args: List[str],
+    what: str,
+    scratch: Optional[str] = None,
     on_progress: Optional[Callable[[float], None]] = None,
     on_message: Optional[Callable[[str, str], None]] = None,
     is_canceled: Optional[Callable[[], bool]] = None,
     on_started: Optional[Callable[[subprocess.Popen], None]] = None,
     poll_s: float = 0.1,
-) -> DetectResult:
-    """Run one detection to the end (blocking; call it from a worker thread).
+) -> Tuple[dict, List[str]]:
+    """Run `python -m landslide_wsss.cli ARGS` to the end (blocking) in `scratch` (its private folder)
+    or a neutral folder, and return (its result object, the texts of its messages).
 
-    Raises EnvironmentProblem, DetectError or Canceled; on any of them nothing is left at the output.
+    `what` names the run in messages ("detection"). Raises EnvironmentProblem, RunError or Canceled.
     """
-    if not python or not os.path.isfile(python) or not os.access(python, os.X_OK):
-        raise EnvironmentProblem(install_hint(python))
-    out = check_output_path(params)
-    # The child runs in its private folder: hand it absolute paths.
-    params = replace(params, input=os.path.abspath(os.path.expanduser(params.input)),
-                     model=os.path.abspath(os.path.expanduser(params.model)) if params.model else "",
-                     dsm=os.path.abspath(os.path.expanduser(params.dsm)) if params.dsm else "")
-    if not os.path.isfile(params.input):
-        raise DetectError(f"input raster not found: {params.input}")
-    messages: List[str] = []
-    tmpdir = tempfile.mkdtemp(prefix=".landslide_wsss-", dir=str(out.parent))
-    proc = None
+    argv = [python, "-m", "landslide_wsss.cli", *args]
+    # cwd: never QGIS's, where a landslide_wsss source folder could be imported by accident
+    kwargs = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                  env=child_env(scratch=scratch), cwd=scratch or tempfile.gettempdir())
+    if os.name == "posix":
+        kwargs["start_new_session"] = True  # own process group: cancel reaches its workers too
+    else:
+        kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
+            subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     try:
-        tmp_out = os.path.join(tmpdir, out.name)
-        argv = build_argv(python, params, output=tmp_out)
-        kwargs = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                      env=child_env(scratch=tmpdir), cwd=tmpdir)
-        if os.name == "posix":
-            kwargs["start_new_session"] = True  # own process group: cancel reaches its workers too
-        else:
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
-                subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-        try:
-            proc = subprocess.Popen(argv, **kwargs)
-        except OSError as exc:
-            raise EnvironmentProblem(f"cannot start {python}: {exc}. " + install_hint(python)) from None
+        proc = subprocess.Popen(argv, **kwargs)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot start {python}: {exc}. " + install_hint(python)) from None
+    messages: List[str] = []
+    try:
         if on_started:
             on_started(proc)
         lines: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -213,7 +378,7 @@ def run_detect(
         while True:
             if is_canceled and is_canceled():
                 _stop(proc)
-                raise Canceled("detection cancelled; nothing was written")
+                raise Canceled(f"{what} cancelled; nothing was written")
             try:
                 line = lines.get(timeout=poll_s)
             except queue.Empty:
@@ -227,7 +392,9 @@ def run_detect(
             if event is None:
                 continue
             kind = event.get("event")
-            if kind == "progress" and on_progress:
+            if kind is None:  # a --json command's one object
+                result = event
+            elif kind == "progress" and on_progress:
                 try:
                     on_progress(max(0.0, min(100.0, float(event.get("percent", 0.0)))))
                 except (TypeError, ValueError):
@@ -244,33 +411,17 @@ def run_detect(
                 error = str(event.get("message", "")) or None
         proc.wait()
         t_err.join(timeout=2)
-        rc = proc.returncode
-        if rc != 0 or result is None:
-            raise _failure(python, rc, error, stderr_tail)
-        produced = Path(str(result.get("output") or tmp_out))
-        if not produced.is_file():
-            produced = Path(tmp_out)
-        if not produced.is_file():
-            raise DetectError("the detector reported success but wrote no GeoPackage")
-        if out.exists() and not params.overwrite:
-            raise DetectError(f"{out} appeared during the run; not overwritten")
-        os.replace(str(produced), str(out))
-        try:
-            features = int(result.get("features", -1))
-        except (TypeError, ValueError):
-            features = -1
-        return DetectResult(output=str(out), features=features, crs=str(result.get("crs", "")),
-                            layer=str(result.get("layer") or out.stem), messages=messages)
+        if proc.returncode != 0 or result is None:
+            raise _failure(python, args, what, proc.returncode, error, stderr_tail)
+        return result, messages
     finally:
-        if proc is not None:
-            if proc.poll() is None:
-                _stop(proc)
-            for stream in (proc.stdout, proc.stderr):
-                try:
-                    stream.close()
-                except (OSError, ValueError):
-                    pass
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        if proc.poll() is None:
+            _stop(proc)
+        for stream in (proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
 
 
 def _pump(stream, put) -> None:
@@ -338,11 +489,15 @@ _ENV_MARKERS = ("No module named", "ModuleNotFoundError", "ImportError", "DLL lo
                 "cannot open shared object file", "undefined symbol", "GLIBC")
 
 
-def _failure(python: str, rc: int, error: Optional[str], stderr_tail: List[str]) -> DetectError:
+def _failure(python: str, args: List[str], what: str, rc: int, error: Optional[str],
+             stderr_tail: List[str]) -> RunError:
     stderr_text = "\n".join(stderr_tail)
-    if "unrecognized arguments" in stderr_text and "--jsonl" in stderr_text:
+    # argparse's answer to an option or command it does not know yet (`train weak`, `--jsonl`, ...)
+    unknown = [w for w in args[:2] if f"invalid choice: '{w}'" in stderr_text]
+    if unknown or ("unrecognized arguments" in stderr_text and any(a.startswith("--json") for a in args)):
+        detail = " ".join(unknown) if unknown else "--jsonl/--json"
         return EnvironmentProblem(
-            f"the landslide_wsss installed for {python} is too old for this plugin (no --jsonl). "
+            f"the landslide_wsss installed for {python} is too old for this plugin (no {detail}). "
             "Update it: git pull && make setup in the landslide_wsss repository.")
     # Exit 2 is a deliberate "bad input" answer; anything else that smells of a failed import means
     # the environment itself is broken (a missing or mismatched torch, GDAL, ... wheel).
@@ -351,17 +506,17 @@ def _failure(python: str, rc: int, error: Optional[str], stderr_tail: List[str])
         return EnvironmentProblem(f"the landslide_wsss environment at {python} is broken ({detail}). "
                                   + install_hint(python, found=True))
     if error:
-        return DetectError(error)
+        return RunError(error)
     err_lines = [ln for ln in stderr_tail if ln.startswith("error:")]
     if err_lines:
-        return DetectError(err_lines[-1][len("error:"):].strip())
+        return RunError(err_lines[-1][len("error:"):].strip())
     if rc == 0:
-        return DetectError("the detector ended without reporting a result (is landslide_wsss up to date?)")
+        return RunError(f"the {what} ended without reporting a result (is landslide_wsss up to date?)")
     if os.name == "posix" and rc is not None and rc < 0:
-        return DetectError(f"the detector was stopped by signal {-rc}"
-                           + (" (out of memory?)" if -rc == signal.SIGKILL else ""))
+        return RunError(f"the {what} was stopped by signal {-rc}"
+                        + (" (out of memory?)" if -rc == signal.SIGKILL else ""))
     last = " | ".join(ln.strip() for ln in stderr_tail[-3:] if ln.strip())
-    return DetectError(f"the detector failed with exit code {rc}" + (f": {last}" if last else ""))
+    return RunError(f"the {what} failed with exit code {rc}" + (f": {last}" if last else ""))
 
 
 def probe_environment(python: Optional[str], timeout_s: float = 20.0) -> Optional[str]:

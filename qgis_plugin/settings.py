@@ -1,6 +1,7 @@
 """Saved dialog values (QgsSettings under `landslide_wsss/`)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -60,3 +61,14 @@ def save(values: SavedSettings) -> None:
 def configured_python() -> Optional[str]:
     """The interpreter the plugin will use now (env var > settings > project .venv)."""
     return resolve_python(load().python)[0]
+
+
+def remember_trained_model(path: str) -> None:
+    """Kept apart from the dialog values, which the dialog rewrites as a whole."""
+    QgsSettings().setValue(PREFIX + "last_trained_model", path)
+
+
+def last_trained_model() -> str:
+    """The model the last successful training wrote, if that file still exists."""
+    path = str(QgsSettings().value(PREFIX + "last_trained_model", "") or "")
+    return path if path and os.path.isfile(path) else ""

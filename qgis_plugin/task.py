@@ -6,7 +6,7 @@ from typing import Callable, List, Optional, Tuple
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
-from .runner import Canceled, DetectError, DetectParams, DetectResult, run_detect
+from .runner import Canceled, DetectParams, DetectResult, RunError, run_detect
 
 LOG_TAG = "Landslide WSSS"
 
@@ -21,7 +21,7 @@ class DetectTask(QgsTask):
         self.params = params
         self.on_done = on_done
         self.result: Optional[DetectResult] = None
-        self.error: Optional[DetectError] = None
+        self.error: Optional[RunError] = None
         self.messages: List[Tuple[str, str]] = []
         self.done = False
         self.pid: Optional[int] = None  # of the detector subprocess, once started
@@ -32,12 +32,12 @@ class DetectTask(QgsTask):
                                      on_message=self._message, is_canceled=self.isCanceled,
                                      on_started=self._started)
             return True
-        except DetectError as exc:
+        except RunError as exc:
             self.error = exc
             return False
         except Exception as exc:  # never let a traceback reach the user; keep it in the log
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
-            self.error = DetectError(f"unexpected error in the plugin: {exc}")
+            self.error = RunError(f"unexpected error in the plugin: {exc}")
             return False
 
     def _started(self, proc) -> None:
@@ -54,7 +54,7 @@ class DetectTask(QgsTask):
     def finished(self, ok: bool) -> None:  # main thread
         if not ok and self.error is None:
             self.error = Canceled("detection cancelled; nothing was written") if self.isCanceled() else \
-                DetectError("the detection task ended without a result")
+                RunError("the detection task ended without a result")
         self.done = True
         if self.on_done:
             self.on_done(self)

@@ -79,23 +79,47 @@ def test_gradcam_equals_scaled_cam_for_gap_linear_head(tiny):
     assert torch.allclose(g * 16, cam, rtol=1e-4, atol=1e-6)
 
 
-def test_gradcampp_weights_are_positive_gradients(tiny):
+def _upsampled(maps, size):
+    """(N, h, w) feature-resolution maps -> (N, size, size), as BaseCAM.__call__ upsamples them."""
+    return F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0].clamp_min(0)
+
+
+def test_gradcampp_call_matches_closed_form_for_gap_linear_head(tiny):
+    """With logit = fc . mean_hw(A) + b every gradient is constant, g_k = fc_k / (h w), so
+    alpha_k = g_k^2 / (2 g_k^2 + sum(A_k) g_k^3) and w_k = h w alpha_k relu(g_k): channels with
+    fc_k <= 0 get no weight. The map of the public call is ReLU(sum_k w_k A_k), upsampled."""
     x = torch.randn(2, 3, 32, 32)
-    w, acts, logits = GradCAMPlusPlus(tiny).weights_and_acts(x)
-    fc = tiny.fc.weight[0].detach()
-    # with a GAP-linear head, alpha = 1 / (2 + sum(A) w/(hw)) ... only channels with w_k > 0 can weigh
-    assert torch.all(w[:, fc <= 0] == 0)
-    assert torch.all(w[:, fc > 0] >= 0)
+    got = GradCAMPlusPlus(tiny)(x)
+    with torch.no_grad():
+        acts = tiny.features(x)
+        hw = acts.shape[-2] * acts.shape[-1]
+        g = (tiny.fc.weight[0] / hw).view(1, -1, 1, 1)
+        alpha = g ** 2 / (2 * g ** 2 + acts.sum(dim=(2, 3), keepdim=True) * g ** 3)
+        w = hw * (alpha * g.clamp_min(0))[:, :, 0, 0]
+        want = _upsampled(F.relu(torch.einsum("nk,nkhw->nhw", w, acts)), 32)
+        signed = _upsampled(F.relu(torch.einsum("nk,nkhw->nhw", hw * (alpha * g)[:, :, 0, 0], acts)), 32)
+    assert (tiny.fc.weight < 0).any() and (tiny.fc.weight > 0).any()
+    assert got.shape == (2, 32, 32) and got.max() > 0
+    assert torch.allclose(got, want, rtol=1e-3, atol=1e-5)
+    assert not torch.allclose(got, signed, rtol=1e-3, atol=1e-5)  # negative gradients would change it
 
 
-def test_maps_not_normalized_per_image(tiny):
+def test_cam_maps_are_raw_not_normalized(tiny):
+    """The public call returns ReLU(fc . A) upsampled, as is: not min-max stretched per image or
+    batch (the scene-level normalization happens in fuse()), so the map scales with the weights."""
+    import copy
+
     x = torch.randn(2, 3, 32, 32)
     m = CAM(tiny)(x)
-    both = m
-    single = CAM(tiny)(x[1:])
-    assert torch.allclose(both[1], single[0], atol=1e-5)  # no per-batch / per-image min-max
-    assert m.shape == (2, 32, 32) and (m >= 0).all()
-    assert not torch.isclose(m[0].max(), torch.tensor(1.0))  # raw, not stretched to [0, 1]
+    with torch.no_grad():
+        want = _upsampled(F.relu(torch.einsum("k,nkhw->nhw", tiny.fc.weight[0], tiny.features(x))), 32)
+    assert m.shape == (2, 32, 32) and m.max() > 0
+    assert torch.allclose(m, want, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(CAM(tiny)(x[1:])[0], m[1], atol=1e-5)  # an image's map does not depend on its batch
+    louder = copy.deepcopy(tiny)
+    with torch.no_grad():
+        louder.fc.weight *= 3
+    assert torch.allclose(CAM(louder)(x), 3 * m, rtol=1e-4, atol=1e-5)
 
 
 def test_make_cam_rejects_unknown(tiny):

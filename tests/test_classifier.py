@@ -59,6 +59,21 @@ def test_training_learns_squares():
     assert hist[-1]["loss"] < hist[0]["loss"]
 
 
+def test_loss_plot_draws_the_recorded_holdout_accuracy(tmp_path):
+    """The hold-out panel of the loss plot reads the key train_classifier records."""
+    from landslide_wsss.training.classifier import loss_plot
+
+    chips, _ = synthetic_squares(n=32)
+    _, hist = train_classifier(chips, {"width": 8, "output_stride": 16}, val=chips.subset(range(8)), epochs=2,
+                               batch_size=16, log=lambda **k: None, threads=1)
+    drawn = loss_plot(hist, tmp_path / "loss.png")
+    assert drawn == {"BCE loss": {"loss": 2}, "hold-out accuracy": {"holdout_acc": 1}}  # the last epoch
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    _, hist = train_classifier(chips, {"width": 8, "output_stride": 16}, epochs=1, batch_size=16,
+                               log=lambda **k: None, threads=1)
+    assert loss_plot(hist, tmp_path / "no_holdout.png") == {"BCE loss": {"loss": 1}}  # no empty panel
+
+
 def test_training_is_deterministic_with_a_seed():
     chips, _ = synthetic_squares(n=32)
     runs = [train_classifier(chips, {"width": 8, "output_stride": 8}, epochs=1, batch_size=16, seed=5,

@@ -10,12 +10,12 @@ from landslide_wsss.models.cyclegan import (
     PatchDiscriminator,
     ResnetGenerator,
     add_generator_to_model,
+    generator_meta,
     init_weights,
     load_generator,
     translate,
 )
 from landslide_wsss.training.cyclegan import CycleGANConfig, CycleGANTrainer, ImagePool, train_cyclegan
-
 
 
 @pytest.fixture(autouse=True)
@@ -170,8 +170,135 @@ def test_landslide_difference_uses_stored_mode():
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     d = landslide_difference(gen, x)
     assert d.shape == (2, 32, 32) and (d >= 0).all()
-    gen.diff_mode = "l2"
+    gen.difference_mode = "l2"
     assert not np.allclose(landslide_difference(gen, x), d)
+
+
+def _generator_file(tmp_path, mode=None):
+    """A tiny generator in a model file, as add_generator_to_model stores it (difference mode
+    `mode` in its metadata, or none recorded)."""
+    tmp_path.mkdir(exist_ok=True)
+    torch.manual_seed(0)
+    g = init_weights(ResnetGenerator(3, 0, 4, 1)).eval()
+    export = tmp_path / "g.safetensors"
+    meta = generator_meta(g)
+    meta.pop("difference")
+    save_checkpoint(export, {f"generator.{k}": v for k, v in g.state_dict().items()},
+                    {"architecture": meta["architecture"], "in_bands": 3, "version": "t", "generator": meta})
+    model = tmp_path / "model.safetensors"
+    add_generator_to_model(model, export, extra_meta=None if mode is None else {"difference": mode})
+    return model
+
+
+def test_model_file_difference_mode_reaches_difference_map(tmp_path):
+    """The mode stored in the model file travels with the loaded generator to difference_map."""
+    from landslide_wsss.fusion import difference_map
+
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    tensors, meta = load_checkpoint(_generator_file(tmp_path, "brighter"))
+    gen = load_generator(tensors, meta)
+    assert gen.difference_mode == "brighter"
+    g = translate(gen, x, autocast=False)
+    d = difference_map(x, g, mode=gen.difference_mode)
+    np.testing.assert_allclose(d, difference_map(x, g, mode="brighter"))
+    assert not np.allclose(d, difference_map(x, g, mode="l2"))  # the modes really differ here
+
+    tensors, meta = load_checkpoint(_generator_file(tmp_path / "none", None))
+    assert "difference" not in meta["generator"]
+    assert load_generator(tensors, meta).difference_mode == "l2"  # nothing stored: the default
+    assert ResnetGenerator(3, 0, 4, 1).difference_mode == "l2"
+    with pytest.raises(ModelError, match="difference mode"):
+        load_generator(tensors, {**meta["generator"], "difference": "l1"})
+
+
+def test_weak_scorer_difference_uses_the_stored_mode(tmp_path):
+    """A NAME-cyclegan scorer loaded from a model file computes its "diff" map in the file's mode."""
+    from landslide_wsss.fusion import difference_map
+    from landslide_wsss.models.classifier import Classifier
+    from landslide_wsss.models.cyclegan import normalize_spectral
+    from landslide_wsss.wsss import DEFAULT_PARAMS, classifier_metadata, load_model
+
+    model = _generator_file(tmp_path, "brighter")
+    tensors, gmeta = load_checkpoint(model)
+    clf = Classifier(width=8, output_stride=16, mean=[100.0] * 3, std=[50.0] * 3).eval()
+    meta = classifier_metadata(clf, tile=32, training={}, params={**DEFAULT_PARAMS, "gate": 0.0})
+    meta["generator"] = gmeta["generator"]
+    tensors.update({f"classifier.{k}": v for k, v in clf.state_dict().items()})
+    save_checkpoint(model, tensors, meta)
+    scorer = load_model(model, method="cam-cyclegan", device="cpu")
+    assert scorer.generator.difference_mode == "brighter"
+    tiles = np.random.default_rng(0).uniform(0, 255, (2, 3, 32, 32)).astype(np.float32)
+    diff = scorer.predict_tiles(tiles, np.ones((2, 32, 32), bool))["diff"]
+    spec = normalize_spectral(torch.from_numpy(tiles))
+    g = translate(scorer.generator, spec)
+    np.testing.assert_allclose(diff, difference_map(spec, g, mode="brighter"), atol=1e-6)
+
+
+def test_exported_generator_records_its_difference_mode(tmp_path):
+    tr = CycleGANTrainer(tiny_cfg())
+    tr.export_generator(tmp_path / "g.safetensors")
+    assert read_metadata(tmp_path / "g.safetensors")["generator"]["difference"] == "l2"
+
+
+# ----------------------------------------------------------------------------------------------
+# training data: the tuning hold-out stays out
+
+
+def _data_root(root, n_per_class=10, size=32):
+    """A tiny ../shared/data layout: bijie/ (images with unique flat values, train.txt) and
+    amunet/areaA_rgb.tif + areaA_mask.tif. Returns (root, value of each Bijie name)."""
+    from PIL import Image
+
+    from conftest import write_tif
+
+    (root / "bijie" / "images").mkdir(parents=True)
+    names, values = [], {}
+    for lab, prefix in ((1, "ls"), (0, "nls")):
+        for i in range(n_per_class):
+            name = f"{prefix}_{i:04d}"
+            v = 10 * len(names) + 5  # unique per image, survives the resize of a flat image
+            Image.fromarray(np.full((size + 8, size + 4, 3), v, np.uint8)).save(root / "bijie" / "images" / f"{name}.png")
+            names.append(name)
+            values[name] = v
+    (root / "bijie" / "train.txt").write_text("\n".join(names) + "\n")
+    (root / "amunet").mkdir()
+    rgb = np.full((3, 4 * size, 2 * size), 250, np.uint8)
+    mask = np.zeros((4 * size, 2 * size), np.uint8)
+    mask[:size // 2, :size // 2] = 1
+    write_tif(root / "amunet" / "areaA_rgb.tif", rgb)
+    write_tif(root / "amunet" / "areaA_mask.tif", mask)
+    return root, values
+
+
+def test_cyclegan_chips_leave_out_the_tuning_holdout(tmp_path):
+    from landslide_wsss.datasets.bijie import label_from_name
+    from landslide_wsss.training.cyclegan import cyclegan_chips
+    from landslide_wsss.training.default import split_holdout
+
+    root, values = _data_root(tmp_path)
+    names = list(values)
+    _, hold = split_holdout(names, [label_from_name(n) for n in names], seed=0)
+    assert len(hold) == 2  # one image of each class
+    A, B, desc = cyclegan_chips(root, size=32, seed=0)
+    seen = {int(v) for v in np.unique(np.concatenate([A, B])[:, 0, 0, 0])} - {250}
+    assert seen == {values[n] for i, n in enumerate(names) if i not in set(hold)}
+    assert (desc["bijie_train"]["landslide"], desc["bijie_train"]["free"]) == (9, 9)
+    # area A: 32 px chips, stride 16, only above the bottom 20 % strip (rows + 32 <= 102)
+    assert desc["amunet_areaA"]["landslide"] + desc["amunet_areaA"]["free"] == 5 * 3
+    assert len(A) == 9 + desc["amunet_areaA"]["landslide"] and len(B) == 9 + desc["amunet_areaA"]["free"]
+
+
+def test_cyclegan_chips_fail_without_the_holdout_split(tmp_path, monkeypatch):
+    """If the hold-out split cannot be imported the data step fails, instead of training the
+    CycleGAN on the tuning hold-out."""
+    import sys
+
+    from landslide_wsss.training.cyclegan import cyclegan_chips
+
+    root, _ = _data_root(tmp_path)
+    monkeypatch.setitem(sys.modules, "landslide_wsss.training.default", None)  # import now fails
+    with pytest.raises(ImportError):
+        cyclegan_chips(root, size=32, seed=0)
 
 
 def test_embedded_generator_loads_when_present():

@@ -183,30 +183,131 @@ def test_detect_on_real_amunet_area_a(tmp_path, tiny_model_path):
     assert gdf.is_valid.all() and (gdf.area_m2 >= 100).all()
 
 
-def test_threshold_override_reaches_the_weak_scorer():
-    from landslide_wsss.wsss import DEFAULT_MODEL, load_model
-
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip("no embedded model yet")
-    m = load_model(None, method="gradcam", device="cpu")
-    m.threshold = 0.77
-    assert m.threshold == 0.77 and m.params["thresholds"]["gradcam"] == 0.77
+# ---------------------------------------------------------------------------------------------
+# the weakly supervised models end to end: a tiny trained classifier (+ a hand-set generator)
 
 
-def test_scene_stats_histograms_count_every_valid_pixel(tmp_path):
-    from landslide_wsss.raster import open_scene
+def _squares(n=96, size=64, sq=12, seed=1):
+    """Chips for a toy classifier: positives carry a bright square, negatives are dim noise."""
+    from landslide_wsss.datasets.common import ChipSet
 
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(20, 60, size=(n, 3, size, size)).astype(np.uint8)
+    labels = (np.arange(n) % 2).astype(np.float32)
+    for i in np.flatnonzero(labels):
+        r, c = rng.integers(0, size - sq, 2)
+        imgs[i, :, r:r + sq, c:c + sq] = 220
+    return ChipSet(imgs, labels)
+
+
+BG = 40  # the dim background level of the scenes below
+
+
+@pytest.fixture(scope="module")
+def weak_model_file(tmp_path_factory):
+    """A model file as training/default.py writes it: classifier.* (a toy classifier trained on
+    bright squares, 64 px tiles) plus generator.* stored by add_generator_to_model. The generator
+    is a real ResnetGenerator whose last convolution is set to render every pixel as the dim
+    background (a perfect 'landslide-free' rendering of these scenes), so |x - G(x)| is the scar."""
+    import torch
+
+    from landslide_wsss.checkpoint import save_checkpoint
+    from landslide_wsss.models.cyclegan import ResnetGenerator, add_generator_to_model, generator_meta, init_weights
+    from landslide_wsss.models.cyclegan import normalize_spectral
+    from landslide_wsss.training.classifier import train_classifier
+    from landslide_wsss.wsss import DEFAULT_PARAMS, classifier_metadata
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        clf, _ = train_classifier(_squares(), {"width": 8, "output_stride": 8}, epochs=3, batch_size=16, lr=3e-3,
+                                  log=lambda **k: None, jitter=0.0, threads=1)
+    finally:
+        torch.set_num_threads(n_threads)
+    d = tmp_path_factory.mktemp("weak")
+    path = d / "weak.safetensors"
+    meta = classifier_metadata(clf, tile=64, training={}, params=dict(DEFAULT_PARAMS))
+    save_checkpoint(path, {f"classifier.{k}": v for k, v in clf.state_dict().items()}, meta)
+    gen = init_weights(ResnetGenerator(3, 0, ngf=4, n_blocks=1))
+    last = [m for m in gen.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(float(np.arctanh(normalize_spectral(float(BG)))))  # tanh(bias) = the background
+    gfile = d / "g.safetensors"
+    gmeta = generator_meta(gen)
+    save_checkpoint(gfile, {f"generator.{k}": v for k, v in gen.state_dict().items()},
+                    {"architecture": gmeta["architecture"], "in_bands": 3, "version": "g", "generator": gmeta})
+    add_generator_to_model(path, gfile)
+    return path
+
+
+def _scar_scene(tmp_path, box=(24, 24, 44, 44)):
+    data, mask = blob_scene(h=128, w=128, boxes=(box,), seed=3)
+    return write_tif(tmp_path / "scar.tif", data, nodata=0), mask
+
+
+def test_detect_gradcam_cyclegan_finds_the_scar(tmp_path, weak_model_file):
+    import rasterio
+
+    scene, scar = _scar_scene(tmp_path)
+    out, score_tif = tmp_path / "o.gpkg", tmp_path / "score.tif"
+    gdf = api.detect(scene, out, model=weak_model_file, method="gradcam-cyclegan", device="cpu",
+                     score_raster=score_tif, min_area_m2=0, simplify_px=0)
+    assert set(gpd.read_file(out).method) == {"gradcam-cyclegan"} and len(gdf) >= 1
+    with rasterio.open(score_tif) as src:
+        score = src.read(1)
+    from scipy import ndimage
+
+    away = ~ndimage.binary_dilation(scar, iterations=2)  # 2 px off the scar: past the 1 px smoothing
+    assert score[scar].mean() > 0.8 and score[away].max() < 0.5  # the fused score is high on the scar only
+    x0, y1 = 400_000 + 24 * 2, 3_500_000 - 24 * 2  # the scar, rows/cols 24..44 at 2 m
+    x1, y0 = 400_000 + 44 * 2, 3_500_000 - 44 * 2
+    from shapely.geometry import box
+
+    scar_poly = box(x0, y0, x1, y1)
+    hit = gdf.geometry.intersection(scar_poly).area.sum()
+    assert hit > 0.8 * scar_poly.area  # the polygons cover the scar ...
+    assert gdf.geometry.area.sum() < 1.5 * scar_poly.area  # ... and little else
+
+
+def test_threshold_override_reaches_the_weak_scorer(tmp_path, weak_model_file):
+    from landslide_wsss.wsss import load_model
+
+    scene, _ = _scar_scene(tmp_path)
+    scorer = load_model(weak_model_file, method="gradcam", device="cpu")
+    before = scorer.threshold
+    assert len(api.detect(scene, model=scorer, min_area_m2=0)) >= 1  # its own threshold finds the scar
+    assert len(api.detect(scene, model=scorer, threshold=1.0, min_area_m2=0)) == 0  # score > 1 never holds
+    assert main(["detect", str(scene), "-o", str(tmp_path / "hi.gpkg"), "--model", str(weak_model_file),
+                 "--method", "gradcam", "--quiet", "--min-area", "0", "--threshold", "1.0"]) == 0
+    assert pyogrio.read_info(tmp_path / "hi.gpkg")["features"] == 0
+    assert scorer.threshold == before  # the override works on a copy
+
+
+def test_scene_stats_given_to_fuse_count_every_valid_pixel(tmp_path):
     data, _ = blob_scene(h=300, w=200)
-    data[:, :50] = 0  # nodata stripe
+    data[:, :50] = 0  # nodata stripe (the top 50 rows)
     p = write_tif(tmp_path / "s.tif", data, nodata=0)
-    model = ThresholdScorer()
-    with open_scene(p) as sc:
-        paths = api._run_scene(sc, model, tmp_path, 64, 16, None, 8, None)
-        stats = api._scene_stats(sc, paths["maps"], tmp_path / "v2.tif", list(model.map_names))
-    st = stats.maps["bright"]
+
+    class StatsRecorder(ThresholdScorer):
+        def __init__(self):
+            super().__init__()
+            self.stats = []
+
+        def fuse(self, maps, stats):
+            self.stats.append(stats)
+            return super().fuse(maps, stats)
+
+    model = StatsRecorder()
+    score, mask, valid = api.predict_scene(p, model=model, tile=64, overlap=16)
+    assert valid.sum() == 250 * 200 and not valid[:50].any()
+    assert len(model.stats) >= 1 and all(s is model.stats[0] for s in model.stats)  # one scene's stats, every block
+    st = model.stats[0].maps["bright"]
     assert st.count == 250 * 200 and st.hist.sum() == st.count
     assert st.vmax == pytest.approx(220 / 255)
     assert st.quantile(0.99) > 0.8 and st.quantile(0.5) < 0.3
+    assert mask.sum() == 80 * 60  # the blob, found with those statistics
 
 
 @pytest.mark.parametrize("uses", [True, False])

@@ -168,3 +168,27 @@ def test_a_missing_component_is_a_clean_error(tmp_path, capsys):
     assert rc == 2
     assert "needs a unet network" in capsys.readouterr().err
     assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_detect_threshold_leaves_the_callers_model_alone(tmp_path):
+    data, _ = blob_scene(120, 120, boxes=((30, 30, 80, 80),))
+    scene = write_tif(tmp_path / "s.tif", data)
+    model = ThresholdScorer()
+    model.threshold = 0.5
+    low = api.detect(scene, None, model=model, threshold=0.05, min_area_m2=0)
+    assert model.threshold == 0.5
+    assert len(low) >= 1
+
+
+def test_predict_scene_checks_the_scene_before_the_model(tmp_path):
+    from landslide_wsss.errors import InputError
+    with pytest.raises(InputError, match="no such file"):
+        api.predict_scene(tmp_path / "missing.tif", model=tmp_path / "missing-model.safetensors")
+
+
+def test_unknown_device_is_a_clean_error(tmp_path, capsys):
+    data, mask = blob_scene(100, 100)
+    img, ref = write_tif(tmp_path / "s.tif", data), write_tif(tmp_path / "m.tif", mask.astype(np.uint8))
+    rc = cli_main(["evaluate", "scene", "--image", str(img), "--mask", str(ref), "--device", "gpu"])
+    assert rc == 2
+    assert "--device 'gpu'" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """CAM methods behind one interface: `make_cam(name, model, **options)` -> callable(x_norm) -> (N, H, W) raw maps."""
-from .base import ActivationCapture, BaseCAM  # noqa: F401
+from .base import ActivationCapture, BaseCAM
 from .cam import CAM
 from .gradcam import GradCAM, GradCAMPlusPlus
 from .scorecam import ScoreCAM
+
+__all__ = ["ActivationCapture", "BaseCAM", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "METHODS", "make_cam"]
 
 METHODS = {"cam": CAM, "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "scorecam": ScoreCAM}
 

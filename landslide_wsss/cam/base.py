@@ -42,7 +42,6 @@ class BaseCAM:
     or override `raw_maps`."""
 
     name = "base"
-    needs_grad = False
 
     def __init__(self, model: nn.Module, target_layer: str = "layer4", scales: Sequence[float] = (1.0,),
                  flip: bool = False, bf16: bool = False):

@@ -2,8 +2,6 @@
 landslide logit; the target layer must be the one the global pooling reads (layer4)."""
 from __future__ import annotations
 
-import torch
-
 from .base import BaseCAM
 
 

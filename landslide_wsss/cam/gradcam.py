@@ -8,7 +8,6 @@ from .base import BaseCAM
 
 class GradCAM(BaseCAM):
     name = "gradcam"
-    needs_grad = True
 
     def _acts_grads(self, x):
         with torch.enable_grad():

@@ -1,6 +1,6 @@
 """Terrain-guided cropping (after depth-guided CAM cropping, adapted to overhead imagery).
 
-Per tile the classifier calls landslide (METHODS.md, "Terrain-guided cropping"):
+Per tile the classifier calls landslide:
   1. confident CAM: the CAM relative to its tile maximum, values < 0.1 set to 0, then threshold at
      min + 0.5·(max − min) of the non-zero values (relative values only choose the crop; the maps
      returned stay raw, never normalized per tile);

@@ -1,8 +1,11 @@
 """The Bijie landslide dataset folder: images/NAME.png, masks/NAME.png, split lists.
 
 Image-level label from the file name prefix: `ls_` = 1 (landslide), `nls_` = 0. Masks are 0/255 on
-disk and become 0/1. Images of any size are resized to the chip size (bilinear with antialias;
-masks nearest) for training; evaluation keeps the original masks (see evaluation.py).
+disk and become 0/1. Two loaders: `load_bijie_native` keeps every image at its own resolution and
+`centre_crops` cuts one chip per image from it (what classifier training uses: resizing whole
+images would leak a scale cue, the landslide-free images being larger); `load_bijie` resizes
+whole images to the chip size (bilinear with antialias, masks nearest; the CycleGAN's chips,
+training/cyclegan.py). Evaluation keeps the original images and masks (see evaluation.py).
 """
 from __future__ import annotations
 

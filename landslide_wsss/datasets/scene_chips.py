@@ -7,7 +7,6 @@ image valid) is below `min_covered` are skipped. An optional DSM adds one band (
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import rasterio

@@ -12,8 +12,11 @@ Inference API used by the weak scorer (wsss.py):
 
     gen = load_generator(tensors, meta)      # tensors with or without the "generator." prefix
     g_x = translate(gen, x_norm)             # x_norm: (N, spectral[+cond], H, W) in [-1, 1]
-    d = landslide_difference(gen, x_norm)    # translate + fusion.difference_map in the mode
-                                             # stored with the generator (metadata "difference")
+    d = difference_map(x_norm[:, :gen.spectral], g_x, mode=gen.difference_mode)   # fusion.py
+    d = landslide_difference(gen, x_norm)    # the same two steps in one call
+
+`generator.difference_mode` is the difference mode stored with the generator (metadata
+"difference": "l2" or "brighter"; "l2" when absent); callers of fusion.difference_map pass it on.
 
 `translate` pads H, W to multiples of 4 by reflection and crops back, so any tile size works.
 Spectral bands are normalized to [-1, 1] (x / 127.5 - 1 for uint8); see `normalize_spectral`.
@@ -57,9 +60,15 @@ class ResnetGenerator(nn.Module):
     H and W must be multiples of 4 (use `translate` for arbitrary sizes).
     """
 
-    def __init__(self, spectral: int = 3, cond: int = 0, ngf: int = 32, n_blocks: int = 6):
+    def __init__(self, spectral: int = 3, cond: int = 0, ngf: int = 32, n_blocks: int = 6,
+                 difference_mode: str = "l2"):
         super().__init__()
+        from ..fusion import DIFF_MODES
+
+        if difference_mode not in DIFF_MODES:
+            raise ValueError(f"difference mode must be one of {DIFF_MODES}, not {difference_mode!r}")
         self.spectral, self.cond, self.ngf, self.n_blocks = spectral, cond, ngf, n_blocks
+        self.difference_mode = difference_mode  # how fusion.difference_map compares x and G(x)
         layers = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(spectral + cond, ngf, 7),
@@ -151,6 +160,7 @@ def generator_meta(gen: ResnetGenerator, **extra: Any) -> Dict[str, Any]:
         "cond": gen.cond,
         "ngf": gen.ngf,
         "n_blocks": gen.n_blocks,
+        "difference": gen.difference_mode,
         "normalization": "spectral x/127.5-1 (uint8 -> [-1, 1]); output tanh in [-1, 1]",
         "direction": "A->B: landslide -> landslide-free",
     }
@@ -163,6 +173,8 @@ def load_generator(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any])
 
     `meta` may be the generator block itself or a full model metadata dict holding it under
     "generator"; `tensors` may carry the "generator." prefix (other keys are ignored).
+    The stored difference mode (metadata "difference", default "l2") becomes
+    `generator.difference_mode`.
     """
     from ..checkpoint import check_state_dict
     from ..errors import ModelError
@@ -172,27 +184,27 @@ def load_generator(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any])
         gen = ResnetGenerator(
             spectral=int(gmeta["spectral"]), cond=int(gmeta.get("cond", 0)),
             ngf=int(gmeta["ngf"]), n_blocks=int(gmeta["n_blocks"]),
+            difference_mode=str(gmeta.get("difference") or "l2"),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"generator metadata incomplete ({exc})") from None
+        raise ModelError(f"generator metadata incomplete or invalid ({exc})") from None
     if any(k.startswith(PREFIX) for k in tensors):
         tensors = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
     tensors = {k: v.float() for k, v in tensors.items()}
     check_state_dict(gen, tensors, "generator")
     gen.load_state_dict(tensors)
-    gen.diff_mode = str(gmeta.get("difference", "l2"))
     return gen.eval()
 
 
 def landslide_difference(generator: ResnetGenerator, x_norm, sigma: float = 1.0):
     """translate + fusion.difference_map with the generator's own difference mode
-    (metadata "difference": "l2" or "brighter"). x_norm: (N, spectral[+cond], H, W) in [-1, 1].
+    (`generator.difference_mode`). x_norm: (N, spectral[+cond], H, W) in [-1, 1].
     Returns float32 numpy (N, H, W)."""
     from ..fusion import difference_map
 
     g = translate(generator, x_norm)
     spec = x_norm[:, : generator.spectral]
-    return difference_map(spec, g, sigma=sigma, mode=getattr(generator, "diff_mode", "l2"))
+    return difference_map(spec, g, sigma=sigma, mode=generator.difference_mode)
 
 
 @torch.no_grad()

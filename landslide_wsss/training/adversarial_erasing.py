@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

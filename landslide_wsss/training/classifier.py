@@ -16,6 +16,9 @@ from .common import (Logger, augment, cosine_lr, load_training_state, save_train
                      set_threads)
 
 
+HOLDOUT_KEY = "holdout_acc"  # history key of the hold-out accuracy (every 5th and the last epoch)
+
+
 def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 64, bf16: bool = True) -> np.ndarray:
     """Landslide probability for raw (N, C, H, W) images."""
     model.eval()
@@ -101,7 +104,7 @@ def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optiona
             seen += len(idx)
         rec = {"event": "epoch", "epoch": epoch, "loss": tot_loss / max(seen, 1)}
         if val is not None and len(val) and (epoch % 5 == 4 or epoch == epochs - 1):
-            rec["holdout_acc"] = accuracy(model, val, bf16=bf16)
+            rec[HOLDOUT_KEY] = accuracy(model, val, bf16=bf16)
         history.append(rec)
         log(**rec)
         if state_path:
@@ -110,6 +113,17 @@ def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optiona
                                                          "config": model.config()})
     model.eval()
     return model, history
+
+
+def loss_plot(history, path) -> dict:
+    """PNG of a train_classifier history: BCE loss per epoch and, when `val` was given, the
+    hold-out accuracy. Returns plot_history's points drawn per panel and key."""
+    from .common import plot_history
+
+    panels = {"BCE loss": ("loss",)}
+    if any(HOLDOUT_KEY in h for h in history):  # no hold-out given: no empty panel
+        panels["hold-out accuracy"] = (HOLDOUT_KEY,)
+    return plot_history(history, path, panels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,9 +200,7 @@ def main(argv=None) -> int:
     tensors = {f"classifier.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
                for k, v in model.state_dict().items()}
     save_checkpoint(args.out, tensors, meta)
-    from .common import plot_history
-
-    plot_history(hist, str(args.out) + ".loss.png", {"BCE loss": ("loss",), "hold-out accuracy": ("val_acc",)})
+    loss_plot(hist, str(args.out) + ".loss.png")
     print(args.out)
     return 0
 

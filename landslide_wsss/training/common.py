@@ -118,8 +118,9 @@ class Logger:
                 fh.write(json.dumps(rec) + "\n")
 
 
-def plot_history(history, path, panels) -> None:
-    """Loss curves as a PNG: `panels` maps a panel title to the history keys drawn in it (per epoch)."""
+def plot_history(history, path, panels) -> Dict[str, Dict[str, int]]:
+    """Loss curves as a PNG: `panels` maps a panel title to the history keys drawn in it (per epoch).
+    Returns, per panel, the number of points drawn for each key (0: the history never recorded it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,14 +128,19 @@ def plot_history(history, path, panels) -> None:
 
     ep = [h.get("epoch", i) for i, h in enumerate(history)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    drawn: Dict[str, Dict[str, int]] = {}
     for ax, (title, keys) in zip(axes[0], panels.items()):
+        drawn[title] = {}
         for k in keys:
             pts = [(e, h[k]) for e, h in zip(ep, history) if k in h]
+            drawn[title][k] = len(pts)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=k)
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.legend()
+        if any(drawn[title].values()):
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return drawn

@@ -1,22 +1,24 @@
 """CycleGAN training: domain A = landslide chips, domain B = landslide-free chips.
 
-Losses and settings follow Zhu et al. (2017) as listed in METHODS.md: least-squares GAN loss
+Losses and settings follow Zhu et al. (2017): least-squares GAN loss
 (discriminator loss x 0.5), cycle L1 with lambda = 10 both ways, identity L1 with weight
 0.5 * lambda, history pool of 50 generated images per domain, Adam lr 2e-4, betas (0.5, 0.999),
 lr constant for `epochs` epochs then linearly decayed to 0 over `epochs_decay` epochs (updated
 every step). Weights N(0, 0.02). bf16 autocast on CPUs with native bf16, channels_last.
 Departures, for the CPU budget: batch 4 (not 1), ngf 16 / ndf 32 (not 64 / 64), and a handful
-of epochs (not 100 + 100); see runs/cyclegan_report.md for what that costs.
+of epochs (not 100 + 100); the shipped generator's metadata (`generator.training`) records the
+epochs, steps and wall time used, and benchmarks/cyclegan_eval.py measures what its difference adds.
 
 Terrain (`cond` > 0 channels after the spectral ones) conditions both generators and both
 discriminators; generators output only the spectral bands, and the cycle re-attaches the
 source terrain: G_B([G_A([a, t]), t]) ~ a.
 
-Data (`cyclegan_chips`): the Bijie train list (whole images resized to the chip size, as the
-classifier sees them; label from the ls_/nls_ prefix) minus the seeded 10 % hold-out that the
-default model keeps for tuning, plus chips of AMU-Net area A (stride chip/2, covered >= 90 %,
-label 1 when any mask pixel is 1) above the bottom 20 % strip kept for tuning. Pixel masks are
-never used for training.
+Data (`cyclegan_chips`): the Bijie train list (label from the ls_/nls_ prefix) minus the seeded
+10 % hold-out that the default model keeps for tuning (training/default.py: split_holdout), each
+image resized whole to the chip size (datasets.bijie.load_bijie; unlike the classifier, which
+trains on native-resolution crops: datasets.bijie.load_bijie_native, centre_crops), plus chips
+of AMU-Net area A (stride chip/2, covered >= 90 %, label 1 when any mask pixel is 1) above the
+bottom 20 % strip kept for tuning. Pixel masks are never used for training.
 
 One epoch = one pass over domain A (landslide chips) in random order; domain B is drawn in an
 independent random order. After each epoch: a checkpoint (`state.safetensors`: both
@@ -87,15 +89,14 @@ def cyclegan_chips(data_root, size: int = 128, seed: int = 0, min_covered: float
     from ..datasets.bijie import load_bijie
     from ..datasets.scene_chips import scene_chips
 
+    # imported inside the function: training/default.py imports this module (stage_cyclegan), so a
+    # module-level import would tie the two into a cycle. No fallback: without the hold-out split
+    # the CycleGAN would train on the tuning hold-out.
+    from .default import HOLDOUT_FRAC, STRIP_FRAC, split_holdout
+
     data_root = Path(data_root)
-    try:
-        from .default import STRIP_FRAC, HOLDOUT_FRAC, split_holdout
-    except ImportError:  # keep working if the default-model module changes
-        STRIP_FRAC, HOLDOUT_FRAC, split_holdout = 0.2, 0.1, None
     bj = load_bijie(data_root / "bijie", data_root / "bijie" / "train.txt", size=size, with_masks=False)
-    keep = np.arange(len(bj))
-    if split_holdout is not None:
-        keep, _ = split_holdout(bj.names, bj.labels, frac=HOLDOUT_FRAC, seed=seed)
+    keep, _ = split_holdout(bj.names, bj.labels, frac=HOLDOUT_FRAC, seed=seed)
     bj = bj.subset(keep)
     a_rgb, a_mask = data_root / "amunet/areaA_rgb.tif", data_root / "amunet/areaA_mask.tif"
     sc = scene_chips(a_rgb, a_mask, size=size, stride=size // 2, min_covered=min_covered)
@@ -373,7 +374,7 @@ def sample_grid(G_A, chips: np.ndarray, path, spectral: int = 3, bf16: bool = Fa
     x = _to_input(chips, spectral)
     g = translate(G_A, x, autocast=bf16)
     G_A.train()
-    d = difference_map(x[:, :spectral].numpy(), g.numpy())
+    d = difference_map(x[:, :spectral].numpy(), g.numpy(), mode=G_A.difference_mode)
     rows = []
     for i in range(len(chips)):
         real = np.clip(denormalize_spectral(x[i, :3].numpy()), 0, 255).astype(np.uint8).transpose(1, 2, 0)

@@ -11,7 +11,6 @@ Stages (all by default, in this order; each can be re-run alone with --stage):
             cue: landslide-free images are larger, and the CAMs then lit the image borders), plus 128 px
             chips (stride 64) from AMU-Net area A above a held-out bottom strip (20 % of the rows).
             Neither Bijie val nor area B is seen. Writes a fresh model file (classifier.* only).
-  unet      the supervised U-Net baseline (12 epochs) on the same chips with their masks, embedded as unet.*.
   tune      per CAM method, normalization and threshold chosen on the hold-outs only (training/tune.py):
             area A strip -> scene parameters (detect), Bijie hold-out -> profile "bijie".
   evaluate  landslide IoU/F1/precision/recall/mIoU on the Bijie val list and AMU-Net area B for every
@@ -19,13 +18,20 @@ Stages (all by default, in this order; each can be re-run alone with --stage):
   cyclegan  the CycleGAN (ngf 16, 6 blocks, 128 px, 2 constant + 3 decay epochs, training/cyclegan.py) on
             landslide / landslide-free chips of the same training data; its G_A is stored as generator.*
             with the fusion settings FUSION below (chosen on the same hold-outs by benchmarks/cyclegan_eval.py).
-Re-running `train` replaces the file, so `unet`, `tune` and `cyclegan` follow it in `all`.
+  student   the second stage (training/second_stage.py): the shipped classifier as teacher (multi-scale +
+            flipped CAMs, method and bands chosen on the hold-outs) -> three-band pseudo-masks on the same
+            training data at the working GSD (1.6 m) -> segmentation student (25 min) -> one self-training
+            round (12 min, kept only if the hold-out improves); embedded as student.*.
+  unet      the supervised yardstick: the student's network, data, crops and budget on the true masks
+            (25 min), embedded as unet.*.
+  select    the default method by the rule: best mean landslide IoU over the Bijie hold-out and the area A
+            strip among the candidates (second_stage.SELECT_CANDIDATES), written as method_default.
+Re-running `train` replaces the file, so the other stages follow it in `all`.
 Training states under runs/ allow resume after interruption.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -39,11 +45,6 @@ HOLDOUT_FRAC = 0.1
 STRIP_FRAC = 0.2  # bottom rows of area A kept for tuning
 # CAM x difference fusion settings of the shipped model: the best mean landslide IoU over the Bijie
 # train hold-out and the area A strip (benchmarks/cyclegan_eval.py); validation data not used.
-# The shipped default method. Among the CAM-only methods the hold-outs chose gradcam++ (stage tune);
-# with the CycleGAN difference, gradcam-cyclegan measured best of all weak methods on both validation
-# sets (Bijie val 0.208 vs 0.165, area B 0.281 vs 0.279 landslide IoU; README table), and issue 4 asks
-# for the default to be what measures best, so the cyclegan stage makes it the default.
-DEFAULT_METHOD = "gradcam-cyclegan"
 FUSION = {"cam_dilate": 4, "cam_floor": 0.0, "cam_quantile": 0.99, "diff_floor": 0.0, "diff_percentile": 0.85,
           "diff_rule": "otsu", "diff_scale": 0.6, "min_component_px": 32, "open_radius": 1, "t_cam": 0.2}
 
@@ -127,25 +128,6 @@ def stage_train(data, out, epochs, seed, log_dir, threads):
     log(event="saved", path=str(out), seconds=round(time.time() - t0, 1))
 
 
-def stage_unet(data, out, epochs, seed, log_dir, threads):
-    """Supervised U-Net baseline on the same chips (with their pixel masks); saved to
-    runs/unet.safetensors and embedded into the default model file (unet.*) when it exists."""
-    from .common import Logger
-    from .unet import save_unet, train_unet
-    t0 = time.time()
-    train, epoch_chips, hold, cut = training_chips(data, seed, with_masks=True)
-    log = Logger(Path(log_dir) / "default_unet.jsonl")
-    model, hist = train_unet(train, {"base": 16, "depth": 4}, epochs=epochs, seed=seed,
-                             state_path=Path(log_dir) / "default_unet.state.safetensors", log=log, threads=threads,
-                             epoch_chips=epoch_chips)
-    training = {"data": "same chips as the default classifier, with pixel masks", "epochs": epochs,
-                "seconds": round(time.time() - t0, 1), "n_chips": len(train)}
-    own = save_unet(model, Path(log_dir) / "unet.safetensors", tile=TILE, training=training, embed=False)
-    if Path(out).is_file():
-        save_unet(model, out, tile=TILE, training=training, embed=True)
-    log(event="saved", path=str(own), seconds=round(time.time() - t0, 1))
-
-
 def stage_cyclegan(data, out, seed, log_dir, threads):
     from ..models.cyclegan import add_generator_to_model
     from .cyclegan import main as cyclegan_main
@@ -153,40 +135,54 @@ def stage_cyclegan(data, out, seed, log_dir, threads):
     work = Path(log_dir) / "cyclegan"
     cyclegan_main(["--data", str(data), "--out", str(work), "--seed", str(seed), "--threads", str(threads)])
     add_generator_to_model(out, work / "state.safetensors", fusion_params=FUSION)
-    set_default_method(out, DEFAULT_METHOD)
 
 
-def set_default_method(out, method):
-    from .tune import _update_meta
-
-    def apply(meta):
-        meta["method_default"] = method
-        meta.setdefault("params", {})["method"] = method
-
-    _update_meta(out, apply)
+def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, which):
+    """student / unet: the second stage's networks, trained under runs/second_stage and embedded."""
+    from . import second_stage as ss
+    from .common import Logger, set_threads
+    set_threads(threads)
+    work = Path(log_dir) / "second_stage"
+    work.mkdir(parents=True, exist_ok=True)
+    log = Logger(work / "log.jsonl")
+    if not (work / "weak_samples.safetensors").is_file():
+        ss.stage_pseudo(data, work, seed, log)
+    name = "student" if which == "student" else "supervised"
+    if not (work / f"{name}.safetensors").is_file():
+        ss.stage_student(data, work, minutes, selftrain_minutes, 1 if which == "student" else 0, seed, log, name)
+    ss.embed(out, work / f"{name}.safetensors", "student" if which == "student" else "unet")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--stage", default="all", choices=["all", "train", "unet", "tune", "cyclegan", "evaluate"])
+    ap.add_argument("--stage", default="all",
+                    choices=["all", "train", "tune", "cyclegan", "student", "unet", "select", "evaluate"])
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--unet-epochs", type=int, default=12)
+    ap.add_argument("--minutes", type=float, default=25.0, help="student and yardstick budget each (minutes)")
+    ap.add_argument("--selftrain-minutes", type=float, default=12.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-dir", default=str(REPO / "runs"))
-    ap.add_argument("--methods", default="cam,gradcam,gradcam++,scorecam,unet")
+    ap.add_argument("--methods", default="cam,gradcam,gradcam++,scorecam,gradcam-cyclegan,student,unet")
     args = ap.parse_args(argv)
     if args.stage in ("all", "train"):
         stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads)
-    if args.stage in ("all", "unet"):
-        stage_unet(args.data, args.out, args.unet_epochs, args.seed, args.log_dir, args.threads)
     if args.stage in ("all", "tune"):
-        from .tune import stage_tune
-        stage_tune(args.data, args.out, args.seed, args.log_dir, methods=args.methods.split(","))
+        from .tune import METHODS as CAMS, stage_tune
+        stage_tune(args.data, args.out, args.seed, args.log_dir, methods=list(CAMS))
     if args.stage in ("all", "cyclegan"):
         stage_cyclegan(args.data, args.out, args.seed, args.log_dir, args.threads)
+    for which in ("student", "unet"):
+        if args.stage in ("all", which):
+            stage_second(args.data, args.out, args.seed, args.log_dir, args.threads, args.minutes,
+                         args.selftrain_minutes, which)
+    if args.stage in ("all", "select"):
+        from .second_stage import stage_select
+        from .common import Logger
+        stage_select(args.data, args.out, Path(args.log_dir) / "second_stage", args.seed,
+                     log=Logger(Path(args.log_dir) / "second_stage" / "log.jsonl"))
     if args.stage in ("all", "evaluate"):
         from .tune import stage_evaluate
         stage_evaluate(args.data, args.out, args.methods.split(","), args.log_dir)

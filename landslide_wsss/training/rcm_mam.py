@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Sequence
 
 import torch

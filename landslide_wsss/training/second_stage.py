@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import torch
@@ -286,3 +286,71 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# Into the model file, and the rule that picks the default method
+
+SELECT_CANDIDATES = ("student", "cam", "gradcam", "gradcam++", "gradcam-cyclegan", "scorecam-cyclegan")
+
+
+def embed(out, component_file, prefix: str) -> None:
+    """Put a trained network (a file of stage_student) into the model file under `prefix`."""
+    tensors, meta = load_checkpoint(out)
+    comp_t, comp_meta = load_checkpoint(component_file)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(prefix + ".")}
+    tensors.update({f"{prefix}.{k.split('.', 1)[1]}": v for k, v in comp_t.items()})
+    meta[prefix] = {k: v for k, v in comp_meta.items() if k not in ("architecture", "format", "in_bands", "version")}
+    save_checkpoint(out, tensors, meta)
+
+
+def _strip_mask(data, work) -> Path:
+    """Area A's mask with everything above the hold-out strip set to 255 (ignored)."""
+    import rasterio
+    src = Path(data) / "amunet" / "areaA_mask.tif"
+    dst = Path(work) / "areaA_strip_mask.tif"
+    with rasterio.open(src) as ds:
+        m = ds.read(1)
+        profile = ds.profile
+    cut = int(m.shape[0] * 0.8)
+    m[:cut] = 255
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(m, 1)
+    return dst
+
+
+def stage_select(data, out, work, seed=0, candidates=SELECT_CANDIDATES, log=print) -> dict:
+    """The rule: the default method is the candidate with the best mean landslide IoU over the Bijie
+    train hold-out and the area A strip, measured by the same `evaluate` path users run. Validation
+    data (Bijie val, area B) is never looked at."""
+    from ..datasets.bijie import label_from_name, read_split
+    from ..evaluation import evaluate_bijie, evaluate_scene
+    from ..wsss import load_model
+    from .default import split_holdout
+    from .tune import _update_meta
+    work = Path(work)
+    root = Path(data) / "bijie"
+    names = read_split(root / "train.txt")
+    _, ho = split_holdout(names, np.asarray([label_from_name(n) for n in names]), seed=seed)
+    split = work / "holdout.txt"
+    split.write_text("\n".join(names[i] for i in ho) + "\n")
+    strip = _strip_mask(data, work)
+    table = {}
+    for m in candidates:
+        model = load_model(out, method=m, device="cpu")
+        b = evaluate_bijie(root, split, model=model)
+        a = evaluate_scene(Path(data) / "amunet" / "areaA_rgb.tif", strip, model=model)
+        table[m] = {"bijie_holdout_iou": round(b["iou"], 4), "areaA_strip_iou": round(a["iou"], 4),
+                    "bijie_holdout_precision": round(b["precision"], 4), "areaA_strip_precision": round(a["precision"], 4),
+                    "mean_iou": round((b["iou"] + a["iou"]) / 2, 4)}
+        log(event="select", method=m, **table[m])
+    best = max(table, key=lambda k: table[k]["mean_iou"])
+
+    def apply(meta):
+        meta["method_default"] = best
+        meta.setdefault("params", {})["method"] = best
+        meta["selection"] = {"rule": "best mean landslide IoU over the Bijie train hold-out and the area A strip "
+                                     "(evaluate bijie / evaluate scene on them); validation data never used",
+                             "table": table, "chosen": best}
+    _update_meta(out, apply)
+    return table

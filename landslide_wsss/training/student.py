@@ -220,11 +220,12 @@ def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1
         step += 1
         bar.update(1)
         loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-        if step == 4:
-            t4 = time.time()
-        if total is None and step == 16:  # budget -> step count, from the pace after warm-up
-            pace = (time.time() - t4) / 12
-            total = max(step + 1, int(minutes * 60 / pace))
+        if step == 2:
+            t2 = time.time()
+        if total is None and (step == 10 or time.time() - t_start >= minutes * 60):
+            # budget -> step count, from the pace after warm-up (a tiny budget stops where it is)
+            pace = (time.time() - t2) / max(step - 2, 1) if step > 2 else float("inf")
+            total = max(step, int(minutes * 60 / pace))
             if log:
                 log(event="budget", seconds_per_step=round(pace, 3), total_steps=total)
         if step % 100 == 0 or (total is not None and step >= total):  # loss: mean since the last record

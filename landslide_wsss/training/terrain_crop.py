@@ -14,7 +14,6 @@ choice here uses the CAM alone.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -32,7 +32,7 @@ def _update_meta(out, fn):
 
 def holdout_maps(model, data, seed):
     """Maps and masks of the two hold-outs: list of (maps, mask, valid) 'scenes'."""
-    from ..datasets.bijie import load_bijie, read_split
+    from ..datasets.bijie import read_split
     from ..datasets.scene_chips import read_scene_arrays
     from ..evaluation import bijie_maps, stitch_in_memory
     from .default import _paths, split_holdout
@@ -148,14 +148,15 @@ def stage_evaluate(data, out, methods, log_dir="runs"):
         print(f"areaB {method}: {json.dumps(r2)}", flush=True)
         results[method] = {"bijie_val": r1, "areaB": r2}
         path.write_text(json.dumps(results, indent=1))
-    keep = ("iou", "f1", "precision", "recall", "miou", "seconds")
+    keep = ("iou", "f1", "precision", "recall", "miou", "seconds", "false_alarm", "free_images_flagged_share",
+            "free_pixels_flagged_share")
 
     def apply(meta):
         val = meta.setdefault("validation", {})
         for m, r in results.items():
             val[m] = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in r[k].items() if kk in keep}
                       for k in ("bijie_val", "areaB")}
-        val["note"] = ("landslide-class IoU/F1/precision/recall and 2-class mIoU; Bijie val list (208 images) and "
-                       "AMU-Net area B, neither used in training or tuning")
+        val["note"] = ("landslide-class IoU/F1/precision/recall and 2-class mIoU; the whole Bijie val list and "
+                       "AMU-Net area B, neither used in training, tuning or selection")
     _update_meta(out, apply)
     return results

@@ -1,0 +1,1 @@
+"""Scoring models that are not the classifier-based weak scorers (wsss.py): the segmentation networks."""

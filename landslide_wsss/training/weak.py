@@ -1,0 +1,275 @@
+"""`landslide-wsss train weak`: a model for your own region from image-level labels.
+
+Labels (landslide_wsss.labels): a ticked polygon grid (any tile size), an inventory of points,
+or rough outlines, in any CRS. The run is the second stage of the default model, on your scenes:
+
+1. tiles of `tile_m` metres get image-level labels from the layer; a seeded 15 % of them (at least
+   one of each label) is held out;
+2. teacher: the start model's classifier gives multi-scale + flipped CAMs on the landslide tiles, cut
+   into three bands with the start model's hold-out-chosen thresholds; landslide-free tiles are
+   exact background; every unlabelled pixel is ignored (seen as context, never as a label);
+3. student: the start model's student, fine-tuned at its working GSD on those pseudo-masks within
+   the budget (resumable), one self-training round if time allows;
+4. the rule, on the held-out tiles (image-level): a tile is called a landslide when at least
+   TILE_SHARE of it scores above the threshold; the threshold with the best balanced accuracy is
+   kept; the fine-tuned student replaces the start one only if it is at least as good there.
+
+The classifier itself is not retrained (it is the teacher as shipped). The output is a complete
+model file: the start model with the new student and metadata saying what it was trained on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from . import student as st
+
+HOLDOUT_FRAC = 0.15
+TILE_SHARE = 0.02      # a tile is a landslide tile when >= 2 % of it scores above the threshold
+MIN_MINUTES = 0.2
+PSEUDO_SHARE = 0.25    # at most this share of the budget for the teacher (the rest trains the student)
+BLOCK = 320            # working-grid blocks cut around the labelled tiles
+
+
+def _inputs_key(images, labels, options) -> str:
+    h = hashlib.sha256()
+    for p in list(images) + [labels]:
+        st_ = Path(p).stat()
+        h.update(f"{Path(p).resolve()}|{st_.st_size}|{st_.st_mtime_ns}".encode())
+    h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _split(tiles, seed):
+    """Seeded stratified hold-out of the labelled tiles: (train, holdout) lists."""
+    rng = np.random.default_rng(seed)
+    train, hold = [], []
+    for lab in (0, 1):
+        idx = [i for i, t in enumerate(tiles) if t[1].label == lab]
+        rng.shuffle(idx)
+        k = max(1, int(round(HOLDOUT_FRAC * len(idx)))) if len(idx) >= 2 else 0
+        hold += [tiles[i] for i in idx[:k]]
+        train += [tiles[i] for i in idx[k:]]
+    return train, hold
+
+
+def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
+    """Working-grid blocks of one scene with their three-band targets (held-out tiles ignored),
+    and the held-out tiles as (working image, label) for the rule."""
+    from rasterio.windows import Window
+
+    from ..evaluation import stitch_in_memory
+    from ..raster import needs_resampling, open_scene, resampled_scene
+    samples, held = [], []
+    with open_scene(path) as sc:
+        ws = resampled_scene(sc, gsd) if needs_resampling(sc, gsd) else sc
+        try:
+            f = ws.width / sc.width  # working px per scene px
+            img, valid = ws.read(Window(0, 0, ws.width, ws.height))
+            target = np.full((ws.height, ws.width), st.IGNORE, np.uint8)
+            for tl in tiles:
+                r0, c0 = int(round(tl.row_off * f)), int(round(tl.col_off * f))
+                n = max(1, int(round(tl.size * f)))
+                if tl in hold:
+                    held.append((img[:, r0:r0 + n, c0:c0 + n].copy(), valid[r0:r0 + n, c0:c0 + n].copy(), tl.label))
+                    continue
+                if tl.label == 0:
+                    target[r0:r0 + n, c0:c0 + n] = 0
+                    continue
+                data, v = sc.read(Window(tl.col_off, tl.row_off, tl.size, tl.size))
+                size = max(teacher.tile_size, tl.size)
+                full = np.zeros((data.shape[0], size, size), np.float32)
+                full[:, :tl.size, :tl.size] = data
+                vv = np.zeros((size, size), bool)
+                vv[:tl.size, :tl.size] = v
+                cam = stitch_in_memory(teacher, full, vv)["cam"][:tl.size, :tl.size]
+                pm = st.pseudo_mask(cam, bands["t_fg"], bands["t_bg"], v)
+                target[r0:r0 + n, c0:c0 + n] = st.resample_target(pm, target[r0:r0 + n, c0:c0 + n].shape)
+            target[~valid] = st.IGNORE
+            img8 = np.clip(img, 0, 255).astype(np.uint8)
+            for r in range(0, ws.height, BLOCK):
+                for c in range(0, ws.width, BLOCK):
+                    t = target[r:r + BLOCK, c:c + BLOCK]
+                    if (t != st.IGNORE).any():
+                        samples.append(st.Sample(img8[:, r:r + BLOCK, c:c + BLOCK].copy(), t.copy(),
+                                                 f"{sc.name}_r{r}_c{c}", bool((t == 1).any())))
+        finally:
+            if ws is not sc:
+                ws.close()
+    log(event="scene", scene=str(path), tiles=len(tiles), held_out=len(held), blocks=len(samples))
+    return samples, held
+
+
+def holdout_rule(net, held) -> dict:
+    """Balanced accuracy of tile calls on the held-out tiles, best threshold of st.T_GRID."""
+    probs = [(st.predict_prob(net, img, v), lab) for img, v, lab in held]
+    best = None
+    for t in st.T_GRID:
+        calls = [(float((p > t).mean()) >= TILE_SHARE, lab) for p, lab in probs]
+        pos = [c for c, lab in calls if lab == 1]
+        neg = [c for c, lab in calls if lab == 0]
+        tpr = float(np.mean(pos)) if pos else 0.0
+        tnr = 1 - float(np.mean(neg)) if neg else 0.0
+        bacc = (tpr + tnr) / 2
+        if best is None or bacc > best["balanced_accuracy"]:
+            best = {"threshold": t, "balanced_accuracy": round(bacc, 4), "tile_recall": round(tpr, 4),
+                    "free_tiles_flagged": round(1 - tnr, 4), "n_pos": len(pos), "n_neg": len(neg)}
+    return best
+
+
+def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, label_field: Optional[str] = "label",
+               init=None, minutes: float = 30.0, tile_m: float = 64.0, negative_distance_m: float = 100.0,
+               seed: int = 0, overwrite: bool = False, state_dir=None, progress: bool = True, log=None) -> dict:
+    """Train a model from image-level labels (see the module docstring). Returns its metadata summary."""
+    import torch
+
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..labels import labels_for_scenes
+    from ..raster import check_output
+    from ..scorers.student import load_segmentation
+    from ..wsss import DEFAULT_MODEL, load_model
+    t0 = time.time()
+    log = log or (lambda **r: None)
+    images = [Path(p) for p in images]
+    if not images:
+        raise InputError("train weak: give at least one --image")
+    if not np.isfinite(minutes) or minutes < MIN_MINUTES:
+        raise InputError(f"--minutes {minutes:g}: a budget below {MIN_MINUTES:g} minutes cannot train anything")
+    if not np.isfinite(tile_m) or tile_m <= 0:
+        raise InputError(f"--tile-m {tile_m:g}: expected a positive size in metres")
+    if not np.isfinite(negative_distance_m) or negative_distance_m < 0:
+        raise InputError(f"--negative-distance {negative_distance_m:g}: expected >= 0 metres")
+    out = check_output(out, overwrite)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: a model file is written as *.safetensors")
+    init_path = Path(init) if init is not None else DEFAULT_MODEL
+    tensors, meta = load_checkpoint(init_path)
+    base = load_segmentation(tensors, meta, init_path, "student", "student")
+    if base is None:
+        raise InputError(f"{init_path}: --init needs a model file with a student network (the embedded one has it)")
+    comp = meta["student"]
+    gsd = float(comp["gsd"])
+    bands = {k: (comp.get("teacher") or {}).get(k, d) for k, d in (("t_fg", 0.4), ("t_bg", 0.3))}
+    teacher_method = (comp.get("teacher") or {}).get("method", "gradcam++")
+
+    def tile_px(scene):
+        return max(8, int(round(tile_m / scene.gsd)))
+
+    per_scene = labels_for_scenes(images, labels, layer=layer, label_field=label_field, tile_px=tile_px,
+                                  negative_distance_m=negative_distance_m)
+    tiles = [(p, t) for p, tl in per_scene.items() for t in tl]
+    counts = {"landslide_tiles": sum(t.label == 1 for _, t in tiles), "free_tiles": sum(t.label == 0 for _, t in tiles)}
+    log(event="labels", **counts)
+    state = Path(state_dir) if state_dir else out.parent / (out.name + ".state")
+    key = _inputs_key(images, labels, {"layer": layer, "field": label_field, "init": str(init_path), "tile_m": tile_m,
+                                       "neg": negative_distance_m, "seed": seed})
+    if state.is_dir() and (state / "key.txt").is_file() and (state / "key.txt").read_text() != key:
+        shutil.rmtree(state)  # a state of other inputs: start afresh
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "key.txt").write_text(key)
+    train_tiles, hold = _split(tiles, seed)
+    held_set = {id(t) for _, t in hold}
+    teacher = load_model(init_path, method=teacher_method, device="cpu",
+                         params={"gate": 0.0, "scales": [0.5, 1.0, 1.5, 2.0], "flip": True})
+    samples, held = [], []
+    for p in images:
+        mine = [t for q, t in tiles if q == p]
+        s, h = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], teacher, bands, gsd, log)
+        samples += s
+        held += h
+    if not any(s.positive for s in samples):
+        raise InputError("no landslide tile is left for training after the hold-out; label more landslide tiles")
+    spent = (time.time() - t0) / 60
+    budget = max(0.05, minutes - spent - 0.1 * minutes)  # a tenth of the budget for the rule and saving
+    base_rule = holdout_rule(base.net, held)
+    start_state = {k: v.clone() for k, v in base.net.state_dict().items()}
+    net = base.net
+    torch.manual_seed(seed)
+    net, hist = st.fit_student(samples, net, budget * 0.7, lr=3e-4, seed=seed, state_path=state / "fit.safetensors",
+                               log=log, progress=progress)
+    rule = holdout_rule(net, held)
+    left = minutes - (time.time() - t0) / 60 - 0.05 * minutes
+    rounds = 0
+    if left > 0.5:
+        relabelled = st.relabel(net, samples)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        net, _ = st.fit_student(relabelled, net, left * 0.9, lr=1e-4, seed=seed + 1,
+                                state_path=state / "selftrain.safetensors", log=log, progress=progress)
+        again = holdout_rule(net, held)
+        if again["balanced_accuracy"] >= rule["balanced_accuracy"]:
+            rule, rounds = again, 1
+        else:
+            net.load_state_dict(before)
+    keep = rule["balanced_accuracy"] >= base_rule["balanced_accuracy"]
+    if not keep:  # the start model's student calls the held-out tiles better: keep it
+        net.load_state_dict(start_state)
+        rule = base_rule
+    log(event="holdout", start_model=base_rule, trained=rule, kept=keep)
+    new = {k: v for k, v in tensors.items() if not k.startswith("student.")}
+    new.update(st.student_tensors(net))
+    meta = dict(meta)
+    meta["student"] = {**comp, "threshold": rule["threshold"], "holdout": rule, "trained_from_labels": True}
+    meta["method_default"] = "student"
+    meta["trained_on"] = {
+        "scenes": [str(p) for p in images], "labels": str(labels), "layer": layer, "label_field": label_field,
+        **counts, "held_out_tiles": len(hold), "gsd": gsd, "tile_m": tile_m, "negative_distance_m": negative_distance_m,
+        "init": str(init_path), "teacher": teacher_method, "bands": bands, "minutes_budget": minutes,
+        "seconds": round(time.time() - t0, 1), "self_training_rounds": rounds, "holdout_start_model": base_rule,
+        "holdout": rule, "fine_tuned_student_kept": keep, "history": hist[-3:],
+    }
+    save_checkpoint(out, new, meta)
+    shutil.rmtree(state, ignore_errors=True)
+    return meta["trained_on"]
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from ..cli import _Parser
+    from .common import Logger, set_threads
+    ap = _Parser(prog="landslide-wsss train weak", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", action="append", required=True, help="a GeoTIFF scene (repeat for more)")
+    ap.add_argument("--labels", required=True, help="label layer file (GeoPackage, shapefile, GeoJSON)")
+    ap.add_argument("--layer", help="layer name inside the labels file")
+    ap.add_argument("--label-field", default="label", help="1/0 field of labelled polygons (default label)")
+    ap.add_argument("--init", help="model file to start from (default: the embedded model)")
+    ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget (default 30)")
+    ap.add_argument("--tile-m", type=float, default=64.0, help="label tile size in metres (default 64)")
+    ap.add_argument("--negative-distance", type=float, default=100.0,
+                    help="points/outlines: tiles farther than this (m) from every label are landslide-free (default 100)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output", required=True, help="output model file (.safetensors)")
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--jsonl", action="store_true", help="JSON-lines progress on stdout (the QGIS plugin)")
+    a = ap.parse_args(argv)
+    set_threads(a.threads)
+    if a.jsonl:
+        from ..cli import _emit
+        t_budget = a.minutes * 60
+        t_start = time.time()
+
+        def log(**rec):
+            _emit({"event": "progress", "percent": round(min(99.0, 100 * (time.time() - t_start) / t_budget), 1)})
+            _emit({"event": "message", "level": "info", "text": json.dumps(rec)})
+    else:
+        log = Logger(quiet=a.quiet)
+    res = train_weak(a.image, a.labels, a.output, layer=a.layer, label_field=a.label_field, init=a.init,
+                     minutes=a.minutes, tile_m=a.tile_m, negative_distance_m=a.negative_distance, seed=a.seed,
+                     overwrite=a.overwrite, progress=not (a.quiet or a.jsonl), log=log)
+    if a.jsonl:
+        _emit({"event": "result", "output": str(Path(a.output).resolve()), **{k: res[k] for k in (
+            "landslide_tiles", "free_tiles", "held_out_tiles", "seconds")}, "holdout": res["holdout"]})
+    elif not a.quiet:
+        print(f"{a.output}: trained on {res['landslide_tiles']} landslide + {res['free_tiles']} landslide-free tiles "
+              f"in {res['seconds']:.0f} s; hold-out balanced accuracy {res['holdout']['balanced_accuracy']:.3f}")
+    return 0
