@@ -91,6 +91,7 @@ def predict_scene(
 
     Same path as detect() without the polygons; meant for evaluation on scenes that fit in memory.
     """
+    check_options(tile, overlap, batch_size=batch_size, bands=bands)
     with _gdal_env(), tempfile.TemporaryDirectory(prefix="lwsss-") as work:
         with _as_scene(scene, bands, assume_crs) as sc:
             model = load_scoring_model(model, method, device)  # after the scene checks, as in detect
@@ -132,10 +133,10 @@ def detect(
     score_raster: optional GeoTIFF path for the fused score (float32, 0..1).
     preview:      optional PNG path: scene, stitched maps and polygons side by side.
     """
+    check_options(tile, overlap, threshold, min_area_m2, simplify_px, batch_size, bands)
     for target in (out, score_raster, preview):
         if target is not None:
             check_output(target, overwrite)
-    _check_threshold(threshold)
     with _gdal_env(), _as_scene(scene, bands, assume_crs) as sc, tempfile.TemporaryDirectory(prefix="lwsss-") as work:
         model = load_scoring_model(model, method, device)  # after the scene checks: bad input fails fast
         if threshold is not None:
@@ -170,9 +171,28 @@ def with_threshold(model, threshold: float):
     return out
 
 
-def _check_threshold(threshold: Optional[float]) -> None:
+def check_options(tile=None, overlap=None, threshold=None, min_area_m2=0.0, simplify_px=0.0, batch_size=1,
+                  bands=None) -> None:
+    """Numeric and list options, checked before any model loads or any file is made."""
+    def bad(flag, value, want):
+        raise InputError(f"{flag} {value}: expected {want}")
+
+    if tile is not None and (int(tile) != tile or tile < 16 or tile % 16):
+        bad("--tile", tile, "a whole number of pixels >= 16 and a multiple of 16 (the networks' stride)")
+    if overlap is not None:
+        if int(overlap) != overlap or overlap < 0:
+            bad("--overlap", overlap, "a whole number of pixels >= 0")
+        if tile is not None and overlap > tile // 2:
+            bad("--overlap", overlap, f"at most half the tile ({int(tile) // 2} px)")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise InputError(f"threshold {threshold}: expected a value between 0 and 1")
+        bad("--threshold", threshold, "a value between 0 and 1")
+    for flag, value in (("--min-area", min_area_m2), ("--simplify", simplify_px)):
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            bad(flag, value, "a number >= 0")
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        bad("--batch-size", batch_size, "a whole number >= 1")
+    if bands is not None and (not len(bands) or any(int(b) != b or b < 1 for b in bands)):
+        bad("--bands", ",".join(str(b) for b in bands) or "''", "1-based band numbers, e.g. 1,2,3")
 
 
 def preview(scene, png, model=None, device: str = "auto", *, overwrite: bool = False, **options) -> gpd.GeoDataFrame:
@@ -416,7 +436,8 @@ def detect_directory(
     of the cores as torch threads).
     """
     out_gpkg = check_output(out_gpkg, overwrite)
-    _check_threshold(options.get("threshold"))  # before the journal exists: bad options leave nothing
+    check_options(**{k: options[k] for k in ("tile", "overlap", "threshold", "min_area_m2", "simplify_px", "batch_size",
+                                             "bands") if k in options})  # before the journal: bad options leave nothing
     scenes = list_rasters(scene_dir)
     crss = {}
     for p in scenes:

@@ -237,10 +237,10 @@ def check_output(path, overwrite: bool) -> Path:
         raise OutputError(f"{path}: output directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{path}: output directory {parent} is not writable")
+    if path.is_dir():
+        raise OutputError(f"{path}: output is a directory; give a file name")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: output exists; use --overwrite to replace it")
-    if path.is_dir():
-        raise OutputError(f"{path}: output is a directory")
     return path
 
 
@@ -329,6 +329,9 @@ class Terrain:
         if self.src.crs is None:
             self.src.close()
             raise InputError(f"{self.path}: DSM has no CRS")
+        if not _bounds_overlap(self.src, scene):
+            self.src.close()
+            raise InputError(f"{self.path}: DSM does not overlap the scene {scene.path.name}")
         same = (
             self.src.crs == scene.crs and self.src.transform.almost_equals(scene.transform)
             and self.src.width == scene.width and self.src.height == scene.height
@@ -363,6 +366,24 @@ class Terrain:
         if self.ds is not self.src:
             self.ds.close()
         self.src.close()
+
+
+def _bounds_overlap(ds, scene: Scene) -> bool:
+    from rasterio.warp import transform_bounds
+
+    try:
+        l, b, r, t = transform_bounds(ds.crs, scene.crs, *ds.bounds)
+    except Exception:  # noqa: BLE001 - a CRS pair that cannot be transformed cannot overlap usefully
+        return False
+    sl, sb, sr, st = _scene_bounds(scene)
+    return l < sr and r > sl and b < st and t > sb
+
+
+def _scene_bounds(scene: Scene):
+    t = scene.transform
+    xs = (t.c, t.c + t.a * scene.width)
+    ys = (t.f, t.f + t.e * scene.height)
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def open_terrain(path, scene: Scene) -> Terrain:

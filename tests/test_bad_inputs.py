@@ -78,6 +78,23 @@ def _case(case, tmp_path, model):
         (tmp_path / "out" / "afile").write_text("x")
         out = tmp_path / "out" / "afile" / "o.gpkg"
         exc = OutputError
+    elif case in OPTION_CASES:
+        _good(scene)
+        extra = OPTION_CASES[case][0]
+    elif case == "output-is-a-directory":
+        _good(scene)
+        out = tmp_path / "out" / "adir.gpkg"
+        out.mkdir()
+        exc = OutputError
+    elif case in ("dsm-no-overlap", "dsm-no-crs"):
+        _good(scene)
+        dsm = src / "dsm.tif"
+        z = np.full((64, 64), 3000.0, np.float32)
+        if case == "dsm-no-crs":
+            write_tif(dsm, z, crs=None)
+        else:
+            write_tif(dsm, z, transform=from_origin(600_000.0, 3_000_000.0, 2.0, 2.0))
+        extra = ["--dsm", str(dsm)]
     elif case in ("model-corrupt", "model-pickle", "model-wrong-arch", "model-missing"):
         _good(scene)
         bad = src / "bad.safetensors"
@@ -99,7 +116,20 @@ def _case(case, tmp_path, model):
     return argv, exc, out
 
 
-CASES = ["missing", "dir-without-rasters", "text-file", "empty-file", "truncated", "no-crs", "no-geotransform",
+# option cases: CLI arguments and the same options for the API
+OPTION_CASES = {
+    "tile-zero": (["--tile", "0"], {"tile": 0}),
+    "tile-not-multiple": (["--tile", "100"], {"tile": 100}),
+    "overlap-negative": (["--overlap", "-4"], {"overlap": -4}),
+    "overlap-too-big": (["--tile", "64", "--overlap", "40"], {"tile": 64, "overlap": 40}),
+    "min-area-negative": (["--min-area", "-1"], {"min_area_m2": -1.0}),
+    "threshold-above-1": (["--threshold", "1.5"], {"threshold": 1.5}),
+    "bands-zero": (["--bands", "0,1,2"], {"bands": [0, 1, 2]}),
+    "simplify-negative": (["--simplify", "-2"], {"simplify_px": -2.0}),
+    "batch-size-zero": (["--batch-size", "0"], {"batch_size": 0}),
+}
+
+CASES = list(OPTION_CASES) + ["output-is-a-directory", "dsm-no-overlap", "dsm-no-crs", "missing", "dir-without-rasters", "text-file", "empty-file", "truncated", "no-crs", "no-geotransform",
          "rotated", "band-count", "band-choice", "one-pixel", "absurd-size", "mixed-crs", "output-exists",
          "output-dir-missing", "output-dir-is-a-file", "model-corrupt", "model-pickle", "model-wrong-arch",
          "model-missing"]
@@ -123,7 +153,9 @@ def test_cli_bad_input(case, tmp_path, tiny_model_path, capsys):
 def test_api_bad_input_raises_typed_error(case, tmp_path, tiny_model_path):
     argv, exc, out = _case(case, tmp_path, tiny_model_path)
     scene = argv[1]
-    kwargs = {"bands": [1, 2, 5]} if case == "band-choice" else {}
+    kwargs = {"bands": [1, 2, 5]} if case == "band-choice" else dict(OPTION_CASES.get(case, ([], {}))[1])
+    if "--dsm" in argv:
+        kwargs["dsm"] = argv[argv.index("--dsm") + 1]
     call = api.detect_directory if os.path.isdir(scene) else api.detect
     with pytest.raises(exc) as info:
         call(scene, out, model=argv[5], **kwargs)
