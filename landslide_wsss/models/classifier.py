@@ -15,6 +15,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from .bands import BandNorm
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
@@ -35,7 +37,7 @@ def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
                     mod.padding = (d, d)
 
 
-class Classifier(nn.Module):
+class Classifier(BandNorm):
     """ResNet backbone -> layer4 activations -> global average pool -> 1 landslide logit."""
 
     def __init__(self, arch: str = "resnet18", in_bands: int = 3, output_stride: int = 16, width: int = 64,
@@ -71,15 +73,8 @@ class Classifier(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.num_features = width * 8 * block.expansion
         self.fc = nn.Linear(self.num_features, 1)
-        self.register_buffer("norm_mean", torch.as_tensor(mean if mean is not None else [0.0] * in_bands,
-                                                          dtype=torch.float32))
-        self.register_buffer("norm_std", torch.as_tensor(std if std is not None else [1.0] * in_bands,
-                                                         dtype=torch.float32))
+        self._init_band_norm(in_bands, mean, std)
 
-    # -- inputs
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw band values (N, C, H, W) -> normalized network input."""
-        return (x - self.norm_mean.view(1, -1, 1, 1)) / self.norm_std.view(1, -1, 1, 1)
 
     # -- network
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import torch.nn.functional as F
-from torch import nn
+
+from .bands import BandNorm
 
 STRIDE = 16  # input sides are padded to a multiple of this
 
 
-class StudentNet(nn.Module):
+class StudentNet(BandNorm):
     def __init__(self, in_bands: int = 3, encoder: str = "resnet18", depth: int = 4,
                  decoder: Sequence[int] = (128, 64, 32, 16),
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
@@ -29,11 +29,8 @@ class StudentNet(nn.Module):
                             in_channels=in_bands, classes=1)
         if depth < 5 and hasattr(self.net.encoder, "layer4"):
             del self.net.encoder.layer4  # smp builds it but never runs it at depth 4
-        self.register_buffer("norm_mean", torch.as_tensor(mean if mean is not None else [0.0] * in_bands, dtype=torch.float32))
-        self.register_buffer("norm_std", torch.as_tensor(std if std is not None else [1.0] * in_bands, dtype=torch.float32))
+        self._init_band_norm(in_bands, mean, std)
 
-    def normalize(self, x):
-        return (x - self.norm_mean.view(1, -1, 1, 1)) / self.norm_std.view(1, -1, 1, 1)
 
     def forward(self, x):
         """Logits (N, 1, H, W) for normalized input of any size (reflect-padded to the stride)."""

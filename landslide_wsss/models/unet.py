@@ -12,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bands import BandNorm
+
 
 def _block(cin, cout):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
                          nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class UNet(nn.Module):
+class UNet(BandNorm):
     def __init__(self, in_bands: int = 3, base: int = 16, depth: int = 4,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         super().__init__()
@@ -28,11 +30,8 @@ class UNet(nn.Module):
                                   [_block(widths[i], widths[i + 1]) for i in range(depth)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth))])
         self.out = nn.Conv2d(widths[0], 1, 1)
-        self.register_buffer("norm_mean", torch.as_tensor(mean if mean is not None else [0.0] * in_bands, dtype=torch.float32))
-        self.register_buffer("norm_std", torch.as_tensor(std if std is not None else [1.0] * in_bands, dtype=torch.float32))
+        self._init_band_norm(in_bands, mean, std)
 
-    def normalize(self, x):
-        return (x - self.norm_mean.view(1, -1, 1, 1)) / self.norm_std.view(1, -1, 1, 1)
 
     def forward(self, x):
         h, w = x.shape[-2:]

@@ -194,6 +194,7 @@ def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1
     w = np.asarray([s.weight for s in samples], np.float64)
     w = w / w.sum()
     band_std = net.norm_std.detach().cpu()
+    device = net.norm_std.device  # CPU (bf16 on AMX) or CUDA: wherever the caller put the network
     history = []
     t_start = time.time() - spent
     bar = tqdm(desc="student", unit="step", disable=not progress, initial=step)
@@ -205,13 +206,14 @@ def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1
         x = torch.from_numpy(np.stack([c[0] for c in crops]).astype(np.float32))
         y = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))
         x, y = augment(x, y, gen=torch.Generator().manual_seed(seed + step), band_std=band_std)
+        x, y = x.to(device), y.to(device)
         if total is not None:
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(lr, step, total, max(1, total // 20))
         else:
             for g in opt.param_groups:
                 g["lr"] = lr * 0.1
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             logits = net(net.normalize(x).contiguous(memory_format=torch.channels_last))
         loss = masked_loss(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -252,10 +254,10 @@ def predict_prob(net, img: np.ndarray, valid: Optional[np.ndarray] = None, min_s
     c, h, w = img.shape
     ph, pw = max(0, min_size - h), max(0, min_size - w)
     x = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="symmetric") if (ph or pw) else img
-    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(net.norm_std.device)
+    with torch.autocast(t.device.type, dtype=torch.bfloat16):
         p = torch.sigmoid(net(net.normalize(t).contiguous(memory_format=torch.channels_last)).float())[0, 0]
-    p = p.numpy()[:h, :w]
+    p = p.cpu().numpy()[:h, :w]
     if valid is not None:
         p = p * valid
     return p.astype(np.float32)
