@@ -187,61 +187,6 @@ def test_detect_on_real_amunet_area_a(tmp_path, tiny_model_path):
 # the weakly supervised models end to end: a tiny trained classifier (+ a hand-set generator)
 
 
-def _squares(n=96, size=64, sq=12, seed=1):
-    """Chips for a toy classifier: positives carry a bright square, negatives are dim noise."""
-    from landslide_wsss.datasets.common import ChipSet
-
-    rng = np.random.default_rng(seed)
-    imgs = rng.integers(20, 60, size=(n, 3, size, size)).astype(np.uint8)
-    labels = (np.arange(n) % 2).astype(np.float32)
-    for i in np.flatnonzero(labels):
-        r, c = rng.integers(0, size - sq, 2)
-        imgs[i, :, r:r + sq, c:c + sq] = 220
-    return ChipSet(imgs, labels)
-
-
-BG = 40  # the dim background level of the scenes below
-
-
-@pytest.fixture(scope="module")
-def weak_model_file(tmp_path_factory):
-    """A model file as training/default.py writes it: classifier.* (a toy classifier trained on
-    bright squares, 64 px tiles) plus generator.* stored by add_generator_to_model. The generator
-    is a real ResnetGenerator whose last convolution is set to render every pixel as the dim
-    background (a perfect 'landslide-free' rendering of these scenes), so |x - G(x)| is the scar."""
-    import torch
-
-    from landslide_wsss.checkpoint import save_checkpoint
-    from landslide_wsss.models.cyclegan import ResnetGenerator, add_generator_to_model, generator_meta, init_weights
-    from landslide_wsss.models.cyclegan import normalize_spectral
-    from landslide_wsss.training.classifier import train_classifier
-    from landslide_wsss.wsss import DEFAULT_PARAMS, classifier_metadata
-
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        clf, _ = train_classifier(_squares(), {"width": 8, "output_stride": 8}, epochs=3, batch_size=16, lr=3e-3,
-                                  log=lambda **k: None, jitter=0.0, threads=1)
-    finally:
-        torch.set_num_threads(n_threads)
-    d = tmp_path_factory.mktemp("weak")
-    path = d / "weak.safetensors"
-    meta = classifier_metadata(clf, tile=64, training={}, params=dict(DEFAULT_PARAMS))
-    save_checkpoint(path, {f"classifier.{k}": v for k, v in clf.state_dict().items()}, meta)
-    gen = init_weights(ResnetGenerator(3, 0, ngf=4, n_blocks=1))
-    last = [m for m in gen.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(float(np.arctanh(normalize_spectral(float(BG)))))  # tanh(bias) = the background
-    gfile = d / "g.safetensors"
-    gmeta = generator_meta(gen)
-    save_checkpoint(gfile, {f"generator.{k}": v for k, v in gen.state_dict().items()},
-                    {"architecture": gmeta["architecture"], "in_bands": 3, "version": "g", "generator": gmeta})
-    add_generator_to_model(path, gfile)
-    return path
-
-
 def _scar_scene(tmp_path, box=(24, 24, 44, 44)):
     data, mask = blob_scene(h=128, w=128, boxes=(box,), seed=3)
     return write_tif(tmp_path / "scar.tif", data, nodata=0), mask

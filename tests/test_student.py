@@ -192,3 +192,78 @@ def test_unknown_device_is_a_clean_error(tmp_path, capsys):
     rc = cli_main(["evaluate", "scene", "--image", str(img), "--mask", str(ref), "--device", "gpu"])
     assert rc == 2
     assert "--device 'gpu'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# train weak: a user's scene and labels -> a model file
+
+
+@pytest.fixture
+def start_model(tmp_path, weak_model_file):
+    """The toy weak model of conftest plus a tiny student at 1 m: what `train weak` starts from."""
+    from landslide_wsss.checkpoint import load_checkpoint
+    tensors, meta = load_checkpoint(weak_model_file)
+    torch.manual_seed(0)
+    net = StudentNet(mean=[40.0] * 3, std=[60.0] * 3, **SMALL)
+    tensors.update(st.student_tensors(net))
+    meta = {k: v for k, v in meta.items() if k != "format"}
+    meta["student"] = {"config": net.config(), "gsd": 1.0, "tile_size": 64, "overlap": 8, "threshold": 0.5,
+                       "teacher": {"method": "cam", "t_fg": 0.4, "t_bg": 0.2}}
+    path = tmp_path / "start.safetensors"
+    save_checkpoint(path, tensors, meta)
+    return path
+
+
+def _region(tmp_path):
+    data, mask = blob_scene(256, 256, boxes=((40, 40, 80, 80), (150, 170, 200, 220)), seed=4)
+    scene = write_tif(tmp_path / "region.tif", data, transform=from_origin(400_000.0, 3_500_000.0, 0.5, 0.5))
+    return scene, mask
+
+
+def _ticked(tmp_path, scene, mask, tile_m=16.0):
+    from rasterio.features import geometry_mask
+
+    from landslide_wsss.labels import label_grid
+    grid = label_grid([scene], None, tile_m=tile_m)
+    with rasterio.open(scene) as ds:
+        tr = ds.transform
+    grid["label"] = [int(mask[~geometry_mask([g], mask.shape, tr)].any()) for g in grid.geometry]
+    path = tmp_path / "ticked.gpkg"
+    grid.to_file(path, layer="label_grid")
+    return path, grid
+
+
+def test_train_weak_from_a_ticked_grid(tmp_path, start_model):
+    from landslide_wsss.checkpoint import read_metadata
+    from landslide_wsss.training.weak import train_weak
+    scene, mask = _region(tmp_path)
+    labels, grid = _ticked(tmp_path, scene, mask)
+    out = tmp_path / "mine.safetensors"
+    summary = train_weak([scene], labels, out, init=start_model, minutes=0.3, tile_m=16.0, progress=False)
+    meta = read_metadata(out)
+    assert meta["method_default"] == "student" and meta["trained_on"] == summary
+    assert summary["landslide_tiles"] + summary["free_tiles"] == len(grid)
+    assert summary["landslide_tiles"] == int(grid.label.sum())
+    assert 0 <= summary["holdout"]["balanced_accuracy"] <= 1
+    assert not (tmp_path / "mine.safetensors.state").exists()  # the resume state is gone once done
+    gdf = api.detect(scene, None, model=out)  # the trained file works with detect
+    assert set(gdf.method) <= {"student"}
+
+
+@pytest.mark.parametrize("case", ["no-landslide", "tiny-budget", "output-exists", "no-student"])
+def test_train_weak_bad_input_is_one_clean_error(tmp_path, start_model, weak_model_file, capsys, case):
+    scene, mask = _region(tmp_path)
+    labels, _ = _ticked(tmp_path, scene, np.zeros_like(mask) if case == "no-landslide" else mask)
+    out = tmp_path / "mine.safetensors"
+    argv = ["train", "weak", "--image", str(scene), "--labels", str(labels), "--tile-m", "16", "--minutes", "0.3",
+            "--init", str(weak_model_file if case == "no-student" else start_model), "-o", str(out), "--quiet"]
+    if case == "tiny-budget":
+        argv[argv.index("0.3")] = "0.01"
+    if case == "output-exists":
+        out.write_bytes(b"keep")
+    capsys.readouterr()
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert out.read_bytes() == b"keep" if case == "output-exists" else not out.exists()
+    assert not (tmp_path / "mine.safetensors.state").exists()
