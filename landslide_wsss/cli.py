@@ -13,12 +13,9 @@ import warnings
 from typing import List, Optional
 
 from . import __version__
+from .cliutil import Parser as _Parser, emit as _emit
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(2)
 
 
 def _int_list(text: str) -> List[int]:
@@ -28,9 +25,6 @@ def _int_list(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated band numbers, got {text!r}") from None
 
 
-def _emit(event: dict) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
 
 
 class _Reporter:

@@ -187,7 +187,7 @@ def read_mask(path) -> np.ndarray:
 def evaluate_scene(image, mask, dsm=None, method: Optional[str] = None, model_path=None, device: str = "auto",
                    model=None, tile: Optional[int] = None, overlap: Optional[int] = None,
                    params: Optional[dict] = None) -> dict:
-    from .api import predict_scene
+    from .pipeline import predict_scene
     t0 = time.time()
     ref = read_mask(mask)
     model = _model(model, model_path, method, device, params)

@@ -19,13 +19,10 @@ import numpy as np
 import torch
 
 from .errors import ModelError
+from .registry import METHODS, REFINEMENTS
 from .scoring import SceneStats
-from .wsss import WeakScorer
+from .scorers.weak import WeakScorer
 
-# refinement -> the CAM method it reads at inference
-REFINEMENTS = {"terrain-crop": "cam", "rcm-mam": "cam", "adversarial-erasing": "gradcam"}
-TRAINED_ONLY = ("rcm-mam", "adversarial-erasing")
-TRAIN_MODULE = {"terrain-crop": "terrain_crop", "rcm-mam": "rcm_mam", "adversarial-erasing": "adversarial_erasing"}
 
 
 def refinement_of(method: Optional[str]) -> Optional[str]:
@@ -47,7 +44,7 @@ class RefinedScorer(WeakScorer):
         ref = refinement_of(method)
         if ref is None:
             raise ModelError(f"method {method!r} is not a refinement ({', '.join(REFINEMENTS)})")
-        if ref in TRAINED_ONLY and meta.get("refinement") != ref:
+        if METHODS[ref].component != "classifier" and meta.get("refinement") != ref:  # needs its own weights
             raise ModelError(f"method {ref!r} needs its own weights: train them with `landslide-wsss train {ref} "
                              f"--out FILE` and pass --model FILE")
         cam_method = meta.get("refinement_cam") or REFINEMENTS[ref]

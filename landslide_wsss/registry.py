@@ -58,6 +58,9 @@ def _build() -> Dict[str, Method]:
 
 
 METHODS: Dict[str, Method] = _build()
+CAM_METHODS = tuple(m.name for m in METHODS.values() if m.kind == "weak" and not m.generator)
+# refinement -> the CAM method it reads at inference
+REFINEMENTS = {m.name: m.cam for m in METHODS.values() if m.kind == "refined" and not m.generator}
 
 
 def get(name: str) -> Method:

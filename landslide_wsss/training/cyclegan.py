@@ -92,7 +92,7 @@ def cyclegan_chips(data_root, size: int = 128, seed: int = 0, min_covered: float
     # imported inside the function: training/default.py imports this module (stage_cyclegan), so a
     # module-level import would tie the two into a cycle. No fallback: without the hold-out split
     # the CycleGAN would train on the tuning hold-out.
-    from .default import HOLDOUT_FRAC, STRIP_FRAC, split_holdout
+    from .data import HOLDOUT_FRAC, STRIP_FRAC, split_holdout
 
     data_root = Path(data_root)
     bj = load_bijie(data_root / "bijie", data_root / "bijie" / "train.txt", size=size, with_masks=False)

@@ -38,36 +38,12 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = {"arch": "resnet18", "in_bands": 3, "output_stride": 16, "width": 32}
-TILE = 128
-HOLDOUT_FRAC = 0.1
-STRIP_FRAC = 0.2  # bottom rows of area A kept for tuning
+from .data import CONFIG, REPO, STRIP_FRAC, TILE, _paths, split_holdout
+
 # CAM x difference fusion settings of the shipped model: the best mean landslide IoU over the Bijie
 # train hold-out and the area A strip (benchmarks/cyclegan_eval.py); validation data not used.
 FUSION = {"cam_dilate": 4, "cam_floor": 0.0, "cam_quantile": 0.99, "diff_floor": 0.0, "diff_percentile": 0.85,
           "diff_rule": "otsu", "diff_scale": 0.6, "min_component_px": 32, "open_radius": 1, "t_cam": 0.2}
-
-
-def _paths(data):
-    data = Path(data)
-    return {"bijie": data / "bijie", "a_rgb": data / "amunet/areaA_rgb.tif", "a_mask": data / "amunet/areaA_mask.tif",
-            "a_dsm": data / "amunet/areaA_dsm.tif",
-            "b_rgb": data / "amunet/areaB_rgb.tif", "b_mask": data / "amunet/areaB_mask.tif",
-            "b_dsm": data / "amunet/areaB_dsm.tif"}
-
-
-def split_holdout(names, labels, frac=HOLDOUT_FRAC, seed=0):
-    """Seeded stratified hold-out of the Bijie train list: (train_idx, holdout_idx)."""
-    rng = np.random.default_rng(seed)
-    hold = []
-    for lab in (0, 1):
-        idx = np.flatnonzero(np.asarray(labels) == lab)
-        rng.shuffle(idx)
-        hold.extend(idx[: int(round(frac * len(idx)))].tolist())
-    hold = np.sort(np.asarray(hold, int))
-    train = np.setdiff1d(np.arange(len(names)), hold)
-    return train, hold
 
 
 def training_chips(data, seed=0, with_masks=False):
@@ -170,8 +146,9 @@ def main(argv=None):
     if args.stage in ("all", "train"):
         stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads)
     if args.stage in ("all", "tune"):
-        from .tune import METHODS as CAMS, stage_tune
-        stage_tune(args.data, args.out, args.seed, args.log_dir, methods=list(CAMS))
+        from ..registry import CAM_METHODS
+        from .tune import stage_tune
+        stage_tune(args.data, args.out, args.seed, args.log_dir, methods=list(CAM_METHODS))
     if args.stage in ("all", "cyclegan"):
         stage_cyclegan(args.data, args.out, args.seed, args.log_dir, args.threads)
     for which in ("student", "unet"):

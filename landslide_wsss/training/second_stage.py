@@ -131,7 +131,7 @@ def stage_pseudo(data, work, seed=0, log=print):
     """Choose the teacher on the hold-out, make pseudo-masks, cache weak + supervised samples."""
     from ..datasets.bijie import label_from_name, load_image, load_mask, read_split
     from ..evaluation import stitch_in_memory
-    from .default import split_holdout
+    from .data import split_holdout
     t0 = time.time()
     work = Path(work)
     root = Path(data) / "bijie"
@@ -200,7 +200,7 @@ def _pos_tiles(mask, tile):
 def holdout_items(data, seed=0):
     """Hold-out items for the threshold rule: {set: [(img at working GSD, mask, valid)]}."""
     from ..datasets.bijie import label_from_name, load_image, load_mask, read_split
-    from .default import split_holdout
+    from .data import split_holdout
     root = Path(data) / "bijie"
     names = read_split(root / "train.txt")
     labels = np.asarray([label_from_name(n) for n in names])
@@ -326,7 +326,7 @@ def stage_select(data, out, work, seed=0, candidates=SELECT_CANDIDATES, log=prin
     from ..datasets.bijie import label_from_name, read_split
     from ..evaluation import evaluate_bijie, evaluate_scene
     from ..wsss import load_model
-    from .default import split_holdout
+    from .data import split_holdout
     from .tune import _update_meta
     work = Path(work)
     root = Path(data) / "bijie"

@@ -20,7 +20,7 @@ from ..metrics import Confusion
 NORMS = [{"norm": "vmax"}, {"norm": "quantile", "norm_q": 0.99}, {"norm": "quantile", "norm_q": 0.95},
          {"norm": "quantile", "norm_q": 0.9}]
 THRESHOLDS = [round(float(t), 2) for t in np.arange(0.05, 0.80, 0.05)]
-METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
+from ..registry import CAM_METHODS as METHODS  # the CAM methods tuned per method
 
 
 def _update_meta(out, fn):
@@ -35,7 +35,7 @@ def holdout_maps(model, data, seed):
     from ..datasets.bijie import read_split
     from ..datasets.scene_chips import read_scene_arrays
     from ..evaluation import bijie_maps, stitch_in_memory
-    from .default import _paths, split_holdout
+    from .data import _paths, split_holdout
     import rasterio
     p = _paths(data)
     names = read_split(p["bijie"] / "train.txt")
@@ -43,7 +43,7 @@ def holdout_maps(model, data, seed):
     _, ho = split_holdout(names, labels, seed=seed)
     bij = [(m, mask, None) for _, m, mask in bijie_maps(model, p["bijie"], [names[i] for i in ho])]
     img, valid, mask = read_scene_arrays(p["a_rgb"], p["a_mask"])
-    from .default import STRIP_FRAC
+    from .data import STRIP_FRAC
     with rasterio.open(p["a_rgb"]) as ds:
         cut = int(ds.height * (1 - STRIP_FRAC))
     img, valid, mask = img[:, cut:], valid[cut:], mask[cut:]
@@ -133,7 +133,7 @@ def apply_tuning(out, report):
 def stage_evaluate(data, out, methods, log_dir="runs"):
     from ..evaluation import evaluate_bijie, evaluate_scene
     from ..wsss import load_model
-    from .default import _paths
+    from .data import _paths
     p = _paths(data)
     results = {}
     path = Path(log_dir) / "default_eval.json"

@@ -232,7 +232,7 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
 def main(argv=None) -> int:
     import argparse
 
-    from ..cli import _Parser
+    from ..cliutil import Parser as _Parser
     from .common import Logger, set_threads
     ap = _Parser(prog="landslide-wsss train weak", description=__doc__,
                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     set_threads(a.threads)
     if a.jsonl:
-        from ..cli import _emit
+        from ..cliutil import emit as _emit
         t_budget = a.minutes * 60
         t_start = time.time()
 
