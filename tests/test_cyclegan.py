@@ -296,7 +296,7 @@ def test_cyclegan_chips_fail_without_the_holdout_split(tmp_path, monkeypatch):
     from landslide_wsss.training.cyclegan import cyclegan_chips
 
     root, _ = _data_root(tmp_path)
-    monkeypatch.setitem(sys.modules, "landslide_wsss.training.default", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "landslide_wsss.training.data", None)  # import now fails
     with pytest.raises(ImportError):
         cyclegan_chips(root, size=32, seed=0)
 
