@@ -229,16 +229,14 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-TRAINERS = {
-    "classifier": "landslide_wsss.training.classifier",
-    "cyclegan": "landslide_wsss.training.cyclegan",
-    "unet": "landslide_wsss.training.unet",
-    "default": "landslide_wsss.training.default",
-    "terrain-crop": "landslide_wsss.training.terrain_crop",
-    "rcm-mam": "landslide_wsss.training.rcm_mam",
-    "adversarial-erasing": "landslide_wsss.training.adversarial_erasing",
-    "weak": "landslide_wsss.training.weak",
-}
+def _trainers() -> dict:
+    """`train NAME` -> its module: every trainer the registry names, plus `weak` (your own labels)."""
+    from .registry import METHODS
+    names = {m.trainer for m in METHODS.values() if m.trainer} | {"weak"}
+    return {n: f"landslide_wsss.training.{n.replace('-', '_')}" for n in sorted(names)}
+
+
+TRAINERS = _trainers()
 
 
 def _add_train(sub) -> None:
