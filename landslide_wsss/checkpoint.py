@@ -35,6 +35,13 @@ def save_checkpoint(path, tensors: Mapping[str, torch.Tensor], metadata: Dict[st
     return Path(path)
 
 
+def fp16_tensors(module: torch.nn.Module, prefix: str) -> Dict[str, torch.Tensor]:
+    """A network's state under `prefix.` for a model file: float tensors as fp16 (half the size),
+    the normalization buffers (`norm_*`) and integer counters as they are."""
+    return {f"{prefix}.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
+            for k, v in module.state_dict().items()}
+
+
 def read_metadata(path) -> Dict[str, Any]:
     """Read and validate only the metadata block (cheap; no tensor is loaded)."""
     return _open(path)[1]

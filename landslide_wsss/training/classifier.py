@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     import argparse
     import time
 
-    from ..checkpoint import save_checkpoint
+    from ..checkpoint import fp16_tensors, save_checkpoint
     from ..wsss import DEFAULT_PARAMS, classifier_metadata
     ap = argparse.ArgumentParser(prog="landslide-wsss train classifier",
                                  description="Train the image-level classifier (BCE) and write a model file.")
@@ -197,8 +197,7 @@ def main(argv=None) -> int:
     meta = classifier_metadata(model, tile=args.tile, params=dict(DEFAULT_PARAMS), training={
         "command": "landslide-wsss train classifier " + " ".join(argv or []), "n_chips": len(train),
         "epochs": args.epochs, "seed": args.seed, "seconds": round(time.time() - t0, 1), "history": hist[-3:]})
-    tensors = {f"classifier.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
-               for k, v in model.state_dict().items()}
+    tensors = fp16_tensors(model, "classifier")
     save_checkpoint(args.out, tensors, meta)
     loss_plot(hist, str(args.out) + ".loss.png")
     print(args.out)

@@ -80,7 +80,7 @@ def training_chips(data, seed=0, with_masks=False):
 
 
 def stage_train(data, out, epochs, seed, log_dir, threads):
-    from ..checkpoint import save_checkpoint
+    from ..checkpoint import fp16_tensors, save_checkpoint
     from .classifier import train_classifier
     from .common import Logger
     t0 = time.time()
@@ -97,8 +97,7 @@ def stage_train(data, out, epochs, seed, log_dir, threads):
                  f"AMU-Net areaA rows < {cut} (128 px chips, stride 64)"],
         "n_chips": len(train), "epochs": epochs, "seed": seed, "seconds": round(time.time() - t0, 1),
         "history": hist[-3:]}, params=dict(DEFAULT_PARAMS))
-    tensors = {f"classifier.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
-               for k, v in model.state_dict().items()}
+    tensors = fp16_tensors(model, "classifier")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, tensors, meta)
     log(event="saved", path=str(out), seconds=round(time.time() - t0, 1))

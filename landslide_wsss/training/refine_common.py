@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import fp16_tensors, load_checkpoint, save_checkpoint
 from ..errors import ModelError
 from ..models.classifier import Classifier, build_classifier
 
@@ -122,8 +122,7 @@ def save_refined(model: Classifier, out, refinement: str, source_meta: dict, tra
     meta = classifier_metadata(model, tile=int(source_meta.get("tile_size", 128)), training=training, params=params)
     meta.update(refinement=refinement, method=refinement, method_default=refinement,
                 version=f"{meta['version']}+{refinement}")
-    tensors = {f"classifier.{k}": v.half() if v.is_floating_point() and not k.startswith("norm_") else v
-               for k, v in model.state_dict().items()}
+    tensors = fp16_tensors(model, "classifier")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, tensors, meta)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from ..checkpoint import fp16_tensors
 from ..metrics import Confusion
 
 IGNORE = 255
@@ -313,5 +314,4 @@ def relabel(net, samples: Sequence[Sample], hi: float = ST_HI, lo: float = ST_LO
 
 
 def student_tensors(net) -> dict:
-    return {f"student.{k}": (v.half() if v.is_floating_point() and not k.startswith("norm_") else v)
-            for k, v in net.state_dict().items()}
+    return fp16_tensors(net, "student")

@@ -90,7 +90,7 @@ def save_unet(model: UNet, path, tile: int = 128, threshold: float = 0.5, traini
     """Write the U-Net to `path` under unet.* (fp16). With embed=True and an existing file, the other
     tensors and metadata are kept (so the default model file can carry the baseline too)."""
     from .. import __version__
-    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..checkpoint import fp16_tensors, load_checkpoint, save_checkpoint
     unet_meta = {**model.config(), "tile_size": tile, "threshold": threshold, "training": training or {},
                  "normalization": {"mean": [float(v) for v in model.norm_mean], "std": [float(v) for v in model.norm_std]}}
     path = Path(path)
@@ -100,8 +100,7 @@ def save_unet(model: UNet, path, tile: int = 128, threshold: float = 0.5, traini
         tensors, meta = load_checkpoint(path)
         tensors = {k: v for k, v in tensors.items() if not k.startswith("unet.")}
         meta = {k: v for k, v in meta.items() if k != "format"}
-    for k, v in model.state_dict().items():
-        tensors["unet." + k] = v.half() if v.is_floating_point() and not k.startswith("norm_") else v
+    tensors.update(fp16_tensors(model, "unet"))
     meta["unet"] = unet_meta
     save_checkpoint(path, tensors, meta)
     return path
