@@ -32,13 +32,12 @@ AREA_TILE_M = 64.0   # area A's image-level labels: 64 m squares
 BLOCK = 256          # area A is cut into blocks of this many working pixels (samples)
 AREA_SHARE = 0.3     # share of the crops drawn from area A (Bijie has ~800 images, area A 2 km²)
 TEACHERS = ("cam", "gradcam++")
-TEACHER_PARAMS = {"gate": 0.0, "scales": [0.5, 1.0, 1.5, 2.0], "flip": True}
 INFER_TILE = 256     # student inference tile at the working GSD
 
 
 def _teacher(method: str, device: str = "cpu"):
     from ..wsss import load_model
-    return load_model(None, method=method, device=device, params=dict(TEACHER_PARAMS))
+    return load_model(None, method=method, device=device, params=dict(st.TEACHER_PARAMS))
 
 
 def _bijie_cams(teacher, root, names):
@@ -51,14 +50,26 @@ def _bijie_cams(teacher, root, names):
 
 
 def _area_a(data):
-    import rasterio
-
+    """Area A as arrays, and the first row of its held-out bottom strip."""
     from ..datasets.scene_chips import read_scene_arrays
     p = Path(data) / "amunet"
     img, valid, mask = read_scene_arrays(p / "areaA_rgb.tif", p / "areaA_mask.tif")
-    with rasterio.open(p / "areaA_rgb.tif") as ds:
-        cut = int(ds.height * 0.8)
-    return img, valid, mask, cut
+    return img, valid, mask, _area_a_cut(mask.shape[0])
+
+
+def _area_a_cut(height: int) -> int:
+    from .data import STRIP_FRAC
+    return int(height * (1 - STRIP_FRAC))
+
+
+def _bijie_split(data, seed):
+    """Bijie train names, their image-level labels, and the seeded (train, hold-out) indexes."""
+    from ..datasets.bijie import label_from_name, read_split
+    from .data import split_holdout
+    names = read_split(Path(data) / "bijie" / "train.txt")
+    labels = np.asarray([label_from_name(n) for n in names])
+    tr, ho = split_holdout(names, labels, seed=seed)
+    return names, labels, tr, ho
 
 
 def _tile_labels(mask: np.ndarray, tile: int):
@@ -83,20 +94,6 @@ def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int,
             out[sl] = st.pseudo_mask(cam[sl], t_fg, t_bg, valid[sl])
         elif lab == 0:
             out[sl] = np.where(valid[sl], 0, st.IGNORE)
-    return out
-
-
-def _blocks(img, target, name, weight):
-    """Cut a working-grid scene into BLOCK samples (those with any labelled pixel)."""
-    out = []
-    h, w = target.shape
-    for r in range(0, h, BLOCK):
-        for c in range(0, w, BLOCK):
-            t = target[r:r + BLOCK, c:c + BLOCK]
-            if (t != st.IGNORE).mean() < 0.05:
-                continue
-            out.append(st.Sample(img[:, r:r + BLOCK, c:c + BLOCK].copy(), t.copy(), f"{name}_r{r}_c{c}",
-                                 bool((t == 1).any()), weight))
     return out
 
 
@@ -129,15 +126,12 @@ def _weights(samples):
 
 def stage_pseudo(data, work, seed=0, log=print):
     """Choose the teacher on the hold-out, make pseudo-masks, cache weak + supervised samples."""
-    from ..datasets.bijie import label_from_name, load_image, load_mask, read_split
+    from ..datasets.bijie import label_from_name, load_image, load_mask
     from ..evaluation import stitch_in_memory
-    from .data import split_holdout
     t0 = time.time()
     work = Path(work)
     root = Path(data) / "bijie"
-    names = read_split(root / "train.txt")
-    labels = np.asarray([label_from_name(n) for n in names])
-    tr, ho = split_holdout(names, labels, seed=seed)
+    names, labels, tr, ho = _bijie_split(data, seed)
     ho_pos = [names[i] for i in ho if labels[i] == 1]
     a_img, a_valid, a_mask, cut = _area_a(data)
     a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
@@ -173,17 +167,13 @@ def stage_pseudo(data, work, seed=0, log=print):
             tgt = np.zeros(img.shape[1:], np.uint8)
         weak.append(st.Sample(small, st.resample_target(tgt, size), n, n in cam_of))
         sup.append(st.Sample(small, st.resample_target(mask, size), n, n in cam_of))
-    top = np.zeros_like(a_mask)
-    top[cut:] = 1
     a_tgt = area_target(cams_a[method], a_mask, a_valid, a_tile, t_fg, t_bg)
-    a_tgt[cut:] = st.IGNORE
-    a_true = np.where(top > 0, st.IGNORE, a_mask).astype(np.uint8)
-    a_small = st.resample_image(a_img[:, :cut].astype(np.uint8), f_a)
+    a_small = st.resample_image(a_img[:, :cut].astype(np.uint8), f_a)  # the strip (rows >= cut) stays out
     size = a_small.shape[1:]
-    weak += _blocks(a_small, st.resample_target(a_tgt[:cut], size), "areaA", 1.0)
-    sup += _blocks(a_small, st.resample_target(a_true[:cut], size), "areaA", 1.0)
+    weak += st.cut_blocks(a_small, st.resample_target(a_tgt[:cut], size), "areaA", BLOCK, min_labelled=0.05)
+    sup += st.cut_blocks(a_small, st.resample_target(a_mask[:cut], size), "areaA", BLOCK, min_labelled=0.05)
     quality = st.band_quality([cam_of[n][0] for n in pos_names], [cam_of[n][1] for n in pos_names], t_fg, t_bg)
-    meta = {"gsd": GSD, "teacher": {"method": method, "t_fg": t_fg, "t_bg": t_bg, "params": TEACHER_PARAMS,
+    meta = {"gsd": GSD, "teacher": {"method": method, "t_fg": t_fg, "t_bg": t_bg, "params": st.TEACHER_PARAMS,
                                     "holdout": choice, "train_band_quality": quality},
             "seed": seed, "strip_row": cut, "seconds": round(time.time() - t0, 1)}
     _save_samples(work / "weak_samples.safetensors", _weights(weak), meta)
@@ -199,12 +189,9 @@ def _pos_tiles(mask, tile):
 
 def holdout_items(data, seed=0):
     """Hold-out items for the threshold rule: {set: [(img at working GSD, mask, valid)]}."""
-    from ..datasets.bijie import label_from_name, load_image, load_mask, read_split
-    from .data import split_holdout
+    from ..datasets.bijie import load_image, load_mask
     root = Path(data) / "bijie"
-    names = read_split(root / "train.txt")
-    labels = np.asarray([label_from_name(n) for n in names])
-    _, ho = split_holdout(names, labels, seed=seed)
+    names, _, _, ho = _bijie_split(data, seed)
     bij = []
     for i in ho:
         img = load_image(root, names[i])
@@ -238,7 +225,7 @@ def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=
     log(event="holdout", stage=name, round=0, **best)
     record = {"rounds": [best], "kept_rounds": 0, "history": hist[-3:], "minutes": minutes}
     best_sd = {k: v.clone() for k, v in net.state_dict().items()}
-    for r in range(1, rounds + 1 if name == "student" else 1):
+    for r in range(1, rounds + 1):
         relabelled = st.relabel(net, samples)
         net, h = st.fit_student(relabelled, net, selftrain_minutes, lr=3e-4, seed=seed + r,
                                 state_path=work / f"{name}.st{r}.state.safetensors", log=log)
@@ -284,10 +271,6 @@ def main(argv=None):
         stage_student(a.data, a.work, a.minutes, 0, 0, a.seed, log, "supervised")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ---------------------------------------------------------------------------------------------
 # Into the model file, and the rule that picks the default method
 
@@ -312,8 +295,7 @@ def _strip_mask(data, work) -> Path:
     with rasterio.open(src) as ds:
         m = ds.read(1)
         profile = ds.profile
-    cut = int(m.shape[0] * 0.8)
-    m[:cut] = 255
+    m[:_area_a_cut(m.shape[0])] = 255
     with rasterio.open(dst, "w", **profile) as out:
         out.write(m, 1)
     return dst
@@ -323,15 +305,12 @@ def stage_select(data, out, work, seed=0, candidates=SELECT_CANDIDATES, log=prin
     """The rule: the default method is the candidate with the best mean landslide IoU over the Bijie
     train hold-out and the area A strip, measured by the same `evaluate` path users run. Validation
     data (Bijie val, area B) is never looked at."""
-    from ..datasets.bijie import label_from_name, read_split
     from ..evaluation import evaluate_bijie, evaluate_scene
     from ..wsss import load_model
-    from .data import split_holdout
     from .tune import _update_meta
     work = Path(work)
     root = Path(data) / "bijie"
-    names = read_split(root / "train.txt")
-    _, ho = split_holdout(names, np.asarray([label_from_name(n) for n in names]), seed=seed)
+    names, _, _, ho = _bijie_split(data, seed)
     split = work / "holdout.txt"
     split.write_text("\n".join(names[i] for i in ho) + "\n")
     strip = _strip_mask(data, work)
@@ -354,3 +333,7 @@ def stage_select(data, out, work, seed=0, candidates=SELECT_CANDIDATES, log=prin
                              "table": table, "chosen": best}
     _update_meta(out, apply)
     return table
+
+
+if __name__ == "__main__":
+    main()

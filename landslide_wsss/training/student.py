@@ -34,6 +34,8 @@ CROP = 192
 BATCH = 16
 ST_HI, ST_LO = 0.6, 0.3
 T_GRID = tuple(round(0.05 * k, 2) for k in range(2, 19))  # mask thresholds tried on the hold-out
+# the teacher's CAM settings: every tile (the image label is known), IRN's scales, flips
+TEACHER_PARAMS = {"gate": 0.0, "scales": [0.5, 1.0, 1.5, 2.0], "flip": True}
 
 
 @dataclass
@@ -126,6 +128,22 @@ def choose_bands(cams, masks, fg_grid=(0.3, 0.4, 0.5, 0.6, 0.7), bg_grid=(0.05, 
     bgs = [t for t in bg_grid if t < fg and band_quality(cams, masks, fg, t)["bg_precision"] >= bg_precision]
     bg = max(bgs) if bgs else min(bg_grid)
     return {"t_fg": fg, "t_bg": bg, **band_quality(cams, masks, fg, bg)}
+
+
+def cut_blocks(img: np.ndarray, target: np.ndarray, name: str, size: int, min_labelled: float = 0.0,
+               weight: float = 1.0) -> List[Sample]:
+    """A working-grid scene as `size` px samples: the blocks whose labelled (non-255) share is above
+    zero and at least `min_labelled`."""
+    out = []
+    h, w = target.shape
+    for r in range(0, h, size):
+        for c in range(0, w, size):
+            t = target[r:r + size, c:c + size]
+            share = float((t != IGNORE).mean())
+            if share > 0 and share >= min_labelled:
+                out.append(Sample(img[:, r:r + size, c:c + size].copy(), t.copy(), f"{name}_r{r}_c{c}",
+                                  bool((t == 1).any()), weight))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

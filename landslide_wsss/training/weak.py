@@ -67,7 +67,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
 
     from ..evaluation import stitch_in_memory
     from ..raster import needs_resampling, open_scene, resampled_scene
-    samples, held = [], []
+    held = []
     with open_scene(path) as sc:
         ws = resampled_scene(sc, gsd) if needs_resampling(sc, gsd) else sc
         try:
@@ -93,13 +93,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
                 pm = st.pseudo_mask(cam, bands["t_fg"], bands["t_bg"], v)
                 target[r0:r0 + n, c0:c0 + n] = st.resample_target(pm, target[r0:r0 + n, c0:c0 + n].shape)
             target[~valid] = st.IGNORE
-            img8 = np.clip(img, 0, 255).astype(np.uint8)
-            for r in range(0, ws.height, BLOCK):
-                for c in range(0, ws.width, BLOCK):
-                    t = target[r:r + BLOCK, c:c + BLOCK]
-                    if (t != st.IGNORE).any():
-                        samples.append(st.Sample(img8[:, r:r + BLOCK, c:c + BLOCK].copy(), t.copy(),
-                                                 f"{sc.name}_r{r}_c{c}", bool((t == 1).any())))
+            samples = st.cut_blocks(np.clip(img, 0, 255).astype(np.uint8), target, sc.name, BLOCK)
         finally:
             if ws is not sc:
                 ws.close()
@@ -177,7 +171,7 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     train_tiles, hold = _split(tiles, seed)
     held_set = {id(t) for _, t in hold}
     teacher = load_model(init_path, method=teacher_method, device="cpu",
-                         params={"gate": 0.0, "scales": [0.5, 1.0, 1.5, 2.0], "flip": True})
+                         params=dict(st.TEACHER_PARAMS))
     samples, held = [], []
     for p in images:
         mine = [t for q, t in tiles if q == p]
