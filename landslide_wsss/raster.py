@@ -375,15 +375,8 @@ def _bounds_overlap(ds, scene: Scene) -> bool:
         l, b, r, t = transform_bounds(ds.crs, scene.crs, *ds.bounds)
     except Exception:  # noqa: BLE001 - a CRS pair that cannot be transformed cannot overlap usefully
         return False
-    sl, sb, sr, st = _scene_bounds(scene)
+    sl, sb, sr, st = rasterio.transform.array_bounds(scene.height, scene.width, scene.transform)
     return l < sr and r > sl and b < st and t > sb
-
-
-def _scene_bounds(scene: Scene):
-    t = scene.transform
-    xs = (t.c, t.c + t.a * scene.width)
-    ys = (t.f, t.f + t.e * scene.height)
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 def open_terrain(path, scene: Scene) -> Terrain:
