@@ -47,7 +47,7 @@ def bijie_maps(model, root, names: List[str], batch_size: int = 32, gsd: float =
     image smaller than a tile is padded with invalid pixels and cropped back. A model with a working
     GSD sees the image (taken as `gsd` metres) resampled to it, and its maps are resampled back."""
     from .datasets.bijie import load_image, load_mask
-    from .training.student import resample_image, resize_prob
+    from .resample import resample_image, resize_prob
     root = Path(root)
     tile = int(model.tile_size)
     factor = float(getattr(model, "gsd", None) or gsd) / float(gsd)

@@ -23,6 +23,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..resample import resample_image, resample_target
 from . import student as st
 
 GSD = 1.6            # working ground sampling distance (m)
@@ -158,20 +159,20 @@ def stage_pseudo(data, work, seed=0, log=print):
     cam_of = dict(zip(pos_names, zip(cams, masks)))
     for n in train_names:
         img = load_image(root, n)
-        small = st.resample_image(img, f_b)
+        small = resample_image(img, f_b)
         size = small.shape[1:]
         mask = load_mask(root, n, img.shape[1:])
         if n in cam_of:
             tgt = st.pseudo_mask(cam_of[n][0], t_fg, t_bg)
         else:
             tgt = np.zeros(img.shape[1:], np.uint8)
-        weak.append(st.Sample(small, st.resample_target(tgt, size), n, n in cam_of))
-        sup.append(st.Sample(small, st.resample_target(mask, size), n, n in cam_of))
+        weak.append(st.Sample(small, resample_target(tgt, size), n, n in cam_of))
+        sup.append(st.Sample(small, resample_target(mask, size), n, n in cam_of))
     a_tgt = area_target(cams_a[method], a_mask, a_valid, a_tile, t_fg, t_bg)
-    a_small = st.resample_image(a_img[:, :cut].astype(np.uint8), f_a)  # the strip (rows >= cut) stays out
+    a_small = resample_image(a_img[:, :cut].astype(np.uint8), f_a)  # the strip (rows >= cut) stays out
     size = a_small.shape[1:]
-    weak += st.cut_blocks(a_small, st.resample_target(a_tgt[:cut], size), "areaA", BLOCK, min_labelled=0.05)
-    sup += st.cut_blocks(a_small, st.resample_target(a_mask[:cut], size), "areaA", BLOCK, min_labelled=0.05)
+    weak += st.cut_blocks(a_small, resample_target(a_tgt[:cut], size), "areaA", BLOCK, min_labelled=0.05)
+    sup += st.cut_blocks(a_small, resample_target(a_mask[:cut], size), "areaA", BLOCK, min_labelled=0.05)
     quality = st.band_quality([cam_of[n][0] for n in pos_names], [cam_of[n][1] for n in pos_names], t_fg, t_bg)
     meta = {"gsd": GSD, "teacher": {"method": method, "t_fg": t_fg, "t_bg": t_bg, "params": st.TEACHER_PARAMS,
                                     "holdout": choice, "train_band_quality": quality},
@@ -195,10 +196,10 @@ def holdout_items(data, seed=0):
     bij = []
     for i in ho:
         img = load_image(root, names[i])
-        bij.append((st.resample_image(img, GSD / BIJIE_GSD), load_mask(root, names[i], img.shape[1:]), None))
+        bij.append((resample_image(img, GSD / BIJIE_GSD), load_mask(root, names[i], img.shape[1:]), None))
     a_img, a_valid, a_mask, cut = _area_a(data)
-    strip_img = st.resample_image(a_img[:, cut:].astype(np.uint8), GSD / AMUNET_GSD)
-    strip_valid = st.resample_target(np.where(a_valid[cut:], 1, 0).astype(np.uint8), strip_img.shape[1:]) == 1
+    strip_img = resample_image(a_img[:, cut:].astype(np.uint8), GSD / AMUNET_GSD)
+    strip_valid = resample_target(np.where(a_valid[cut:], 1, 0).astype(np.uint8), strip_img.shape[1:]) == 1
     return {"bijie_holdout": bij, "areaA_strip": [(strip_img, a_mask[cut:], strip_valid)]}
 
 

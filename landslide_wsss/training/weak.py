@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..resample import resample_target
 from . import student as st
 
 HOLDOUT_FRAC = 0.15
@@ -91,7 +92,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
                 vv[:tl.size, :tl.size] = v
                 cam = stitch_in_memory(teacher, full, vv)["cam"][:tl.size, :tl.size]
                 pm = st.pseudo_mask(cam, bands["t_fg"], bands["t_bg"], v)
-                target[r0:r0 + n, c0:c0 + n] = st.resample_target(pm, target[r0:r0 + n, c0:c0 + n].shape)
+                target[r0:r0 + n, c0:c0 + n] = resample_target(pm, target[r0:r0 + n, c0:c0 + n].shape)
             target[~valid] = st.IGNORE
             samples = st.cut_blocks(np.clip(img, 0, 255).astype(np.uint8), target, sc.name, BLOCK)
         finally:
