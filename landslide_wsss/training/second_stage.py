@@ -33,6 +33,8 @@ AREA_TILE_M = 64.0   # area A's image-level labels: 64 m squares
 BLOCK = 256          # area A is cut into blocks of this many working pixels (samples)
 AREA_SHARE = 0.3     # share of the crops drawn from area A (Bijie has ~800 images, area A 2 km²)
 TEACHERS = ("cam", "gradcam++")
+REFINES = ("none", "slic")  # affinity.REFINEMENTS minus crf (it collapsed the landslide band on the hold-out)
+CUE_MARGIN = 0.01    # the CycleGAN difference enters the pseudo-masks only if it adds this much hold-out IoU
 INFER_TILE = 256     # student inference tile at the working GSD
 
 
@@ -41,13 +43,25 @@ def _teacher(method: str, device: str = "cpu"):
     return load_model(None, method=method, device=device, params=dict(st.TEACHER_PARAMS))
 
 
+def _cue(maps) -> np.ndarray:
+    """The teacher's map: the CAM, times the max-normalized CycleGAN difference when it has one."""
+    from .affinity import _norm
+    cam = maps["cam"]
+    return _norm(cam) * _norm(maps["diff"]) if "diff" in maps else cam
+
+
 def _bijie_cams(teacher, root, names):
     from ..evaluation import bijie_maps
     cams, masks = [], []
     for _, maps, mask in bijie_maps(teacher, root, names):
-        cams.append(maps["cam"])
+        cams.append(_cue(maps))
         masks.append(mask)
     return cams, masks
+
+
+def _refined(cams, images, how: str, gsd: float):
+    from .affinity import refine
+    return [refine(c, im, how, gsd) for c, im in zip(cams, images)]
 
 
 def _area_a(data):
@@ -85,14 +99,17 @@ def _tile_labels(mask: np.ndarray, tile: int):
     return out
 
 
-def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int, t_fg: float, t_bg: float):
-    """Pseudo-mask of a scene from tile labels: landslide tiles get the CAM's bands (normalized in
-    the tile), landslide-free tiles exact background, uncovered tiles ignored."""
+def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int, t_fg: float, t_bg: float,
+                image: np.ndarray = None, refine: str = "none"):
+    """Pseudo-mask of a scene from tile labels: landslide tiles get the CAM's bands (refined and
+    normalized in the tile), landslide-free tiles exact background, uncovered tiles ignored."""
+    from .affinity import refine as _refine
     out = np.full(mask.shape, st.IGNORE, np.uint8)
     for (r, c), lab in _tile_labels(mask, tile).items():
         sl = (slice(r, r + tile), slice(c, c + tile))
         if lab == 1:
-            out[sl] = st.pseudo_mask(cam[sl], t_fg, t_bg, valid[sl])
+            m = cam[sl] if refine == "none" else _refine(cam[sl], image[(slice(None),) + sl], refine, AMUNET_GSD)
+            out[sl] = st.pseudo_mask(m, t_fg, t_bg, valid[sl])
         elif lab == 0:
             out[sl] = np.where(valid[sl], 0, st.IGNORE)
     return out
@@ -125,37 +142,77 @@ def _weights(samples):
     return samples
 
 
-def stage_pseudo(data, work, seed=0, log=print):
-    """Choose the teacher on the hold-out, make pseudo-masks, cache weak + supervised samples."""
+def _holdout_teacher_maps(teacher, data, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile):
+    """The teacher's maps (with images and masks) on the hold-out landslide images + strip tiles,
+    and its map of the whole of area A."""
+    from ..datasets.bijie import load_image
+    from ..evaluation import stitch_in_memory
+    cams, masks = _bijie_cams(teacher, root, ho_pos)
+    images, gsds = [load_image(root, n) for n in ho_pos], [BIJIE_GSD] * len(ho_pos)
+    area = _cue(stitch_in_memory(teacher, a_img, a_valid))
+    for rs, cs in _pos_tiles(a_mask[cut:], a_tile):
+        rs = slice(rs.start + cut, rs.stop + cut)
+        cams.append(area[rs, cs])
+        masks.append(a_mask[rs, cs])
+        images.append(a_img[:, rs, cs])
+        gsds.append(AMUNET_GSD)
+    return cams, masks, images, gsds, area
+
+
+def choose_teacher(data, seed=0, log=print) -> dict:
+    """The teacher: a CAM method, with or without the CycleGAN difference cue, with or without an
+    affinity refinement (training/affinity.py), and its bands. The rule: the best confident-band IoU
+    on the hold-out landslide images + the area A strip's landslide tiles; the cue only where it adds
+    CUE_MARGIN over the best choice without it. Independent of the working GSD (teachers see the
+    images at their own resolution)."""
+    root = Path(data) / "bijie"
+    names, labels, _, ho = _bijie_split(data, seed)
+    ho_pos = [names[i] for i in ho if labels[i] == 1]
+    a_img, a_valid, a_mask, cut = _area_a(data)
+    a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
+    choice = {}
+    for m in TEACHERS:
+        for cue in ("none", "cyclegan"):
+            name = m if cue == "none" else m + "-cyclegan"
+            cams, masks, images, gsds, _ = _holdout_teacher_maps(
+                _teacher(name), data, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile)
+            for how in REFINES:
+                refined = [c if how == "none" else _refined([c], [im], how, g)[0] for c, im, g in zip(cams, images, gsds)]
+                q = st.choose_bands(refined, masks)
+                key = f"{name}+{how}"
+                choice[key] = {"teacher": name, "refine": how, **q}
+                log(event="teacher", key=key, **{k: round(v, 4) if isinstance(v, float) else v for k, v in q.items()})
+    plain = max((k for k in choice if "-cyclegan" not in k), key=lambda k: choice[k]["fg_iou"])
+    cued = max((k for k in choice if "-cyclegan" in k), key=lambda k: choice[k]["fg_iou"])
+    key = cued if choice[cued]["fg_iou"] >= choice[plain]["fg_iou"] + CUE_MARGIN else plain
+    return {"method": choice[key]["teacher"], "refine": choice[key]["refine"], "t_fg": choice[key]["t_fg"],
+            "t_bg": choice[key]["t_bg"], "params": st.TEACHER_PARAMS, "holdout": choice,
+            "rule": f"best confident-band IoU on the hold-out; the CycleGAN cue only with +{CUE_MARGIN} over the best without it"}
+
+
+def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None):
+    """Pseudo-masks of the training part by the chosen teacher (`choose_teacher`, or the one given),
+    cached as weak + supervised samples at the working GSD."""
     from ..datasets.bijie import label_from_name, load_image, load_mask
     from ..evaluation import stitch_in_memory
     t0 = time.time()
     work = Path(work)
     root = Path(data) / "bijie"
     names, labels, tr, ho = _bijie_split(data, seed)
-    ho_pos = [names[i] for i in ho if labels[i] == 1]
     a_img, a_valid, a_mask, cut = _area_a(data)
     a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
-    # 1. teacher and bands, chosen on the hold-out landslide images + the area A strip
-    choice = {}
-    cams_a = {}
-    for m in TEACHERS:
-        teacher = _teacher(m)
-        cams, masks = _bijie_cams(teacher, root, ho_pos)
-        cams_a[m] = stitch_in_memory(teacher, a_img, a_valid)["cam"]
-        strip = [(cams_a[m][cut:][sl], a_mask[cut:][sl]) for sl in _pos_tiles(a_mask[cut:], a_tile)]
-        q = st.choose_bands(cams + [c for c, _ in strip], masks + [k for _, k in strip])
-        choice[m] = q
-        log(event="teacher", method=m, **{k: round(v, 4) if isinstance(v, float) else v for k, v in q.items()})
-    method = max(choice, key=lambda k: choice[k]["fg_iou"])
-    t_fg, t_bg = choice[method]["t_fg"], choice[method]["t_bg"]
+    teacher_choice = dict(teacher or choose_teacher(data, seed, log))
+    method, how = teacher_choice["method"], teacher_choice["refine"]
+    t_fg, t_bg = teacher_choice["t_fg"], teacher_choice["t_bg"]
     teacher = _teacher(method)
     # 2. pseudo-masks on the training part, resampled to the working GSD
-    f_b, f_a = GSD / BIJIE_GSD, GSD / AMUNET_GSD
+    f_b, f_a = gsd / BIJIE_GSD, gsd / AMUNET_GSD
     train_names = [names[i] for i in tr]
     weak, sup = [], []
     pos_names = [n for n in train_names if label_from_name(n) == 1]
     cams, masks = _bijie_cams(teacher, root, pos_names)
+    if how != "none":
+        cams = _refined(cams, [load_image(root, n) for n in pos_names], how, BIJIE_GSD)
     cam_of = dict(zip(pos_names, zip(cams, masks)))
     for n in train_names:
         img = load_image(root, n)
@@ -168,19 +225,20 @@ def stage_pseudo(data, work, seed=0, log=print):
             tgt = np.zeros(img.shape[1:], np.uint8)
         weak.append(st.Sample(small, resample_target(tgt, size), n, n in cam_of))
         sup.append(st.Sample(small, resample_target(mask, size), n, n in cam_of))
-    a_tgt = area_target(cams_a[method], a_mask, a_valid, a_tile, t_fg, t_bg)
+    a_tgt = area_target(_cue(stitch_in_memory(teacher, a_img, a_valid)), a_mask, a_valid, a_tile, t_fg, t_bg,
+                        image=a_img, refine=how)
     a_small = resample_image(a_img[:, :cut].astype(np.uint8), f_a)  # the strip (rows >= cut) stays out
     size = a_small.shape[1:]
-    weak += st.cut_blocks(a_small, resample_target(a_tgt[:cut], size), "areaA", BLOCK, min_labelled=0.05)
-    sup += st.cut_blocks(a_small, resample_target(a_mask[:cut], size), "areaA", BLOCK, min_labelled=0.05)
+    block = int(round(BLOCK * GSD / gsd))  # the same ground per block at every working GSD
+    weak += st.cut_blocks(a_small, resample_target(a_tgt[:cut], size), "areaA", block, min_labelled=0.05)
+    sup += st.cut_blocks(a_small, resample_target(a_mask[:cut], size), "areaA", block, min_labelled=0.05)
     quality = st.band_quality([cam_of[n][0] for n in pos_names], [cam_of[n][1] for n in pos_names], t_fg, t_bg)
-    meta = {"gsd": GSD, "teacher": {"method": method, "t_fg": t_fg, "t_bg": t_bg, "params": st.TEACHER_PARAMS,
-                                    "holdout": choice, "train_band_quality": quality},
+    meta = {"gsd": gsd, "teacher": {**teacher_choice, "train_band_quality": quality},
             "seed": seed, "strip_row": cut, "seconds": round(time.time() - t0, 1)}
     _save_samples(work / "weak_samples.safetensors", _weights(weak), meta)
     _save_samples(work / "supervised_samples.safetensors", _weights(sup), meta)
-    log(event="pseudo", n_weak=len(weak), n_pos=sum(s.positive for s in weak), teacher=method, t_fg=t_fg,
-        t_bg=t_bg, seconds=round(time.time() - t0, 1))
+    log(event="pseudo", n_weak=len(weak), n_pos=sum(s.positive for s in weak), teacher=method, refine=how,
+        t_fg=t_fg, t_bg=t_bg, gsd=gsd, seconds=round(time.time() - t0, 1))
     return meta
 
 
@@ -188,7 +246,7 @@ def _pos_tiles(mask, tile):
     return [(slice(r, r + tile), slice(c, c + tile)) for (r, c), lab in _tile_labels(mask, tile).items() if lab == 1]
 
 
-def holdout_items(data, seed=0):
+def holdout_items(data, seed=0, gsd=GSD):
     """Hold-out items for the threshold rule: {set: [(img at working GSD, mask, valid)]}."""
     from ..datasets.bijie import load_image, load_mask
     root = Path(data) / "bijie"
@@ -196,9 +254,9 @@ def holdout_items(data, seed=0):
     bij = []
     for i in ho:
         img = load_image(root, names[i])
-        bij.append((resample_image(img, GSD / BIJIE_GSD), load_mask(root, names[i], img.shape[1:]), None))
+        bij.append((resample_image(img, gsd / BIJIE_GSD), load_mask(root, names[i], img.shape[1:]), None))
     a_img, a_valid, a_mask, cut = _area_a(data)
-    strip_img = resample_image(a_img[:, cut:].astype(np.uint8), GSD / AMUNET_GSD)
+    strip_img = resample_image(a_img[:, cut:].astype(np.uint8), gsd / AMUNET_GSD)
     strip_valid = resample_target(np.where(a_valid[cut:], 1, 0).astype(np.uint8), strip_img.shape[1:]) == 1
     return {"bijie_holdout": bij, "areaA_strip": [(strip_img, a_mask[cut:], strip_valid)]}
 
@@ -214,17 +272,19 @@ def new_student(samples):
     return StudentNet(in_bands=3, mean=mean, std=std)
 
 
-def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=print, name="student"):
+def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=print, name="student", steps=None):
     """Student on the weak samples (or `name`="supervised": the yardstick on the true masks)."""
     work = Path(work)
     torch.manual_seed(seed)
     samples, meta = load_samples(work / ("weak_samples.safetensors" if name == "student" else "supervised_samples.safetensors"))
-    items = holdout_items(data, seed)
+    gsd = float(meta.get("gsd", GSD))
+    items = holdout_items(data, seed, gsd)
     net = new_student(samples)
-    net, hist = st.fit_student(samples, net, minutes, seed=seed, state_path=work / f"{name}.state.safetensors", log=log)
+    net, hist = st.fit_student(samples, net, minutes, seed=seed, state_path=work / f"{name}.state.safetensors", log=log,
+                               steps=steps)
     best = evaluate_holdout(net, items)
     log(event="holdout", stage=name, round=0, **best)
-    record = {"rounds": [best], "kept_rounds": 0, "history": hist[-3:], "minutes": minutes}
+    record = {"rounds": [best], "kept_rounds": 0, "history": hist[-3:], "minutes": minutes, "steps": steps}
     best_sd = {k: v.clone() for k, v in net.state_dict().items()}
     for r in range(1, rounds + 1):
         relabelled = st.relabel(net, samples)
@@ -239,7 +299,7 @@ def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=
         else:
             break
     net.load_state_dict(best_sd)
-    out = {"config": net.config(), "gsd": GSD, "tile_size": INFER_TILE, "overlap": INFER_TILE // 8,
+    out = {"config": net.config(), "gsd": gsd, "tile_size": INFER_TILE, "overlap": INFER_TILE // 8,
            "crop": st.CROP, "threshold": best["threshold"], "holdout": best, "training": record,
            "teacher": meta["teacher"] if name == "student" else None}
     save_checkpoint(work / f"{name}.safetensors", st.student_tensors(net), {"architecture": name, "in_bands": 3, "version": __version__, **out})
@@ -247,12 +307,52 @@ def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=
     return out
 
 
+SCALE_GSDS = (1.0, 1.6, 2.4)  # working GSDs tried (m); Bijie is 0.8 m, AMU-Net 0.5 m
+SCALE_STEPS = 400             # steps per trial (a short run: the ranking, not the final network)
+
+
+def teacher_cached(data, work, seed=0, log=print) -> dict:
+    """choose_teacher, cached in WORK/teacher.json (it does not depend on the working GSD)."""
+    path = Path(work) / "teacher.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    choice = choose_teacher(data, seed, log)
+    path.write_text(json.dumps(choice, indent=1))
+    return choice
+
+
+def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEPS) -> dict:
+    """The working scale, by the rule: a student of SCALE_STEPS steps on the pseudo-masks at each GSD,
+    no self-training; the GSD with the best mean hold-out IoU wins. Writes WORK/scale.json."""
+    work = Path(work)
+    out = work / "scale.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    teacher = teacher_cached(data, work, seed, log)
+    table = {}
+    for g in gsds:
+        sub = work / "scale" / f"gsd{g:g}"
+        sub.mkdir(parents=True, exist_ok=True)
+        if not (sub / "weak_samples.safetensors").is_file():
+            stage_pseudo(data, sub, seed, log, gsd=g, teacher=teacher)
+        if not (sub / "student.json").is_file():
+            stage_student(data, sub, 0, 0, 0, seed, log, "student", steps=steps)
+        res = json.loads((sub / "student.json").read_text())["holdout"]
+        table[f"{g:g}"] = res
+        log(event="scale", gsd=g, **res)
+    best = max(table, key=lambda k: table[k]["mean_iou"])
+    result = {"gsd": float(best), "table": table, "steps": steps,
+              "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per GSD"}
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv=None):
     import argparse
 
     from .common import Logger, set_threads
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["pseudo", "student", "supervised", "all"])
+    ap.add_argument("stage", choices=["scale", "pseudo", "student", "supervised", "all"])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
     ap.add_argument("--work", default="runs/second_stage")
     ap.add_argument("--minutes", type=float, default=25)
@@ -260,16 +360,21 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gsd", type=float, default=GSD, help="working GSD of the samples (m)")
+    ap.add_argument("--steps", type=int, default=None, help="train exactly this many steps instead of --minutes")
     a = ap.parse_args(argv)
     set_threads(a.threads)
     Path(a.work).mkdir(parents=True, exist_ok=True)
     log = Logger(Path(a.work) / "log.jsonl")
+    if a.stage == "scale":
+        stage_scale(a.data, a.work, a.seed, log)
+        return
     if a.stage in ("pseudo", "all") and not (Path(a.work) / "weak_samples.safetensors").is_file():
-        stage_pseudo(a.data, a.work, a.seed, log)
+        stage_pseudo(a.data, a.work, a.seed, log, gsd=a.gsd, teacher=teacher_cached(a.data, a.work, a.seed, log))
     if a.stage in ("student", "all"):
-        stage_student(a.data, a.work, a.minutes, a.selftrain_minutes, a.rounds, a.seed, log, "student")
+        stage_student(a.data, a.work, a.minutes, a.selftrain_minutes, a.rounds, a.seed, log, "student", a.steps)
     if a.stage in ("supervised", "all"):
-        stage_student(a.data, a.work, a.minutes, 0, 0, a.seed, log, "supervised")
+        stage_student(a.data, a.work, a.minutes, 0, 0, a.seed, log, "supervised", a.steps)
 
 
 # ---------------------------------------------------------------------------------------------

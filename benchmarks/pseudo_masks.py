@@ -1,0 +1,95 @@
+"""Pseudo-mask quality on the hold-out only (Bijie train hold-out landslide images + the landslide
+64 m tiles of the area A strip): teacher CAM method x difference cue x affinity refinement.
+
+For each combination the three bands are chosen by the same rule as the second stage
+(`student.choose_bands`: best confident-band IoU, background band >= 90 % true background) and the
+confident band's IoU against the true masks is reported. The difference cue multiplies the
+max-normalized CAM by the max-normalized CycleGAN difference (trained generator, or the same
+architecture untrained: the control). Never looks at Bijie val or area B.
+
+    .venv/bin/python benchmarks/pseudo_masks.py --out benchmarks/results/pseudo_masks.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landslide_wsss.training import affinity
+from landslide_wsss.training import second_stage as ss
+from landslide_wsss.training import student as st
+from landslide_wsss.training.common import set_threads
+
+
+def _untrained(teacher):
+    g = copy.deepcopy(teacher.generator)
+    torch.manual_seed(0)
+    for m in g.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    teacher.generator = g.eval()
+    return teacher
+
+
+def holdout_maps(data, method, cue, seed=0):
+    """[(cam, diff or None, image, mask, gsd)] for the hold-out landslide images and strip tiles."""
+    from landslide_wsss.datasets.bijie import load_image
+    from landslide_wsss.evaluation import bijie_maps, stitch_in_memory
+    name = method + ("-cyclegan" if cue != "none" else "")
+    teacher = ss._teacher(name)
+    if cue == "untrained":
+        teacher = _untrained(teacher)
+    root = Path(data) / "bijie"
+    names, labels, _, ho = ss._bijie_split(data, seed)
+    pos = [names[i] for i in ho if labels[i] == 1]
+    out = []
+    for n, maps, mask in bijie_maps(teacher, root, pos):
+        out.append((maps["cam"], maps.get("diff"), load_image(root, n), mask, ss.BIJIE_GSD))
+    a_img, a_valid, a_mask, cut = ss._area_a(data)
+    m = stitch_in_memory(teacher, a_img, a_valid)
+    tile = int(round(ss.AREA_TILE_M / ss.AMUNET_GSD))
+    for sl in ss._pos_tiles(a_mask[cut:], tile):
+        rs, cs = sl
+        rs = slice(rs.start + cut, rs.stop + cut)
+        out.append((m["cam"][rs, cs], m["diff"][rs, cs] if "diff" in m else None, a_img[:, rs, cs],
+                    a_mask[rs, cs], ss.AMUNET_GSD))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--out", default="benchmarks/results/pseudo_masks.json")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    set_threads(a.threads)
+    rows = []
+    for method in ss.TEACHERS:
+        for cue in ("none", "trained", "untrained"):
+            t0 = time.time()
+            items = holdout_maps(a.data, method, cue)
+            t_maps = time.time() - t0
+            for how in affinity.REFINEMENTS:
+                t1 = time.time()
+                cams = []
+                for cam, diff, img, _, gsd in items:
+                    c = affinity._norm(cam)
+                    if diff is not None:
+                        c = c * affinity._norm(diff)
+                    cams.append(affinity.refine(c, img, how, gsd))
+                q = st.choose_bands(cams, [it[3] for it in items])
+                row = {"teacher": method, "cue": cue, "refine": how, **{k: round(v, 4) for k, v in q.items()},
+                       "n": len(items), "seconds_maps": round(t_maps, 1), "seconds_refine": round(time.time() - t1, 1)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps({"rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
