@@ -37,8 +37,10 @@ Progress = Optional[Callable[[float], None]]
 DEFAULT_BATCH = 16
 STRIP_ROWS = 256  # stats/fusion strips: memory is STRIP_ROWS (+2 FUSE_HALO) x scene width
 # GDAL's block cache defaults to 5 % of RAM; the scratch rasters' dirty blocks then stay in memory until
-# close, so peak memory grew with the scene size (1.8 GB RSS on a 10k x 10k scene). Bounded here.
-GDAL_CACHE_MB = int(os.environ.get("LANDSLIDE_WSSS_GDAL_CACHE_MB", "128"))
+# close, so peak memory grew with the scene size (1.8 GB RSS on a 10k x 10k scene). Bounded here: 32 MB
+# holds a few 256-row strips of every scratch raster (writes are whole blocks); 128 MB cost 85 MB more
+# peak RSS on a 36 Mpx scene for no measurable speed (benchmarks/memory_profile.py).
+GDAL_CACHE_MB = int(os.environ.get("LANDSLIDE_WSSS_GDAL_CACHE_MB", "32"))
 
 
 def _gdal_env():

@@ -268,3 +268,35 @@ def test_train_weak_bad_input_is_one_clean_error(tmp_path, start_model, weak_mod
     assert len(err) == 1 and err[0].startswith("error: ")
     assert out.read_bytes() == b"keep" if case == "output-exists" else not out.exists()
     assert not (tmp_path / "mine.safetensors.state").exists()
+
+
+def test_student_is_smps_unet():
+    """The plain-torch student has smp.Unet's parameter names and gives its logits for the same
+    weights (so detect need not import smp, timm and torchvision; see models/student.py)."""
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    ours = StudentNet(in_bands=4, decoder=(32, 16, 16, 8))
+    ref = smp.Unet("resnet18", encoder_weights=None, encoder_depth=4, decoder_channels=(32, 16, 16, 8),
+                   in_channels=4, classes=1)
+    del ref.encoder.layer4  # smp builds it but never runs it at depth 4
+    torch.manual_seed(3)
+    for m in ref.modules():  # non-trivial norm statistics, so a swapped layer would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    ours.net.load_state_dict(ref.state_dict())  # strict: the same names and shapes
+    x = torch.randn(2, 4, 48, 80)
+    with torch.no_grad():
+        assert torch.allclose(ours.net.eval()(x), ref.eval()(x), atol=1e-5)
+
+
+def test_detect_with_the_student_imports_no_smp_timm_or_torchvision(tmp_path):
+    """detect with the embedded student stays light: none of the heavy libraries gets imported."""
+    import subprocess
+    import sys
+    scene = tmp_path / "s.tif"
+    write_tif(scene, blob_scene(160, 160)[0])
+    code = ("import sys; from landslide_wsss import api; "
+            f"api.detect({str(scene)!r}, {str(tmp_path / 'o.gpkg')!r}, method='student'); "
+            "print(sorted(m for m in ('segmentation_models_pytorch', 'timm', 'torchvision', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

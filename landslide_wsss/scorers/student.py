@@ -31,6 +31,7 @@ def mirror_fill(tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
 class SegmentationScorer:
     uses_terrain = False
     map_names = ("prob",)
+    chunk = 2  # tiles per network pass
 
     def __init__(self, net, component: dict, name: str, version: str, device: str = "cpu"):
         self.device = torch.device(device)
@@ -56,8 +57,8 @@ class SegmentationScorer:
         x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
         out = []
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            for i in range(0, len(x), 16):
-                xn = self.net.normalize(x[i:i + 16]).contiguous(memory_format=torch.channels_last)
+            for i in range(0, len(x), self.chunk):
+                xn = self.net.normalize(x[i:i + self.chunk]).contiguous(memory_format=torch.channels_last)
                 out.append(torch.sigmoid(self.net(xn).float())[:, 0].cpu())
         prob = torch.cat(out).numpy() if out else np.zeros((0,) + tiles.shape[2:], np.float32)
         return {"prob": (prob * valid).astype(np.float32)}
