@@ -42,7 +42,7 @@ def main():
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     steps = [("python", rss_mb())]
-    import numpy  # noqa: F401
+    import numpy  # noqa: F401  (imported one by one to measure each)
     steps.append(("numpy", rss_mb()))
     import torch
     torch.set_num_threads(a.threads)

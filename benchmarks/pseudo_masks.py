@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+
 import torch
 
 from landslide_wsss.training import affinity

@@ -42,20 +42,68 @@ def fp16_tensors(module: torch.nn.Module, prefix: str) -> Dict[str, torch.Tensor
             for k, v in module.state_dict().items()}
 
 
+QSCALE = ".qscale"  # suffix of the per-output-channel scale beside an int8 weight
+
+
+def int8_tensors(module, prefix: str) -> Dict[str, torch.Tensor]:
+    """Like fp16_tensors, with every conv / linear weight (ndim >= 2) stored as symmetric int8 per
+    output channel plus its fp32 scale (`KEY.qscale`): a quarter of fp32, for the components that
+    must fit the model file's budget. `load_checkpoint` dequantizes them transparently."""
+    out = {}
+    state = module.state_dict() if isinstance(module, torch.nn.Module) else module  # a network or its state
+    for k, v in state.items():
+        if v.is_floating_point() and v.ndim >= 2:
+            w = v.detach().float()
+            scale = w.abs().flatten(1).amax(1).clamp_min(1e-12) / 127.0
+            q = torch.round(w / scale.view(-1, *([1] * (w.ndim - 1)))).clamp(-127, 127).to(torch.int8)
+            out[f"{prefix}.{k}"], out[f"{prefix}.{k}{QSCALE}"] = q, scale
+        elif v.is_floating_point() and not k.startswith("norm_"):
+            out[f"{prefix}.{k}"] = v.half()
+        else:
+            out[f"{prefix}.{k}"] = v
+    return out
+
+
+def dequantize(tensors: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A copy of stored tensors with every int8 weight (and its scale) turned back into fp32."""
+    out = dict(tensors)
+    for k in [k for k in out if k.endswith(QSCALE)]:
+        base, scale = k[: -len(QSCALE)], out.pop(k)
+        q = out[base]
+        out[base] = q.float() * scale.view(-1, *([1] * (q.ndim - 1)))
+    return out
+
+
 def read_metadata(path) -> Dict[str, Any]:
     """Read and validate only the metadata block (cheap; no tensor is loaded)."""
     return _open(path)[1]
 
 
-def load_checkpoint(path, device="cpu") -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """Load tensors and validated metadata. Raises ModelError for anything that is not ours."""
+def load_checkpoint(path, device="cpu", prefixes=None, raw: bool = False) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Load tensors (only those under `prefixes` when given: a detector reads just its component)
+    and validated metadata; int8 weights come back as float unless `raw` (as stored, for rewriting
+    the file). Raises ModelError for anything that is not ours."""
     path, meta = _open(path)
+    keep = None if prefixes is None else tuple(f"{p}." for p in prefixes)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys() if keep is None or k.startswith(keep)}
     except Exception as exc:  # safetensors raises several types for damaged files
         raise ModelError(f"{path}: damaged model file ({exc})") from None
-    return tensors, meta
+    return (tensors if raw else dequantize(tensors)), meta
+
+
+def update_model_file(path, tensors: Mapping[str, torch.Tensor] = None, drop=(), meta=None) -> Path:
+    """Rewrite a model file atomically: remove the tensors under the `drop` prefixes, add `tensors`,
+    apply `meta(metadata)` in place; everything else is copied as stored (int8 stays int8)."""
+    old, metadata = load_checkpoint(path, raw=True)
+    dropped = tuple(f"{p}." for p in drop)
+    new = {k: v for k, v in old.items() if not (dropped and k.startswith(dropped))}
+    new.update(tensors or {})
+    metadata = {k: v for k, v in metadata.items() if k != "format"}
+    if meta is not None:
+        meta(metadata)
+    return save_checkpoint(path, new, metadata)
 
 
 def check_state_dict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path) -> None:

@@ -88,7 +88,7 @@ def method_available(meta: dict, method) -> bool:
     if method.generator and not meta.get("generator"):
         return False
     if method.component not in ("classifier",):  # rcm-mam, adversarial-erasing: their own classifier
-        return meta.get("refinement") == method.component
+        return meta.get("refinement") == method.component or bool(meta.get(method.component))
     return meta.get("architecture") == ARCHITECTURE
 
 
@@ -108,20 +108,22 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
     """Load a ScoringModel from a model file (the embedded default model when path is None).
     The method (default: the file's own `method_default`) is looked up in the registry."""
     from . import registry
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, read_metadata
 
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file() and path == DEFAULT_MODEL:
         raise ModelError(f"{path}: the embedded default model is missing; train it with "
                          "`python -m landslide_wsss.training.default`")
     device = resolve_device(device)
-    tensors, meta = load_checkpoint(path)
+    meta = read_metadata(path)
     if meta["architecture"] == "unet":  # a file of `landslide-wsss train unet`: the U-Net alone
         if method not in (None, "unet"):
             raise ModelError(f"{path}: a U-Net model file runs only --method unet")
+        tensors, meta = load_checkpoint(path, prefixes=("unet",))
         return UNetScorer(_load_unet(tensors, meta, path), meta, device=device)
     spec = registry.get(method or meta.get("method_default") or DEFAULT_PARAMS["method"])
     if spec.kind in ("student", "supervised"):
+        tensors, meta = load_checkpoint(path, prefixes=(spec.component,))  # only what the method reads
         comp = meta.get(spec.component) or {}
         if spec.name == "unet" and comp.get("arch") == "unet":  # the earlier U-Net yardstick
             return UNetScorer(_load_unet(tensors, meta, path), meta, device=device)
@@ -133,6 +135,13 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
         return scorer
     if meta["architecture"] != ARCHITECTURE:
         raise ModelError(f"{path}: architecture {meta['architecture']!r} is not a weakly supervised classifier model")
+    embedded = spec.component != "classifier" and meta.get(spec.component)
+    source = spec.component if embedded else "classifier"
+    tensors, meta = load_checkpoint(path, prefixes=(source, "generator") if spec.generator else (source,))
+    if embedded:  # a refinement carried inside the file: its own classifier under its component
+        tensors = {"classifier." + k[len(source) + 1:]: v for k, v in tensors.items() if k.startswith(source + ".")} | \
+                  {k: v for k, v in tensors.items() if k.startswith("generator.")}
+        meta = {**meta, **meta[source], "refinement": source}
     classifier = _load_classifier(tensors, meta, path)
     generator = None
     if spec.generator and any(k.startswith("generator.") for k in tensors):
@@ -141,3 +150,19 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
     from .refinements import scorer_class  # terrain-crop, rcm-mam, adversarial-erasing (+ -cyclegan)
     cls = scorer_class(spec.name, WeakScorer)
     return cls(classifier, meta, method=spec.name, generator=generator, device=device, params=params)
+
+
+def embed_refinement(model_path, refined_path, name: str) -> None:
+    """Put the classifier of a refinement's model file (`landslide-wsss train NAME --out FILE`) into
+    a model file under `NAME.*`, int8 (the file's 25 MB budget), with its settings in metadata[NAME];
+    `--method NAME` then runs from that file alone."""
+    from .checkpoint import int8_tensors, load_checkpoint, update_model_file
+
+    tensors, meta = load_checkpoint(refined_path)
+    if meta.get("refinement") != name:
+        raise ModelError(f"{refined_path}: not a {name} model file (its refinement is {meta.get('refinement')!r})")
+    net = _load_classifier(tensors, meta, refined_path)
+    keep = ("classifier", "params", "training", "tile_size", "cam_layer", "normalization", "refinement_cam")
+    comp = {k: meta[k] for k in keep if k in meta}
+    comp["storage"] = "int8 weights per output channel, fp16 else"
+    update_model_file(model_path, int8_tensors(net, name), drop=(name,), meta=lambda m: m.__setitem__(name, comp))

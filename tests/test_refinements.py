@@ -208,3 +208,56 @@ def test_methods_registered_in_load_model(tmp_path):
     assert (out2["cam"] >= out["cam"] - 1e-5).all() and (out2["slope"] == 20).all()
     with pytest.raises(ModelError, match="own weights"):
         load_model(path, method="adversarial-erasing", device="cpu")
+
+
+def test_embedded_refinement_runs_from_the_model_file(tmp_path, weak_model_file):
+    """A refinement's own classifier embedded under its name (int8) makes `--method NAME` run from
+    that one file, with maps close to the fp32 refined network's; other components are untouched."""
+    import shutil
+
+    from landslide_wsss.checkpoint import load_checkpoint
+    from landslide_wsss.training.refine_common import load_init, save_refined
+    from landslide_wsss.wsss import embed_refinement, load_model, method_available
+    from landslide_wsss.checkpoint import read_metadata
+    from landslide_wsss import registry
+
+    model_file = tmp_path / "default.safetensors"
+    shutil.copy(weak_model_file, model_file)
+    with pytest.raises(Exception, match="needs its own weights"):
+        load_model(model_file, method="rcm-mam", device="cpu")
+    clf, src_meta, _ = load_init(model_file)
+    with torch.no_grad():  # a "fine-tuned" classifier that differs from the shipped one
+        clf.fc.weight.mul_(1.5)
+    refined = save_refined(clf, tmp_path / "rcm.safetensors", "rcm-mam", src_meta, {"steps": 0})
+    before = {k: v.clone() for k, v in load_checkpoint(model_file, raw=True)[0].items()}
+    embed_refinement(model_file, refined, "rcm-mam")
+    after, meta = load_checkpoint(model_file, raw=True)
+    assert all(torch.equal(after[k], v) for k, v in before.items())  # nothing else rewritten
+    assert after["rcm-mam.stem.0.weight"].dtype == torch.int8
+    assert method_available(read_metadata(model_file), registry.get("rcm-mam"))
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(20, 60, (2, 3, 64, 64)).astype(np.float32)
+    tiles[0, :, 20:34, 20:34] = 220
+    valid = np.ones((2, 64, 64), bool)
+    ours = load_model(model_file, method="rcm-mam", device="cpu", params={"gate": 0.0, "bf16": False})
+    ref = load_model(refined, method="rcm-mam", device="cpu", params={"gate": 0.0, "bf16": False})
+    a, b = ours.predict_tiles(tiles, valid)["cam"], ref.predict_tiles(tiles, valid)["cam"]
+    assert np.abs(a - b).max() <= 0.02 * np.abs(b).max()
+    with pytest.raises(Exception, match="not a adversarial-erasing model file"):
+        embed_refinement(model_file, refined, "adversarial-erasing")
+
+
+def test_int8_packing_round_trip(tmp_path):
+    from landslide_wsss.checkpoint import int8_tensors, load_checkpoint, save_checkpoint
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Linear(4, 5))
+    packed = int8_tensors(net, "n")
+    assert packed["n.0.weight"].dtype == torch.int8 and "n.0.weight.qscale" in packed
+    assert packed["n.1.running_var"].dtype == torch.float16 and packed["n.1.num_batches_tracked"].dtype == torch.int64
+    path = save_checkpoint(tmp_path / "q.safetensors", packed, {"architecture": "x", "in_bands": 3, "version": "t"})
+    back, _ = load_checkpoint(path)
+    assert set(back) == {f"n.{k}" for k in net.state_dict()}
+    for k, v in net.state_dict().items():
+        if v.is_floating_point() and v.ndim >= 2:  # int8 per output channel: error <= half a step
+            step = v.abs().flatten(1).amax(1) / 127
+            err = (back[f"n.{k}"] - v).abs().flatten(1).amax(1)
+            assert bool((err <= step / 2 + 1e-7).all())

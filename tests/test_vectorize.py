@@ -2,7 +2,7 @@ import geopandas as gpd
 import numpy as np
 import pyogrio
 import pytest
-import rasterio
+
 from rasterio.transform import from_origin
 
 from conftest import write_tif

@@ -279,7 +279,7 @@ def add_generator_to_model(model_path, generator_checkpoint, dtype=torch.float16
     gmeta["storage_dtype"] = str(dtype).replace("torch.", "")
     model_path = Path(model_path)
     if model_path.exists():
-        tensors, meta = load_checkpoint(model_path)
+        tensors, meta = load_checkpoint(model_path, raw=True)  # other components as stored
         tensors = {k: v for k, v in tensors.items() if not k.startswith(PREFIX)}
     else:
         tensors, meta = {}, {"architecture": ARCHITECTURE, "in_bands": int(gmeta["spectral"]),

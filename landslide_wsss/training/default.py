@@ -113,19 +113,41 @@ def stage_cyclegan(data, out, seed, log_dir, threads):
 
 
 def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, which):
-    """student / unet: the second stage's networks, trained under runs/second_stage and embedded."""
+    """student / unet: the second stage's networks, trained under runs/second_stage and embedded.
+    The working GSD is stage_scale's choice (short students at 1.0 / 1.6 / 2.4 m on the hold-out)."""
     from . import second_stage as ss
     from .common import Logger, set_threads
     set_threads(threads)
     work = Path(log_dir) / "second_stage"
     work.mkdir(parents=True, exist_ok=True)
     log = Logger(work / "log.jsonl")
+    gsd = ss.stage_scale(data, work, seed, log)["gsd"]
     if not (work / "weak_samples.safetensors").is_file():
-        ss.stage_pseudo(data, work, seed, log)
+        ss.stage_pseudo(data, work, seed, log, gsd=gsd, teacher=ss.teacher_cached(data, work, seed, log))
     name = "student" if which == "student" else "supervised"
     if not (work / f"{name}.safetensors").is_file():
         ss.stage_student(data, work, minutes, selftrain_minutes, 1 if which == "student" else 0, seed, log, name)
-    ss.embed(out, work / f"{name}.safetensors", "student" if which == "student" else "unet")
+    ss.embed(out, work / f"{name}.safetensors", "student" if which == "student" else "unet", int8=which == "unet")
+
+
+REFINE_MINUTES = 8.0  # per refinement fine-tune (rcm-mam, adversarial-erasing)
+
+
+def stage_refine(data, out, seed, log_dir, threads, minutes=REFINE_MINUTES):
+    """rcm-mam and adversarial-erasing, each fine-tuned from this file's classifier for `minutes`
+    (their trainers' own settings otherwise) and embedded under their names (int8), so every
+    registry method runs from the one model file."""
+    from importlib import import_module
+
+    from ..wsss import embed_refinement
+    work = Path(log_dir) / "models"
+    for name, module in (("rcm-mam", "rcm_mam"), ("adversarial-erasing", "adversarial_erasing")):
+        dst = work / f"{module}.safetensors"
+        if not dst.is_file():
+            import_module(f".{module}", __package__).main(
+                ["--data", str(data), "--init", str(out), "--out", str(dst), "--seed", str(seed),
+                 "--threads", str(threads), "--max-minutes", str(minutes), "--steps", "100000"])
+        embed_refinement(out, dst, name)
 
 
 def main(argv=None):
@@ -133,7 +155,7 @@ def main(argv=None):
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--stage", default="all",
-                    choices=["all", "train", "tune", "cyclegan", "student", "unet", "select", "evaluate"])
+                    choices=["all", "train", "tune", "cyclegan", "refine", "student", "unet", "select", "evaluate"])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--minutes", type=float, default=25.0, help="student and yardstick budget each (minutes)")
     ap.add_argument("--selftrain-minutes", type=float, default=12.0)
@@ -150,6 +172,8 @@ def main(argv=None):
         stage_tune(args.data, args.out, args.seed, args.log_dir, methods=list(CAM_METHODS))
     if args.stage in ("all", "cyclegan"):
         stage_cyclegan(args.data, args.out, args.seed, args.log_dir, args.threads)
+    if args.stage in ("all", "refine"):
+        stage_refine(args.data, args.out, args.seed, args.log_dir, args.threads)
     for which in ("student", "unet"):
         if args.stage in ("all", which):
             stage_second(args.data, args.out, args.seed, args.log_dir, args.threads, args.minutes,

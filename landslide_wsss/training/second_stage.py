@@ -383,14 +383,18 @@ def main(argv=None):
 SELECT_CANDIDATES = ("student", "cam", "gradcam", "gradcam++", "gradcam-cyclegan")  # scorecam: 10x the cost
 
 
-def embed(out, component_file, prefix: str) -> None:
-    """Put a trained network (a file of stage_student) into the model file under `prefix`."""
-    tensors, meta = load_checkpoint(out)
-    comp_t, comp_meta = load_checkpoint(component_file)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(prefix + ".")}
-    tensors.update({f"{prefix}.{k.split('.', 1)[1]}": v for k, v in comp_t.items()})
-    meta[prefix] = {k: v for k, v in comp_meta.items() if k not in ("architecture", "format", "in_bands", "version")}
-    save_checkpoint(out, tensors, meta)
+def embed(out, component_file, prefix: str, int8: bool = False) -> None:
+    """Put a trained network (a file of stage_student) into the model file under `prefix` (its
+    weights int8 when `int8`: the yardstick, so that every method fits the file's 25 MB)."""
+    from ..checkpoint import int8_tensors, update_model_file
+    comp_t, comp_meta = load_checkpoint(component_file, raw=not int8)
+    if int8:
+        comp_t = int8_tensors({k.split(".", 1)[1]: v for k, v in comp_t.items()}, "x")
+        comp_meta = {**comp_meta, "storage": "int8 weights per output channel, fp16 else"}
+
+    def put(meta):
+        meta[prefix] = {k: v for k, v in comp_meta.items() if k not in ("architecture", "format", "in_bands", "version")}
+    update_model_file(out, {f"{prefix}.{k.split('.', 1)[1]}": v for k, v in comp_t.items()}, drop=(prefix,), meta=put)
 
 
 def _strip_mask(data, work) -> Path:

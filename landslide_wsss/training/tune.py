@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, save_checkpoint
 from ..metrics import Confusion
 
 NORMS = [{"norm": "vmax"}, {"norm": "quantile", "norm_q": 0.99}, {"norm": "quantile", "norm_q": 0.95},
@@ -24,10 +23,8 @@ from ..registry import CAM_METHODS as METHODS  # the CAM methods tuned per metho
 
 
 def _update_meta(out, fn):
-    tensors, meta = load_checkpoint(out)
-    meta = {k: v for k, v in meta.items() if k != "format"}
-    fn(meta)
-    save_checkpoint(out, tensors, meta)
+    from ..checkpoint import update_model_file
+    update_model_file(out, meta=fn)
 
 
 def holdout_maps(model, data, seed):

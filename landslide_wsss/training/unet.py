@@ -97,7 +97,7 @@ def save_unet(model: UNet, path, tile: int = 128, threshold: float = 0.5, traini
     tensors, meta = {}, {"architecture": "unet", "in_bands": model.in_bands, "version": f"{__version__}+unet",
                          "tile_size": tile}
     if embed and path.is_file():
-        tensors, meta = load_checkpoint(path)
+        tensors, meta = load_checkpoint(path, raw=True)  # other components as stored
         tensors = {k: v for k, v in tensors.items() if not k.startswith("unet.")}
         meta = {k: v for k, v in meta.items() if k != "format"}
     tensors.update(fp16_tensors(model, "unet"))

@@ -125,7 +125,7 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     """Train a model from image-level labels (see the module docstring). Returns its metadata summary."""
     import torch
 
-    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..checkpoint import dequantize, load_checkpoint, save_checkpoint
     from ..labels import labels_for_scenes
     from ..raster import check_output
     from ..scorers.student import load_segmentation
@@ -145,8 +145,8 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: a model file is written as *.safetensors")
     init_path = Path(init) if init is not None else DEFAULT_MODEL
-    tensors, meta = load_checkpoint(init_path)
-    base = load_segmentation(tensors, meta, init_path, "student", "student")
+    tensors, meta = load_checkpoint(init_path, raw=True)  # copied into the output as stored
+    base = load_segmentation(dequantize(tensors), meta, init_path, "student", "student")
     if base is None:
         raise InputError(f"{init_path}: --init needs a model file with a student network (the embedded one has it)")
     comp = meta["student"]
