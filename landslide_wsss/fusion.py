@@ -50,7 +50,8 @@ from typing import Any, Mapping, Optional, Tuple, Union
 import numpy as np
 from scipy import ndimage
 
-from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats
+from .morphology import clean_mask
+from .scoring import FUSE_HALO, MapStats, SceneStats, histogram
 
 
 @dataclass
@@ -137,13 +138,7 @@ def map_stats(values: np.ndarray, valid: Optional[np.ndarray] = None, vmax: Opti
         v = v[np.asarray(valid, bool)]
     v = v[np.isfinite(v)].ravel()
     top = float(v.max()) if v.size and vmax is None else float(vmax or 0.0)
-    hist = np.zeros(HIST_BINS, np.int64)
-    if v.size and top > 0:
-        idx = np.clip((v / top * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
-        hist = np.bincount(idx, minlength=HIST_BINS).astype(np.int64)
-    elif v.size:
-        hist[0] = v.size
-    return MapStats(vmax=top, count=int(v.size), hist=hist)
+    return MapStats(vmax=top, count=int(v.size), hist=histogram(v, top))
 
 
 def otsu_from_hist(hist: np.ndarray, vmax: float) -> float:
@@ -164,19 +159,6 @@ def otsu_from_hist(hist: np.ndarray, vmax: float) -> float:
     return float((k + 1) * vmax / len(h))  # upper edge of the last bin of the lower class
 
 
-def hist_quantile(ms: MapStats, q: float, skip_zero: bool = True) -> float:
-    """q-quantile from a MapStats histogram; with skip_zero, bin 0 (pixels <= vmax/HIST_BINS: maps
-    zeroed by the classifier gate, or blank) is left out, so gated tiles do not drag it down."""
-    h = np.asarray(ms.hist, np.float64).copy()
-    if skip_zero and len(h) > 1:
-        h[0] = 0
-    if ms.vmax <= 0 or h.sum() <= 0:
-        return 0.0
-    cdf = np.cumsum(h) / h.sum()
-    idx = int(np.searchsorted(cdf, q))
-    return float((min(idx, len(h) - 1) + 0.5) * ms.vmax / len(h))
-
-
 def thresholds(stats: SceneStats, params: Union[None, FusionParams, Mapping] = None,
                cam_key: str = "cam", diff_key: str = "diff") -> Tuple[float, float]:
     """(r_C, t_D): the CAM normalization reference and the difference threshold of a scene."""
@@ -190,20 +172,15 @@ def thresholds(stats: SceneStats, params: Union[None, FusionParams, Mapping] = N
         r_c = max(cs.vmax, p.cam_floor, 1e-12)
         t_d = max(0.25 * ds.vmax * p.diff_scale, p.diff_floor, 1e-12)
         return float(r_c), float(t_d)
-    r_c = max(hist_quantile(cs, p.cam_quantile), p.cam_floor, 1e-12)
+    r_c = max(cs.quantile(p.cam_quantile, skip_zero=True), p.cam_floor, 1e-12)
     if p.diff_rule == "otsu":
         h = np.asarray(ds.hist, np.float64).copy()
         h[0] = 0  # gated / blank pixels (D == 0) are not part of the two classes
         t_d = otsu_from_hist(h, ds.vmax)
     else:
-        t_d = hist_quantile(ds, p.diff_percentile)
+        t_d = ds.quantile(p.diff_percentile, skip_zero=True)
     t_d = max(p.diff_scale * t_d, p.diff_floor, 1e-12)
     return float(r_c), float(t_d)
-
-
-def _disk(r: int) -> np.ndarray:
-    y, x = np.ogrid[-r:r + 1, -r:r + 1]
-    return x * x + y * y <= r * r
 
 
 def fuse_maps(cam: np.ndarray, diff: np.ndarray, stats: SceneStats,
@@ -224,14 +201,5 @@ def fuse_maps(cam: np.ndarray, diff: np.ndarray, stats: SceneStats,
         camn = ndimage.maximum_filter(camn, size=2 * p.cam_dilate + 1, mode="nearest")
     diffn = np.clip(diff / (2 * t_d), 0, 1)
     score = np.sqrt(camn * diffn).astype(np.float32)
-    mask = (diff > t_d) & (camn > p.t_cam)
-    if p.open_radius > 0 and mask.any():
-        mask = ndimage.binary_opening(mask, structure=_disk(p.open_radius))
-    if p.min_component_px > 1 and mask.any():
-        lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-        if n:
-            sizes = np.bincount(lab.ravel())
-            keep = sizes >= p.min_component_px
-            keep[0] = False
-            mask = keep[lab]
+    mask = clean_mask((diff > t_d) & (camn > p.t_cam), p.open_radius, p.min_component_px)
     return score, mask

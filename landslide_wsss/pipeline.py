@@ -27,7 +27,7 @@ from .raster import (
     Scene, atomic_output, block_windows, check_output, geotiff_profile, needs_resampling, open_scene,
     open_terrain, resampled_scene,
 )
-from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel
+from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel, histogram
 from .tiling import Stitcher, TileGrid, batched
 from .vectorize import DEFAULT_LAYER, vectorize, write_gpkg
 
@@ -330,11 +330,7 @@ def _scene_stats(sc: Scene, maps_path, valid_path, names) -> SceneStats:
                     continue
                 m = src.read(window=win)[:, valid]
                 for k in range(len(names)):
-                    if vmax[k] > 0:
-                        idx = np.clip((m[k] / vmax[k] * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
-                        hists[k] += np.bincount(idx, minlength=HIST_BINS)
-                    else:
-                        hists[k, 0] += m.shape[1]
+                    hists[k] += histogram(m[k], vmax[k])
     return SceneStats({n: MapStats(float(vmax[k]), count, hists[k]) for k, n in enumerate(names)})
 
 

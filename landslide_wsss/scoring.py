@@ -29,13 +29,30 @@ class MapStats:
     count: int
     hist: np.ndarray
 
-    def quantile(self, q: float) -> float:
-        """Approximate q-quantile (0..1) from the histogram; 0 when the map is empty."""
-        if self.count == 0 or self.vmax <= 0:
+    def quantile(self, q: float, skip_zero: bool = False) -> float:
+        """Approximate q-quantile (0..1) from the histogram (the centre of its bin); 0 when the map
+        (or, with `skip_zero`, the map above bin 0) is empty. `skip_zero` leaves out bin 0 (pixels
+        <= vmax / HIST_BINS: maps zeroed by the classifier gate, or blank), so gated tiles do not
+        drag the quantile down."""
+        h = np.asarray(self.hist, np.float64)
+        if skip_zero and len(h) > 1:
+            h = np.concatenate([[0.0], h[1:]])
+        if self.count == 0 or self.vmax <= 0 or h.sum() <= 0:
             return 0.0
-        cdf = np.cumsum(self.hist) / self.hist.sum()
-        idx = int(np.searchsorted(cdf, q))
-        return float((idx + 0.5) * self.vmax / len(self.hist))
+        idx = int(np.searchsorted(np.cumsum(h) / h.sum(), q))
+        return float((min(idx, len(h) - 1) + 0.5) * self.vmax / len(h))
+
+
+def histogram(values: np.ndarray, vmax: float) -> np.ndarray:
+    """HIST_BINS equal bins over [0, vmax] (values <= 0 in bin 0, >= vmax in the last): the one bin
+    convention of MapStats, for a whole map or a strip of one."""
+    v = np.asarray(values, np.float32).ravel()
+    if vmax <= 0:
+        h = np.zeros(HIST_BINS, np.int64)
+        h[0] = v.size
+        return h
+    idx = np.clip((v / vmax * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
+    return np.bincount(idx, minlength=HIST_BINS).astype(np.int64)
 
 
 @dataclass

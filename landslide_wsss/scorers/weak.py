@@ -9,11 +9,11 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from .. import __version__
 from ..errors import ModelError
 from ..registry import CAM_METHODS
+from ..morphology import clean_mask
 from ..scoring import SceneStats
 
 DEFAULT_PARAMS = {
@@ -34,46 +34,17 @@ DEFAULT_PARAMS = {
 }
 
 
-def _remove_small(mask: np.ndarray, min_px: int) -> np.ndarray:
-    if min_px <= 1 or not mask.any():
-        return mask
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if not n:
-        return mask
-    sizes = np.bincount(lab.ravel())
-    keep = sizes >= min_px
-    keep[0] = False
-    return keep[lab]
-
-
-def _disk(r: int) -> np.ndarray:
-    y, x = np.ogrid[-r:r + 1, -r:r + 1]
-    return x * x + y * y <= r * r
-
-
 def cam_reference(stats: SceneStats, params: Mapping, key: str = "cam") -> float:
     """The scene's CAM normalization reference r (see module docstring)."""
     ms = stats.maps[key]
     norm = params.get("norm", "vmax")
     if norm == "abs":
         r = float(params.get("abs_ref", 1.0))
-    elif norm == "quantile":
-        h = np.asarray(ms.hist[1:], np.float64)
-        if h.sum() <= 0 or ms.vmax <= 0:
-            r = ms.vmax
-        else:
-            cdf = np.cumsum(h) / h.sum()
-            idx = int(np.searchsorted(cdf, float(params.get("norm_q", 0.99))))
-            r = (idx + 1 + 0.5) * ms.vmax / len(ms.hist)
+    elif norm == "quantile":  # above bin 0 (gated tiles left out); the maximum when nothing is
+        r = ms.quantile(float(params.get("norm_q", 0.99)), skip_zero=True) or ms.vmax
     else:
         r = ms.vmax
     return float(max(r, float(params.get("abs_floor", 0.0)), 1e-12))
-
-
-def clean_mask(mask: np.ndarray, open_radius: int, min_px: int) -> np.ndarray:
-    if open_radius > 0 and mask.any():
-        mask = ndimage.binary_opening(mask, structure=_disk(open_radius))
-    return _remove_small(mask, min_px)
 
 
 class WeakScorer:

@@ -162,7 +162,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-dir", default=str(REPO / "runs"))
-    ap.add_argument("--methods", default="cam,gradcam,gradcam++,scorecam,gradcam-cyclegan,student,unet")
+    ap.add_argument("--methods", default="student,cam,gradcam,gradcam++,scorecam,gradcam-cyclegan,rcm-mam,adversarial-erasing,unet")
     args = ap.parse_args(argv)
     if args.stage in ("all", "train"):
         stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads)

@@ -380,7 +380,7 @@ def main(argv=None):
 # ---------------------------------------------------------------------------------------------
 # Into the model file, and the rule that picks the default method
 
-SELECT_CANDIDATES = ("student", "cam", "gradcam", "gradcam++", "gradcam-cyclegan")  # scorecam: 10x the cost
+SELECT_CANDIDATES = ("student", "cam", "gradcam", "gradcam++", "gradcam-cyclegan", "rcm-mam", "adversarial-erasing")  # scorecam: 10x the cost
 
 
 def embed(out, component_file, prefix: str, int8: bool = False) -> None:
