@@ -17,7 +17,6 @@ Inference: Grad-CAM of the localizer (`--method adversarial-erasing`, `--model O
 from __future__ import annotations
 
 import copy
-import json
 
 import torch
 import torch.nn.functional as F
@@ -62,8 +61,8 @@ def set_requires_grad(model, flag: bool):
 
 
 def main(argv=None):
-    from .refine_common import (Timer, base_parser, start_run, batches, find_generator, freeze_bn,
-                                pos_weight, save_refined)
+    from .refine_common import (Timer, base_parser, start_run, batches, freeze_bn,
+                                pos_weight, finish_run)
     ap = base_parser(__doc__.splitlines()[0], "runs/models/adversarial_erasing.safetensors")
     ap.add_argument("--alpha", type=float, default=ALPHA)
     ap.add_argument("--beta", type=float, default=BETA)
@@ -121,10 +120,7 @@ def main(argv=None):
                 "block": a.block, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "alpha": a.alpha, "beta": a.beta, "omega": a.omega, "sigma": a.sigma,
                 "train_seconds": t_train(), "n_chips": len(chips)}
-    out = save_refined(loc, a.out, "adversarial-erasing", src_meta, training, find_generator(a.generator, init_path))
-    log(event="saved", path=str(out), seconds=timer())
-    print(json.dumps({"out": str(out), "train_seconds": training["train_seconds"]}))
-    return 0
+    return finish_run(loc, a, "adversarial-erasing", src_meta, training, init_path, log, timer)
 
 
 if __name__ == "__main__":

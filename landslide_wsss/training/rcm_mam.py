@@ -21,7 +21,6 @@ Inference: plain CAM of MainNet (`--method rcm-mam`, `--model OUT`).
 from __future__ import annotations
 
 import copy
-import json
 from typing import Sequence
 
 import torch
@@ -119,8 +118,8 @@ def rcm_mam_losses(main, support, x, y, tau_region=0.4, temperature=0.1, scales=
 
 
 def main(argv=None):
-    from .refine_common import (Timer, base_parser, start_run, batches, find_generator, freeze_bn,
-                                pos_weight, save_refined)
+    from .refine_common import (Timer, base_parser, start_run, batches, freeze_bn,
+                                pos_weight, finish_run)
     ap = base_parser(__doc__.splitlines()[0], "runs/models/rcm_mam.safetensors")
     ap.add_argument("--w-rcm", type=float, default=0.1)
     ap.add_argument("--w-mam", type=float, default=1.0)
@@ -158,10 +157,7 @@ def main(argv=None):
                 "steps": done, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "w_rcm": a.w_rcm, "w_mam": a.w_mam, "temperature": a.temperature, "tau_region": a.tau_region,
                 "ema": a.ema, "scales": list(SCALES), "train_seconds": t_train(), "n_chips": len(chips)}
-    out = save_refined(model, a.out, "rcm-mam", src_meta, training, find_generator(a.generator, init_path))
-    log(event="saved", path=str(out), seconds=timer())
-    print(json.dumps({"out": str(out), "train_seconds": training["train_seconds"]}))
-    return 0
+    return finish_run(model, a, "rcm-mam", src_meta, training, init_path, log, timer)
 
 
 if __name__ == "__main__":

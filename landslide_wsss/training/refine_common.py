@@ -135,6 +135,15 @@ def save_refined(model: Classifier, out, refinement: str, source_meta: dict, tra
     return out
 
 
+def finish_run(model, a, refinement: str, src_meta: dict, training: dict, init_path, log, timer) -> int:
+    """The common end of a refinement fine-tune: the model file (+ generator), logged and printed."""
+    import json
+    out = save_refined(model, a.out, refinement, src_meta, training, find_generator(a.generator, init_path))
+    log(event="saved", path=str(out), seconds=timer())
+    print(json.dumps({"out": str(out), "train_seconds": training["train_seconds"]}))
+    return 0
+
+
 def start_run(a):
     """The common start of a refinement fine-tune: threads, seed, a timer, the JSON-lines log beside
     the output, the initial classifier and the training chips.

@@ -13,7 +13,6 @@ choice here uses the CAM alone.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch
@@ -48,8 +47,8 @@ def make_crops(model, chips, size: int = 128, batch_size: int = 64, seed: int = 
 
 def main(argv=None):
     from ..datasets.common import ChipSet
-    from .refine_common import (Timer, base_parser, start_run, batches, find_generator, freeze_bn,
-                                pos_weight, save_refined)
+    from .refine_common import (Timer, base_parser, start_run, batches, freeze_bn,
+                                pos_weight, finish_run)
     ap = base_parser(__doc__.splitlines()[0], "runs/models/terrain_crop.safetensors")
     ap.add_argument("--no-crops", action="store_true",
                     help="control run: the same fine-tune on original chips only (saved as a plain 'cam' model)")
@@ -95,10 +94,7 @@ def main(argv=None):
                 "batches": "original chips only (control)" if a.no_crops else
                 "half original chips, half CAM-guided crops resized to the chip size",
                 "train_seconds": t_train(), "n_chips": len(chips)}
-    out = save_refined(model, a.out, "cam" if a.no_crops else "terrain-crop", src_meta, training, find_generator(a.generator, init_path))
-    log(event="saved", path=str(out), seconds=timer())
-    print(json.dumps({"out": str(out), "train_seconds": training["train_seconds"]}))
-    return 0
+    return finish_run(model, a, "cam" if a.no_crops else "terrain-crop", src_meta, training, init_path, log, timer)
 
 
 if __name__ == "__main__":
