@@ -44,8 +44,8 @@ Fusion rule (`fuse_maps`, once per scene, block by block with the same scene sta
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping, Optional, Tuple, Union
+from dataclasses import asdict, dataclass
+from typing import Mapping, Optional, Tuple, Union
 
 import numpy as np
 from scipy import ndimage
@@ -74,13 +74,9 @@ class FusionParams:
             raise ValueError(f"fusion radii must be <= FUSE_HALO ({FUSE_HALO})")
 
     @classmethod
-    def from_any(cls, params: Union[None, "FusionParams", Mapping[str, Any]]) -> "FusionParams":
-        if params is None:
-            return cls()
-        if isinstance(params, cls):
-            return params
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(params).items() if k in names})
+    def from_any(cls, params) -> "FusionParams":
+        from .params import from_mapping
+        return from_mapping(cls, params)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -154,3 +154,28 @@ def test_empty_histograms_warn_instead_of_masking_everything():
     with pytest.warns(RuntimeWarning, match="empty histogram"):
         _, mask = fuse_maps(cam, diff, bad)
     assert not mask[outside].any() and mask.sum() < 1.5 * inside.sum()
+
+
+def test_parameter_sets_share_one_builder():
+    """FusionParams, CropParams and CamParams come from metadata the same way: defaults for None,
+    known keys of a mapping (others belong to the sets stored beside them), a wrong type refused."""
+    from landslide_wsss.cam.terrain_crop import CropParams
+    from landslide_wsss.params import CamParams, from_mapping
+    assert FusionParams.from_any(None) == FusionParams()
+    assert FusionParams.from_any({"t_cam": 0.4, "unrelated": 1}).t_cam == 0.4
+    assert CropParams.from_any({"max_crops": 2}).max_crops == 2
+    cp = from_mapping(CamParams, {"gate": 0.2, "scales": (1.0, 2.0), "fusion": {}})
+    assert cp.gate == 0.2 and list(cp.scales) == [1.0, 2.0]
+    with pytest.raises(ValueError, match="CamParams.gate"):
+        from_mapping(CamParams, {"gate": "high"})
+    with pytest.raises(ValueError, match="t_cam"):
+        FusionParams.from_any({"t_cam": [0.1]})
+    with pytest.raises(ValueError, match="norm"):
+        from_mapping(CamParams, {"norm": "median"})
+
+
+def test_bad_model_params_are_a_clean_error(weak_model_file):
+    from landslide_wsss.errors import ModelError
+    from landslide_wsss.wsss import load_model
+    with pytest.raises(ModelError, match="model parameters: CamParams.gate"):
+        load_model(weak_model_file, method="cam", device="cpu", params={"gate": -1.0})

@@ -47,13 +47,9 @@ class CropParams:
     slope_gate: Optional[float] = None  # quantile q of the scene's slope below which CAM is zeroed
 
     @classmethod
-    def from_any(cls, p) -> "CropParams":
-        if p is None:
-            return cls()
-        if isinstance(p, cls):
-            return p
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in dict(p).items() if k in names})
+    def from_any(cls, params) -> "CropParams":
+        from ..params import from_mapping
+        return from_mapping(cls, params)
 
 
 def confident_mask(cam: np.ndarray, low: float = 0.1, rel: float = 0.5) -> np.ndarray:

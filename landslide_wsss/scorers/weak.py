@@ -14,24 +14,10 @@ from .. import __version__
 from ..errors import ModelError
 from ..registry import CAM_METHODS
 from ..morphology import clean_mask
+from ..params import CamParams, defaults, from_mapping
 from ..scoring import SceneStats
 
-DEFAULT_PARAMS = {
-    "method": "gradcam",
-    "gate": 0.5,
-    "norm": "vmax",
-    "norm_q": 0.99,
-    "abs_ref": 1.0,
-    "abs_floor": 0.0,
-    "thresholds": {"cam": 0.3, "gradcam": 0.3, "gradcam++": 0.3, "scorecam": 0.3},
-    "open_radius": 1,
-    "min_component_px": 16,
-    "scorecam": {"top_k": 32, "mask_size": None, "chunk": 64},
-    "scales": [1.0],
-    "flip": False,
-    "bf16": True,
-    "batch_size": 32,
-}
+DEFAULT_PARAMS = defaults()  # params.CamParams: the typed fields, their defaults and checks
 
 
 def cam_reference(stats: SceneStats, params: Mapping, key: str = "cam") -> float:
@@ -61,6 +47,10 @@ class WeakScorer:
         self.params.update(copy.deepcopy(meta.get("params") or {}))
         if params:
             self.params.update(params)
+        try:  # typed check of the merged settings: bad metadata is one clean error here, not a crash later
+            from_mapping(CamParams, self.params)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"model parameters: {exc}") from None
         method = method or meta.get("method_default") or self.params["method"]
         base = method[:-len("-cyclegan")] if method.endswith("-cyclegan") else method
         if base not in CAM_METHODS:
