@@ -252,15 +252,11 @@ def _run_grid(sc: Scene, model, work: Path, tile, overlap, dsm, batch_size, prog
         raise InputError(str(exc)) from None
     # A given DSM is always checked (bad input fails the same way for every method), but only read
     # tile by tile for a model that uses terrain, as scoring.py promises.
-    terrain = open_terrain(dsm, sc) if (dsm is not None) else None
     names = list(model.map_names)
     paths = {k: work / f"{k}.tif" for k in ("maps", "valid", "score", "mask")}
-    try:
+    with open_terrain(dsm, sc) if dsm is not None else contextlib.nullcontext() as terrain:
         used = terrain if getattr(model, "uses_terrain", False) else None
         _stitch_maps(sc, model, grid, used, names, paths["maps"], batch_size, progress)
-    finally:
-        if terrain is not None:
-            terrain.close()
     stats = _scene_stats(sc, paths["maps"], paths["valid"], names)
     if stats.maps[names[0]].count == 0:
         warnings.warn(f"{sc.path}: no valid pixel (all nodata); nothing to detect", NothingToDetect, stacklevel=3)

@@ -47,17 +47,21 @@ class Scene:
         return self.path.stem
 
     @property
-    def gsd(self) -> float:
-        """Ground sampling distance in metres (mean of the two pixel sides; for a geographic CRS,
-        metres per degree at the scene centre)."""
+    def pixel_size_m(self) -> Tuple[float, float]:
+        """(x, y) pixel sides in metres: the CRS's linear unit converted; for a geographic CRS,
+        metres per degree at the scene centre."""
         px, py = abs(self.transform.a), abs(self.transform.e)
         if self.crs.is_geographic:
             lat = self.transform.f + self.transform.e * self.height / 2
-            px, py = px * 111_320 * np.cos(np.radians(lat)), py * 110_574
-        else:
-            factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
-            px, py = px * factor, py * factor
-        return float((px + py) / 2)
+            return float(px * 111_320 * np.cos(np.radians(lat))), float(py * 110_574)
+        factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
+        return float(px * factor), float(py * factor)
+
+    @property
+    def gsd(self) -> float:
+        """Ground sampling distance in metres (mean of the two pixel sides)."""
+        px, py = self.pixel_size_m
+        return (px + py) / 2
 
     @property
     def pixel_area_m2(self) -> Optional[float]:
@@ -315,7 +319,8 @@ __all__ = [
 
 
 class Terrain:
-    """Elevation and slope on the scene's grid, from a DSM file (warped on the fly if its grid differs)."""
+    """Elevation and slope on the scene's grid, from a DSM file (warped on the fly if its grid
+    differs). A context manager: `with open_terrain(path, scene) as t: t.read(window)`."""
 
     def __init__(self, path, scene: Scene):
         from rasterio.vrt import WarpedVRT
@@ -341,12 +346,13 @@ class Terrain:
             resampling=Resampling.bilinear,
         )
         self.scene = scene
-        # Pixel size in metres, for the slope (geographic CRS: metres per degree at the scene centre).
-        px, py = abs(scene.transform.a), abs(scene.transform.e)
-        if scene.crs.is_geographic:
-            lat = scene.transform.f + scene.transform.e * scene.height / 2
-            px, py = px * 111_320 * np.cos(np.radians(lat)), py * 110_574
-        self.px, self.py = px, py
+        self.px, self.py = scene.pixel_size_m  # the slope's run, in the DSM's unit (metres)
+
+    def __enter__(self) -> "Terrain":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def read(self, window: Window) -> np.ndarray:
         """float32 (2, h, w): elevation (m) and slope (degrees); 0 where the DSM has no data."""

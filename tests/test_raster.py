@@ -100,3 +100,26 @@ def test_outputs_refuse_existing_and_missing_dir(tmp_path, utm_scene):
             write_geotiff(tmp_path / "no" / "o.tif", np.zeros((sc.height, sc.width), np.float32), sc)
     with rasterio.open(out) as ds:
         assert ds.crs.to_epsg() == 32647 and ds.profile["compress"] == "deflate"
+
+
+def test_terrain_is_a_context_manager_with_the_scenes_pixel_size(tmp_path):
+    """Terrain's slope run is the scene's own pixel size in metres (one definition, Scene.pixel_size_m),
+    also for a CRS in US feet; `with` closes the DSM."""
+    import numpy as np
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    from conftest import write_tif
+    from landslide_wsss.raster import open_scene, open_terrain
+    ramp = np.tile(np.arange(32, dtype=np.float32) * 0.3048, (32, 1))  # rises 0.3048 m per column
+    for crs, step in (("EPSG:32647", 1.0), ("EPSG:2229", 1.0)):  # metres; California zone 5, US feet
+        img = write_tif(tmp_path / f"s{crs[5:]}.tif", np.full((3, 32, 32), 100, np.uint8), crs=crs,
+                        transform=from_origin(1000, 1000, step, step))
+        dsm = write_tif(tmp_path / f"d{crs[5:]}.tif", ramp[None], crs=crs, transform=from_origin(1000, 1000, step, step))
+        with open_scene(img) as sc, open_terrain(dsm, sc) as t:
+            slope = t.read(Window(0, 0, 32, 32))[1]
+            px = sc.pixel_size_m[0]
+            assert (t.px, t.py) == sc.pixel_size_m
+        expected = np.degrees(np.arctan(0.3048 / px))
+        assert abs(float(np.median(slope)) - expected) < 0.05
+        assert t.ds.closed and t.src.closed
