@@ -219,11 +219,8 @@ class _ArrayTarget:
 def stitch_in_memory(model, img: np.ndarray, valid: np.ndarray, tile: Optional[int] = None,
                      overlap: Optional[int] = None, batch_size: int = 32) -> Dict[str, np.ndarray]:
     """The core's grid, predict_tiles and Stitcher over an in-memory (C, H, W) image (H, W >= tile)."""
-    from .tiling import Stitcher, TileGrid
-    tile = int(tile or model.tile_size)
-    if overlap is None:
-        overlap = getattr(model, "overlap", None)
-    overlap = int(tile // 8 if overlap is None else overlap)
+    from .tiling import Stitcher, TileGrid, grid_size
+    tile, overlap = grid_size(model, tile, overlap)
     c, h, w = img.shape
     names = list(model.map_names)
     target = _ArrayTarget(len(names), h, w)

@@ -28,7 +28,7 @@ from .raster import (
     open_terrain, resampled_scene,
 )
 from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel, histogram
-from .tiling import Stitcher, TileGrid, batched
+from .tiling import Stitcher, TileGrid, batched, grid_size
 from .vectorize import DEFAULT_LAYER, vectorize, write_gpkg
 
 log = logging.getLogger("landslide_wsss")
@@ -242,10 +242,7 @@ def _to_scene_grid(sc: Scene, wpaths: Dict[str, Path], work: Path, n_maps: int) 
 
 
 def _run_grid(sc: Scene, model, work: Path, tile, overlap, dsm, batch_size, progress) -> Dict[str, Path]:
-    tile = int(tile or model.tile_size)
-    if overlap is None:
-        overlap = getattr(model, "overlap", None)
-    overlap = int(tile // 8 if overlap is None else overlap)
+    tile, overlap = grid_size(model, tile, overlap)
     try:
         grid = TileGrid(sc.width, sc.height, tile, overlap)
     except ValueError as exc:

@@ -12,7 +12,7 @@ No torch here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -58,6 +58,15 @@ class TileGrid:
 
     def __iter__(self) -> Iterator[Window]:
         return iter(self.windows())
+
+
+def grid_size(model, tile=None, overlap=None) -> Tuple[int, int]:
+    """(tile, overlap) for a model's grid: the caller's, else the model's own (`tile_size`, `overlap`);
+    a model that states no overlap gets an eighth of the tile (the blend ramps need some)."""
+    tile = int(tile or model.tile_size)
+    if overlap is None:
+        overlap = getattr(model, "overlap", None)
+    return tile, int(tile // 8 if overlap is None else overlap)
 
 
 def blend_weight(tile: int, overlap: int) -> np.ndarray:
