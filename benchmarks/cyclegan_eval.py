@@ -17,6 +17,7 @@ Prints and writes one JSON object; also the share of predict time spent in the g
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -141,7 +142,10 @@ def pixel_auc(items, key, n=400_000, seed=0):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "landslide_wsss/weights/default.safetensors"))
-    ap.add_argument("--generators", nargs="+", required=True)
+    ap.add_argument("--generators", nargs="+", required=True,
+                    help="generator files (a model file with generator.* counts too)")
+    ap.add_argument("--untrained", action="store_true",
+                    help="add the control: the first generator's architecture with fresh random weights")
     ap.add_argument("--method", default="scorecam")
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data"))
     ap.add_argument("--out", default=str(ROOT / "runs/cyclegan_eval.json"))
@@ -158,6 +162,11 @@ def main(argv=None):
     for p in a.generators:
         t, m = load_checkpoint(p)
         gens[Path(p).stem] = load_generator(t, m)
+    if a.untrained:  # same architecture, weights as initialized before any training
+        from landslide_wsss.models.cyclegan import init_weights
+        torch.manual_seed(0)
+        g = copy.deepcopy(next(iter(gens.values())))
+        gens["untrained"] = init_weights(g).eval()
     mm = MultiDiff(scorer, gens)
     res = {"model": a.model, "method": a.method, "generators": list(gens), "splits": {}}
     splits = a.splits.split(",")
@@ -166,7 +175,7 @@ def main(argv=None):
     items = {}
     t0 = time.time()
     if "hold_bijie" in splits or "hold_strip" in splits:
-        from landslide_wsss.training.default import STRIP_FRAC, split_holdout
+        from landslide_wsss.training.data import STRIP_FRAC, split_holdout
         from landslide_wsss.datasets.bijie import label_from_name
         names = read_split(data / "bijie/train.txt")
         _, ho = split_holdout(names, [label_from_name(n) for n in names])

@@ -27,12 +27,11 @@ from landslide_wsss.training.common import set_threads
 
 
 def _untrained(teacher):
+    """The control: the same generator architecture with the weights it had before training."""
+    from landslide_wsss.models.cyclegan import init_weights
     g = copy.deepcopy(teacher.generator)
     torch.manual_seed(0)
-    for m in g.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-    teacher.generator = g.eval()
+    teacher.generator = init_weights(g).eval()
     return teacher
 
 
