@@ -1,4 +1,4 @@
-"""The embedded default model, reproducible by one command (about 45-60 min on 2 busy CPU cores):
+"""The embedded default model, reproducible by one command (stage times in the README):
 
     nice .venv/bin/python -m landslide_wsss.training.default --threads 1 [--data ../shared/data] [--out landslide_wsss/weights/default.safetensors]
     (same as `landslide-wsss train default ...`)
@@ -18,12 +18,16 @@ Stages (all by default, in this order; each can be re-run alone with --stage):
   cyclegan  the CycleGAN (ngf 16, 6 blocks, 128 px, 2 constant + 3 decay epochs, training/cyclegan.py) on
             landslide / landslide-free chips of the same training data; its G_A is stored as generator.*
             with the fusion settings FUSION below (chosen on the same hold-outs by benchmarks/cyclegan_eval.py).
-  student   the second stage (training/second_stage.py): the shipped classifier as teacher (multi-scale +
-            flipped CAMs, method and bands chosen on the hold-outs) -> three-band pseudo-masks on the same
-            training data at the working GSD (1.6 m) -> segmentation student (25 min) -> one self-training
-            round (12 min, kept only if the hold-out improves); embedded as student.*.
-  unet      the supervised yardstick: the student's network, data, crops and budget on the true masks
-            (25 min), embedded as unet.*.
+  refine    rcm-mam and adversarial-erasing fine-tuned from this file's classifier (8 min each, their
+            trainers' settings) and embedded under their names, int8 (every method runs from the file).
+  student   the second stage (training/second_stage.py): the shipped classifier as teacher; its CAM
+            method, the CycleGAN cue, the affinity refinement (none / SLIC superpixels) and the bands
+            chosen on the hold-outs (choose_teacher) -> three-band pseudo-masks; the working GSD chosen
+            by stage_scale (400-step students at 1.0 / 1.6 / 2.4 m, best mean hold-out IoU) -> the
+            segmentation student (25 min) -> one self-training round (12 min, kept only if the hold-out
+            improves); embedded as student.*.
+  unet      the supervised yardstick: the student's network, data, GSD, crops and budget on the true
+            masks (25 min), embedded as unet.* (int8).
   select    the default method by the rule: best mean landslide IoU over the Bijie hold-out and the area A
             strip among the candidates (second_stage.SELECT_CANDIDATES), written as method_default.
 Re-running `train` replaces the file, so the other stages follow it in `all`.
@@ -162,7 +166,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-dir", default=str(REPO / "runs"))
-    ap.add_argument("--methods", default="student,cam,gradcam,gradcam++,scorecam,gradcam-cyclegan,rcm-mam,adversarial-erasing,unet")
+    ap.add_argument("--methods", default="student,cam,gradcam,gradcam++,gradcam-cyclegan,rcm-mam,adversarial-erasing,unet",
+                    help="methods the evaluate stage measures (scorecam: add it; ten times the CAM cost)")
     args = ap.parse_args(argv)
     if args.stage in ("all", "train"):
         stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads)
