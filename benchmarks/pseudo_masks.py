@@ -65,11 +65,12 @@ def main():
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--out", default="benchmarks/results/pseudo_masks.json")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cues", default="none,trained,untrained")
     a = ap.parse_args()
     set_threads(a.threads)
     rows = []
     for method in ss.TEACHERS:
-        for cue in ("none", "trained", "untrained"):
+        for cue in a.cues.split(","):
             t0 = time.time()
             items = holdout_maps(a.data, method, cue)
             t_maps = time.time() - t0
