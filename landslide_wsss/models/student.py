@@ -2,8 +2,8 @@
 its last stage (encoder depth 4, output stride 16), no pretrained weights.
 
 Sized for this CPU and the model file: 3.6 M parameters (7 MB in fp16). Dropping ResNet's layer4
-(8 M of its 11 M parameters) costs little here: at the working GSD (1.6 m) a 192 px crop already
-spans 307 m and the stride-16 bottleneck sees all of it. Normalization buffers as in the
+(8 M of its 11 M parameters) costs little here: at the working GSD (1.6-2.4 m) a 192 px crop already
+spans 300-460 m and the stride-16 bottleneck sees all of it. Normalization buffers as in the
 classifier (raw bands in, `normalize` first).
 
 Written out in plain torch rather than built by `smp.Unet`: importing smp pulls in timm, torchvision

@@ -26,7 +26,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..resample import resample_image, resample_target
 from . import student as st
 
-GSD = 1.6            # working ground sampling distance (m)
+GSD = 1.6            # working ground sampling distance (m) when none is chosen (stage_scale chooses)
 BIJIE_GSD = 0.8
 AMUNET_GSD = 0.5
 AREA_TILE_M = 64.0   # area A's image-level labels: 64 m squares

@@ -1,7 +1,8 @@
 """The second stage: teacher CAMs -> pseudo-masks -> segmentation student -> self-training.
 
-Everything here works at the model's working GSD (default 1.6 m): images are resampled on load
-(area-weighted), so a 192 px training crop sees 307 m of ground.
+Everything here works at the model's working GSD (chosen by second_stage.stage_scale; 2.4 m in the
+shipped model): images are resampled on load (area-weighted), so a 192 px training crop sees 461 m
+of ground there.
 
 Pseudo-masks (three bands): the teacher's CAM, summed over scales and flips, is normalized by its
 maximum inside each landslide image (or landslide tile); >= t_fg is landslide, < t_bg background,
