@@ -125,13 +125,22 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     work = Path(log_dir) / "second_stage"
     work.mkdir(parents=True, exist_ok=True)
     log = Logger(work / "log.jsonl")
-    gsd = ss.stage_scale(data, work, seed, log)["gsd"]
+    scale = ss.stage_scale(data, work, seed, log)
+    gsd = scale["gsd"]
     if not (work / "weak_samples.safetensors").is_file():
         ss.stage_pseudo(data, work, seed, log, gsd=gsd, teacher=ss.teacher_cached(data, work, seed, log))
     name = "student" if which == "student" else "supervised"
     if not (work / f"{name}.safetensors").is_file():
         ss.stage_student(data, work, minutes, selftrain_minutes, 1 if which == "student" else 0, seed, log, name)
-    ss.embed(out, work / f"{name}.safetensors", "student" if which == "student" else "unet", int8=which == "unet")
+    prefix = "student" if which == "student" else "unet"
+    ss.embed(out, work / f"{name}.safetensors", prefix, int8=which == "unet")
+    record_scale(out, prefix, scale)
+
+
+def record_scale(out, prefix: str, scale: dict) -> None:
+    """The working-scale sweep that chose the component's GSD, into its metadata."""
+    from ..checkpoint import update_model_file
+    update_model_file(out, meta=lambda m: m[prefix].__setitem__("scale", scale))
 
 
 REFINE_MINUTES = 8.0  # per refinement fine-tune (rcm-mam, adversarial-erasing)
