@@ -150,6 +150,8 @@ def stage_evaluate(data, out, methods, log_dir="runs"):
 
     def apply(meta):
         val = meta.setdefault("validation", {})
+        for m in [m for m, v in val.items() if isinstance(v, dict) and "bijie_val" in v and m not in results]:
+            del val[m]  # figures of methods not measured in this run belong to an earlier file
         for m, r in results.items():
             val[m] = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in r[k].items() if kk in keep}
                       for k in ("bijie_val", "areaB")}
