@@ -77,8 +77,8 @@ def main(argv=None) -> int:
                 return ex(class_idx=0, scores=scores)[0].float().cpu().numpy()
         return run
 
-    def ours(chunk, bf16=False, cls=ScoreCAM):
-        cam = cls(model, bf16=bf16, chunk=chunk)
+    def ours(chunk, bf16=False, cls=ScoreCAM, **kw):
+        cam = cls(model, bf16=bf16, chunk=chunk, **kw)
 
         def run(inp):
             return cam(inp).float().cpu().numpy()
@@ -96,6 +96,9 @@ def main(argv=None) -> int:
         configs[("ours exact fp32, grad-cam definition", f"chunk {ch}")] = ours(ch, cls=GDef)
         configs[("ours exact bf16", f"chunk {ch}")] = ours(ch, bf16=True)
         configs[("ours exact bf16, grad-cam definition", f"chunk {ch}")] = ours(ch, bf16=True, cls=GDef)
+    # fast modes (channel subsets): fidelity against our exact fp32 maps
+    configs[("ours fast top-32 bf16", "chunk 64")] = ours(64, bf16=True, top_k=32)
+    configs[("ours fast top-64 by std bf16", "chunk 64")] = ours(64, bf16=True, top_k=64, select="std")
     times = {k: [] for k in configs}
     maps = {}
     loads = []
