@@ -209,7 +209,7 @@ def start_model(tmp_path, weak_model_file):
     tensors.update(st.student_tensors(net))
     meta = {k: v for k, v in meta.items() if k != "format"}
     meta["student"] = {"config": net.config(), "gsd": 1.0, "tile_size": 64, "overlap": 8, "threshold": 0.5,
-                       "teacher": {"method": "cam", "t_fg": 0.4, "t_bg": 0.2}}
+                       "teacher": {"method": "cam", "t_fg": 0.4, "t_bg": 0.2, "refine": "slic"}}  # the shipped recipe
     path = tmp_path / "start.safetensors"
     save_checkpoint(path, tensors, meta)
     return path

@@ -27,6 +27,13 @@ def _norm(cam: np.ndarray) -> np.ndarray:
     return cam / top if top > 0 else np.zeros_like(cam)
 
 
+def teacher_map(maps) -> np.ndarray:
+    """A teacher's stitched maps -> its one map: the CAM, times the max-normalized CycleGAN
+    difference when the teacher has one (a `-cyclegan` method)."""
+    cam = maps["cam"]
+    return _norm(cam) * _norm(maps["diff"]) if "diff" in maps else cam
+
+
 def _rgb(image: np.ndarray) -> np.ndarray:
     """(C, H, W) raw bands -> (H, W, 3) uint8 contiguous (the first three bands)."""
     img = np.asarray(image)[:3]

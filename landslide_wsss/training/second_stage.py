@@ -25,6 +25,7 @@ from .. import __version__
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..resample import resample_image, resample_target
 from . import student as st
+from .affinity import teacher_map
 
 GSD = 1.6            # working ground sampling distance (m) when none is chosen (stage_scale chooses)
 BIJIE_GSD = 0.8
@@ -43,18 +44,11 @@ def _teacher(method: str, device: str = "cpu"):
     return load_model(None, method=method, device=device, params=dict(st.TEACHER_PARAMS))
 
 
-def _cue(maps) -> np.ndarray:
-    """The teacher's map: the CAM, times the max-normalized CycleGAN difference when it has one."""
-    from .affinity import _norm
-    cam = maps["cam"]
-    return _norm(cam) * _norm(maps["diff"]) if "diff" in maps else cam
-
-
 def _bijie_cams(teacher, root, names):
     from ..evaluation import bijie_maps
     cams, masks = [], []
     for _, maps, mask in bijie_maps(teacher, root, names):
-        cams.append(_cue(maps))
+        cams.append(teacher_map(maps))
         masks.append(mask)
     return cams, masks
 
@@ -149,7 +143,7 @@ def _holdout_teacher_maps(teacher, data, root, ho_pos, a_img, a_valid, a_mask, c
     from ..evaluation import stitch_in_memory
     cams, masks = _bijie_cams(teacher, root, ho_pos)
     images, gsds = [load_image(root, n) for n in ho_pos], [BIJIE_GSD] * len(ho_pos)
-    area = _cue(stitch_in_memory(teacher, a_img, a_valid))
+    area = teacher_map(stitch_in_memory(teacher, a_img, a_valid))
     for rs, cs in _pos_tiles(a_mask[cut:], a_tile):
         rs = slice(rs.start + cut, rs.stop + cut)
         cams.append(area[rs, cs])
@@ -225,7 +219,7 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None):
             tgt = np.zeros(img.shape[1:], np.uint8)
         weak.append(st.Sample(small, resample_target(tgt, size), n, n in cam_of))
         sup.append(st.Sample(small, resample_target(mask, size), n, n in cam_of))
-    a_tgt = area_target(_cue(stitch_in_memory(teacher, a_img, a_valid)), a_mask, a_valid, a_tile, t_fg, t_bg,
+    a_tgt = area_target(teacher_map(stitch_in_memory(teacher, a_img, a_valid)), a_mask, a_valid, a_tile, t_fg, t_bg,
                         image=a_img, refine=how)
     a_small = resample_image(a_img[:, :cut].astype(np.uint8), f_a)  # the strip (rows >= cut) stays out
     size = a_small.shape[1:]

@@ -68,6 +68,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
 
     from ..evaluation import stitch_in_memory
     from ..raster import needs_resampling, open_scene, resampled_scene
+    from .affinity import refine, teacher_map
     held = []
     with open_scene(path) as sc:
         ws = resampled_scene(sc, gsd) if needs_resampling(sc, gsd) else sc
@@ -90,7 +91,9 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
                 full[:, :tl.size, :tl.size] = data
                 vv = np.zeros((size, size), bool)
                 vv[:tl.size, :tl.size] = v
-                cam = stitch_in_memory(teacher, full, vv)["cam"][:tl.size, :tl.size]
+                cam = teacher_map(stitch_in_memory(teacher, full, vv))[:tl.size, :tl.size]
+                if bands.get("refine", "none") != "none":  # the start model's teacher recipe (second_stage)
+                    cam = refine(cam, data, bands["refine"], sc.gsd)
                 pm = st.pseudo_mask(cam, bands["t_fg"], bands["t_bg"], v)
                 target[r0:r0 + n, c0:c0 + n] = resample_target(pm, target[r0:r0 + n, c0:c0 + n].shape)
             target[~valid] = st.IGNORE
@@ -151,7 +154,7 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
         raise InputError(f"{init_path}: --init needs a model file with a student network (the embedded one has it)")
     comp = meta["student"]
     gsd = float(comp["gsd"])
-    bands = {k: (comp.get("teacher") or {}).get(k, d) for k, d in (("t_fg", 0.4), ("t_bg", 0.3))}
+    bands = {k: (comp.get("teacher") or {}).get(k, d) for k, d in (("t_fg", 0.4), ("t_bg", 0.3), ("refine", "none"))}
     teacher_method = (comp.get("teacher") or {}).get("method", "gradcam++")
 
     def tile_px(scene):
