@@ -133,8 +133,31 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     if not (work / f"{name}.safetensors").is_file():
         ss.stage_student(data, work, minutes, selftrain_minutes, 1 if which == "student" else 0, seed, log, name)
     prefix = "student" if which == "student" else "unet"
-    ss.embed(out, work / f"{name}.safetensors", prefix, int8=which == "unet")
+    chosen = work / f"{name}.safetensors"
+    if which == "student":
+        chosen = training_length(chosen, work / "scale" / f"gsd{gsd:g}" / "student.safetensors", log)
+    ss.embed(out, chosen, prefix, int8=which == "unet")
     record_scale(out, prefix, scale)
+
+
+def training_length(full, short, log=print):
+    """The rule for how long the student trains: the full-budget student (with its self-training
+    round when kept) or the working-scale sweep's short student at the same GSD, whichever has the
+    better mean hold-out IoU (long training on pseudo-masks can learn their noise). The choice is
+    written into the chosen file's metadata."""
+    from ..checkpoint import read_metadata, update_model_file
+    cands = [p for p in (full, short) if Path(p).is_file()]
+    scores = {str(p): read_metadata(p)["holdout"]["mean_iou"] for p in cands}
+    best = max(cands, key=lambda p: scores[str(p)])
+    log(event="training_length", scores=scores, chosen=str(best))
+
+    def note(m):
+        m.setdefault("training", {})["length_rule"] = {
+            "rule": "best mean hold-out IoU of the full-budget student and the sweep's short student",
+            "mean_iou": {("full" if Path(p) == Path(full) else "short"): v for p, v in scores.items()},
+            "chosen": "full" if Path(best) == Path(full) else "short"}
+    update_model_file(best, meta=note)
+    return best
 
 
 def record_scale(out, prefix: str, scale: dict) -> None:
