@@ -161,9 +161,14 @@ def training_length(full, short, log=print):
 
 
 def record_scale(out, prefix: str, scale: dict) -> None:
-    """The working-scale sweep that chose the component's GSD, into its metadata."""
+    """The working-scale sweep that chose the component's GSD, into its metadata (only when the
+    component was trained at that GSD: a yardstick kept from an earlier run is not)."""
     from ..checkpoint import update_model_file
-    update_model_file(out, meta=lambda m: m[prefix].__setitem__("scale", scale))
+
+    def put(m):
+        if abs(float(m[prefix].get("gsd") or 0) - float(scale["gsd"])) < 1e-6:
+            m[prefix]["scale"] = scale
+    update_model_file(out, meta=put)
 
 
 REFINE_MINUTES = 8.0  # per refinement fine-tune (rcm-mam, adversarial-erasing)
