@@ -300,3 +300,19 @@ def test_detect_with_the_student_imports_no_smp_timm_or_torchvision(tmp_path):
             "print(sorted(m for m in ('segmentation_models_pytorch', 'timm', 'torchvision', 'torch._dynamo') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_method_runs_with_the_embedded_model(tmp_path):
+    """Every registry method is available in the shipped model file and detects on a small scene
+    (the refinements from their embedded int8 classifiers); the file stays within its 25 MB."""
+    from landslide_wsss.wsss import DEFAULT_MODEL, describe_methods
+    assert DEFAULT_MODEL.stat().st_size <= 25 * 2**20
+    listing = describe_methods()
+    missing = [m["name"] for m in listing["methods"] if not m["available"]]
+    assert not missing, f"the embedded model cannot run {missing}"
+    scene = tmp_path / "s.tif"
+    write_tif(scene, blob_scene(128, 128)[0])
+    for m in registry.METHODS:
+        model = api.load_scoring_model(None, method=m, device="cpu")
+        gdf = api.detect(scene, tmp_path / f"{m}.gpkg", model=model, overwrite=True)
+        assert gdf.crs is not None and (tmp_path / f"{m}.gpkg").is_file(), m
