@@ -119,6 +119,7 @@ def stage_cyclegan(data, out, seed, log_dir, threads):
 def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, which):
     """student / unet: the second stage's networks, trained under runs/second_stage and embedded.
     The working GSD is stage_scale's choice (short students at 1.0 / 1.6 / 2.4 m on the hold-out)."""
+    from ..checkpoint import read_metadata
     from . import second_stage as ss
     from .common import Logger, set_threads
     set_threads(threads)
@@ -127,7 +128,11 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     log = Logger(work / "log.jsonl")
     scale = ss.stage_scale(data, work, seed, log)
     gsd = scale["gsd"]
-    if not (work / "weak_samples.safetensors").is_file():
+    samples = work / "weak_samples.safetensors"
+    if samples.is_file() and abs(float(read_metadata(samples).get("gsd") or 0) - gsd) > 1e-6:
+        for f in ("weak_samples", "supervised_samples", "student", "supervised"):  # made at another GSD
+            (work / f"{f}.safetensors").unlink(missing_ok=True)
+    if not samples.is_file():
         ss.stage_pseudo(data, work, seed, log, gsd=gsd, teacher=ss.teacher_cached(data, work, seed, log))
     name = "student" if which == "student" else "supervised"
     if not (work / f"{name}.safetensors").is_file():

@@ -303,6 +303,8 @@ def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=
 
 SCALE_GSDS = (1.0, 1.6, 2.4)  # working GSDs tried (m); Bijie is 0.8 m, AMU-Net 0.5 m
 SCALE_STEPS = 400             # steps per trial (a short run: the ranking, not the final network)
+SCALE_STEP, SCALE_MAX = 0.8, 3.2  # while the coarsest GSD wins, the grid grows by this step, up to this
+# (3.2 m = 4x Bijie's 0.8 m: coarser, most Bijie images would be smaller than one training crop)
 
 
 def teacher_cached(data, work, seed=0, log=print) -> dict:
@@ -317,13 +319,15 @@ def teacher_cached(data, work, seed=0, log=print) -> dict:
 
 def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEPS) -> dict:
     """The working scale, by the rule: a student of SCALE_STEPS steps on the pseudo-masks at each GSD,
-    no self-training; the GSD with the best mean hold-out IoU wins. Writes WORK/scale.json."""
+    no self-training; the GSD with the best mean hold-out IoU wins, and while the coarsest one tried
+    wins, one SCALE_STEP coarser is tried too (up to SCALE_MAX). Writes WORK/scale.json."""
     work = Path(work)
     out = work / "scale.json"
     if out.is_file():
         return json.loads(out.read_text())
     teacher = teacher_cached(data, work, seed, log)
     table = {}
+    gsds = list(gsds)
     for g in gsds:
         sub = work / "scale" / f"gsd{g:g}"
         sub.mkdir(parents=True, exist_ok=True)
@@ -334,9 +338,13 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
         res = json.loads((sub / "student.json").read_text())["holdout"]
         table[f"{g:g}"] = res
         log(event="scale", gsd=g, **res)
+        best = max(table, key=lambda k: table[k]["mean_iou"])
+        if g == gsds[-1] and float(best) == max(gsds) and g + SCALE_STEP <= SCALE_MAX + 1e-9:
+            gsds.append(round(g + SCALE_STEP, 2))  # the best is the coarsest tried: try one step coarser
     best = max(table, key=lambda k: table[k]["mean_iou"])
     result = {"gsd": float(best), "table": table, "steps": steps,
-              "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per GSD"}
+              "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per GSD; "
+                      "one step coarser while the coarsest tried wins"}
     out.write_text(json.dumps(result, indent=1))
     return result
 
