@@ -127,6 +127,8 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     work.mkdir(parents=True, exist_ok=True)
     log = Logger(work / "log.jsonl")
     scale = ss.stage_scale(data, work, seed, log)
+    if "tie_break" not in scale:
+        scale = ss.break_scale_tie(data, out, work, scale, seed, log)
     gsd = scale["gsd"]
     samples = work / "weak_samples.safetensors"
     if samples.is_file() and abs(float(read_metadata(samples).get("gsd") or 0) - gsd) > 1e-6:

@@ -413,27 +413,67 @@ def _strip_mask(data, work) -> Path:
     return dst
 
 
-def stage_select(data, out, work, seed=0, candidates=SELECT_CANDIDATES, log=print) -> dict:
-    """The rule: the default method is the candidate with the best mean landslide IoU over the Bijie
-    train hold-out and the area A strip, measured by the same `evaluate` path users run. Validation
-    data (Bijie val, area B) is never looked at."""
+def holdout_evaluation(data, work, seed=0):
+    """measure(model) -> the hold-out figures of a scoring model by the `evaluate` path users run
+    (Bijie train hold-out + area A strip); validation data is never looked at."""
     from ..evaluation import evaluate_bijie, evaluate_scene
-    from ..wsss import load_model
-    from .tune import _update_meta
     work = Path(work)
     root = Path(data) / "bijie"
     names, _, _, ho = _bijie_split(data, seed)
     split = work / "holdout.txt"
     split.write_text("\n".join(names[i] for i in ho) + "\n")
     strip = _strip_mask(data, work)
-    table = {}
-    for m in candidates:
-        model = load_model(out, method=m, device="cpu")
+
+    def measure(model) -> dict:
         b = evaluate_bijie(root, split, model=model)
         a = evaluate_scene(Path(data) / "amunet" / "areaA_rgb.tif", strip, model=model)
-        table[m] = {"bijie_holdout_iou": round(b["iou"], 4), "areaA_strip_iou": round(a["iou"], 4),
-                    "bijie_holdout_precision": round(b["precision"], 4), "areaA_strip_precision": round(a["precision"], 4),
-                    "mean_iou": round((b["iou"] + a["iou"]) / 2, 4)}
+        return {"bijie_holdout_iou": round(b["iou"], 4), "areaA_strip_iou": round(a["iou"], 4),
+                "bijie_holdout_precision": round(b["precision"], 4), "areaA_strip_precision": round(a["precision"], 4),
+                "mean_iou": round((b["iou"] + a["iou"]) / 2, 4)}
+    return measure
+
+
+SCALE_TIE = 0.01  # sweep students this close to the best are re-ranked by the evaluate path
+
+
+def break_scale_tie(data, out, work, scale: dict, seed=0, log=print) -> dict:
+    """The sweep ranks GSDs by a cheap in-memory hold-out; GSDs within SCALE_TIE of its best are
+    re-ranked by the evaluate path (each sweep student put into a copy of the model file), and the
+    best there wins. Updates and returns `scale` (and WORK/scale.json)."""
+    import shutil
+    import tempfile
+
+    from ..wsss import load_model
+    work = Path(work)
+    top = max(r["mean_iou"] for r in scale["table"].values())
+    near = [g for g, r in scale["table"].items() if r["mean_iou"] >= top - SCALE_TIE]
+    if len(near) < 2:
+        return scale
+    measure = holdout_evaluation(data, work, seed)
+    ranked = {}
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        for g in near:
+            copy = Path(tmp) / "model.safetensors"
+            shutil.copy(out, copy)
+            embed(copy, work / "scale" / f"gsd{g}" / "student.safetensors", "student")
+            ranked[g] = measure(load_model(copy, method="student", device="cpu"))
+            log(event="scale_tie", gsd=g, **ranked[g])
+    best = max(ranked, key=lambda k: ranked[k]["mean_iou"])
+    scale = {**scale, "gsd": float(best), "tie_break": {"within": SCALE_TIE, "evaluate_path": ranked, "chosen": best}}
+    (work / "scale.json").write_text(json.dumps(scale, indent=1))
+    return scale
+
+
+def stage_select(data, out, work, seed=0, candidates=SELECT_CANDIDATES, log=print) -> dict:
+    """The rule: the default method is the candidate with the best mean landslide IoU over the Bijie
+    train hold-out and the area A strip, measured by the same `evaluate` path users run. Validation
+    data (Bijie val, area B) is never looked at."""
+    from ..wsss import load_model
+    from .tune import _update_meta
+    measure = holdout_evaluation(data, work, seed)
+    table = {}
+    for m in candidates:
+        table[m] = measure(load_model(out, method=m, device="cpu"))
         log(event="select", method=m, **table[m])
     best = max(table, key=lambda k: table[k]["mean_iou"])
 
