@@ -43,6 +43,11 @@ def fp16_tensors(module: torch.nn.Module, prefix: str) -> Dict[str, torch.Tensor
 
 
 QSCALE = ".qscale"  # suffix of the per-output-channel scale beside an int8 weight
+INT8_STORAGE = "int8 weights per output channel, fp16 else"  # what a component packed by int8_tensors says
+
+
+def _per_channel(scale: torch.Tensor, ndim: int) -> torch.Tensor:
+    return scale.view(-1, *([1] * (ndim - 1)))  # broadcast over a weight's output channels
 
 
 def int8_tensors(module, prefix: str) -> Dict[str, torch.Tensor]:
@@ -55,7 +60,7 @@ def int8_tensors(module, prefix: str) -> Dict[str, torch.Tensor]:
         if v.is_floating_point() and v.ndim >= 2:
             w = v.detach().float()
             scale = w.abs().flatten(1).amax(1).clamp_min(1e-12) / 127.0
-            q = torch.round(w / scale.view(-1, *([1] * (w.ndim - 1)))).clamp(-127, 127).to(torch.int8)
+            q = torch.round(w / _per_channel(scale, w.ndim)).clamp(-127, 127).to(torch.int8)
             out[f"{prefix}.{k}"], out[f"{prefix}.{k}{QSCALE}"] = q, scale
         elif v.is_floating_point() and not k.startswith("norm_"):
             out[f"{prefix}.{k}"] = v.half()
@@ -70,7 +75,7 @@ def dequantize(tensors: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     for k in [k for k in out if k.endswith(QSCALE)]:
         base, scale = k[: -len(QSCALE)], out.pop(k)
         q = out[base]
-        out[base] = q.float() * scale.view(-1, *([1] * (q.ndim - 1)))
+        out[base] = q.float() * _per_channel(scale, q.ndim)
     return out
 
 

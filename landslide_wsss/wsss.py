@@ -156,7 +156,7 @@ def embed_refinement(model_path, refined_path, name: str) -> None:
     """Put the classifier of a refinement's model file (`landslide-wsss train NAME --out FILE`) into
     a model file under `NAME.*`, int8 (the file's 25 MB budget), with its settings in metadata[NAME];
     `--method NAME` then runs from that file alone."""
-    from .checkpoint import int8_tensors, load_checkpoint, update_model_file
+    from .checkpoint import INT8_STORAGE, int8_tensors, load_checkpoint, update_model_file
 
     tensors, meta = load_checkpoint(refined_path)
     if meta.get("refinement") != name:
@@ -164,5 +164,5 @@ def embed_refinement(model_path, refined_path, name: str) -> None:
     net = _load_classifier(tensors, meta, refined_path)
     keep = ("classifier", "params", "training", "tile_size", "cam_layer", "normalization", "refinement_cam")
     comp = {k: meta[k] for k in keep if k in meta}
-    comp["storage"] = "int8 weights per output channel, fp16 else"
+    comp["storage"] = INT8_STORAGE
     update_model_file(model_path, int8_tensors(net, name), drop=(name,), meta=lambda m: m.__setitem__(name, comp))

@@ -53,11 +53,6 @@ def _bijie_cams(teacher, root, names):
     return cams, masks
 
 
-def _refined(cams, images, how: str, gsd: float):
-    from .affinity import refine
-    return [refine(c, im, how, gsd) for c, im in zip(cams, images)]
-
-
 def _area_a(data):
     """Area A as arrays, and the first row of its held-out bottom strip."""
     from ..datasets.scene_chips import read_scene_arrays
@@ -102,7 +97,7 @@ def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int,
     for (r, c), lab in _tile_labels(mask, tile).items():
         sl = (slice(r, r + tile), slice(c, c + tile))
         if lab == 1:
-            m = cam[sl] if refine == "none" else _refine(cam[sl], image[(slice(None),) + sl], refine, AMUNET_GSD)
+            m = _refine(cam[sl], None if image is None else image[(slice(None),) + sl], refine, AMUNET_GSD)
             out[sl] = st.pseudo_mask(m, t_fg, t_bg, valid[sl])
         elif lab == 0:
             out[sl] = np.where(valid[sl], 0, st.IGNORE)
@@ -136,9 +131,9 @@ def _weights(samples):
     return samples
 
 
-def _holdout_teacher_maps(teacher, data, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile):
-    """The teacher's maps (with images and masks) on the hold-out landslide images + strip tiles,
-    and its map of the whole of area A."""
+def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile):
+    """The teacher's maps (with images, masks and pixel sizes) on the hold-out landslide images and
+    the landslide tiles of the area A strip."""
     from ..datasets.bijie import load_image
     from ..evaluation import stitch_in_memory
     cams, masks = _bijie_cams(teacher, root, ho_pos)
@@ -150,7 +145,7 @@ def _holdout_teacher_maps(teacher, data, root, ho_pos, a_img, a_valid, a_mask, c
         masks.append(a_mask[rs, cs])
         images.append(a_img[:, rs, cs])
         gsds.append(AMUNET_GSD)
-    return cams, masks, images, gsds, area
+    return cams, masks, images, gsds
 
 
 def choose_teacher(data, seed=0, log=print) -> dict:
@@ -159,6 +154,7 @@ def choose_teacher(data, seed=0, log=print) -> dict:
     on the hold-out landslide images + the area A strip's landslide tiles; the cue only where it adds
     CUE_MARGIN over the best choice without it. Independent of the working GSD (teachers see the
     images at their own resolution)."""
+    from .affinity import refine
     root = Path(data) / "bijie"
     names, labels, _, ho = _bijie_split(data, seed)
     ho_pos = [names[i] for i in ho if labels[i] == 1]
@@ -168,10 +164,10 @@ def choose_teacher(data, seed=0, log=print) -> dict:
     for m in TEACHERS:
         for cue in ("none", "cyclegan"):
             name = m if cue == "none" else m + "-cyclegan"
-            cams, masks, images, gsds, _ = _holdout_teacher_maps(
-                _teacher(name), data, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile)
+            cams, masks, images, gsds = _holdout_teacher_maps(
+                _teacher(name), root, ho_pos, a_img, a_valid, a_mask, cut, a_tile)
             for how in REFINES:
-                refined = [c if how == "none" else _refined([c], [im], how, g)[0] for c, im, g in zip(cams, images, gsds)]
+                refined = [refine(c, im, how, g) for c, im, g in zip(cams, images, gsds)]
                 q = st.choose_bands(refined, masks)
                 key = f"{name}+{how}"
                 choice[key] = {"teacher": name, "refine": how, **q}
@@ -189,6 +185,7 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None):
     cached as weak + supervised samples at the working GSD."""
     from ..datasets.bijie import label_from_name, load_image, load_mask
     from ..evaluation import stitch_in_memory
+    from .affinity import refine
     t0 = time.time()
     work = Path(work)
     root = Path(data) / "bijie"
@@ -205,15 +202,14 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None):
     weak, sup = [], []
     pos_names = [n for n in train_names if label_from_name(n) == 1]
     cams, masks = _bijie_cams(teacher, root, pos_names)
-    if how != "none":
-        cams = _refined(cams, [load_image(root, n) for n in pos_names], how, BIJIE_GSD)
     cam_of = dict(zip(pos_names, zip(cams, masks)))
     for n in train_names:
         img = load_image(root, n)
         small = resample_image(img, f_b)
         size = small.shape[1:]
         mask = load_mask(root, n, img.shape[1:])
-        if n in cam_of:
+        if n in cam_of:  # refined here, where the image is already read
+            cam_of[n] = (refine(cam_of[n][0], img, how, BIJIE_GSD), cam_of[n][1])
             tgt = st.pseudo_mask(cam_of[n][0], t_fg, t_bg)
         else:
             tgt = np.zeros(img.shape[1:], np.uint8)
@@ -388,15 +384,17 @@ SELECT_CANDIDATES = ("student", "cam", "gradcam", "gradcam++", "gradcam-cyclegan
 def embed(out, component_file, prefix: str, int8: bool = False) -> None:
     """Put a trained network (a file of stage_student) into the model file under `prefix` (its
     weights int8 when `int8`: the yardstick, so that every method fits the file's 25 MB)."""
-    from ..checkpoint import int8_tensors, update_model_file
+    from ..checkpoint import INT8_STORAGE, int8_tensors, update_model_file
     comp_t, comp_meta = load_checkpoint(component_file, raw=not int8)
+    state = {k.split(".", 1)[1]: v for k, v in comp_t.items()}  # without the file's own prefix
     if int8:
-        comp_t = int8_tensors({k.split(".", 1)[1]: v for k, v in comp_t.items()}, "x")
-        comp_meta = {**comp_meta, "storage": "int8 weights per output channel, fp16 else"}
+        tensors, comp_meta = int8_tensors(state, prefix), {**comp_meta, "storage": INT8_STORAGE}
+    else:
+        tensors = {f"{prefix}.{k}": v for k, v in state.items()}
 
     def put(meta):
         meta[prefix] = {k: v for k, v in comp_meta.items() if k not in ("architecture", "format", "in_bands", "version")}
-    update_model_file(out, {f"{prefix}.{k.split('.', 1)[1]}": v for k, v in comp_t.items()}, drop=(prefix,), meta=put)
+    update_model_file(out, tensors, drop=(prefix,), meta=put)
 
 
 def _strip_mask(data, work) -> Path:

@@ -92,8 +92,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
                 vv = np.zeros((size, size), bool)
                 vv[:tl.size, :tl.size] = v
                 cam = teacher_map(stitch_in_memory(teacher, full, vv))[:tl.size, :tl.size]
-                if bands.get("refine", "none") != "none":  # the start model's teacher recipe (second_stage)
-                    cam = refine(cam, data, bands["refine"], sc.gsd)
+                cam = refine(cam, data, bands["refine"], sc.gsd)  # the start model's teacher recipe (second_stage)
                 pm = st.pseudo_mask(cam, bands["t_fg"], bands["t_bg"], v)
                 target[r0:r0 + n, c0:c0 + n] = resample_target(pm, target[r0:r0 + n, c0:c0 + n].shape)
             target[~valid] = st.IGNORE
