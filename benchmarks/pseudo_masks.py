@@ -36,28 +36,16 @@ def _untrained(teacher):
 
 
 def holdout_maps(data, method, cue, seed=0):
-    """[(cam, diff or None, image, mask, gsd)] for the hold-out landslide images and strip tiles."""
-    from landslide_wsss.datasets.bijie import load_image
-    from landslide_wsss.evaluation import bijie_maps, stitch_in_memory
-    name = method + ("-cyclegan" if cue != "none" else "")
-    teacher = ss._teacher(name)
+    """(teacher maps, masks, images, pixel sizes) on the hold-out landslide images and strip tiles:
+    the second stage's own hold-out (second_stage._holdout_teacher_maps), with the teacher's
+    generator swapped for its untrained control when asked."""
+    teacher = ss._teacher(method + ("-cyclegan" if cue != "none" else ""))
     if cue == "untrained":
         teacher = _untrained(teacher)
-    root = Path(data) / "bijie"
     names, labels, _, ho = ss._bijie_split(data, seed)
-    pos = [names[i] for i in ho if labels[i] == 1]
-    out = []
-    for n, maps, mask in bijie_maps(teacher, root, pos):
-        out.append((maps["cam"], maps.get("diff"), load_image(root, n), mask, ss.BIJIE_GSD))
     a_img, a_valid, a_mask, cut = ss._area_a(data)
-    m = stitch_in_memory(teacher, a_img, a_valid)
-    tile = int(round(ss.AREA_TILE_M / ss.AMUNET_GSD))
-    for sl in ss._pos_tiles(a_mask[cut:], tile):
-        rs, cs = sl
-        rs = slice(rs.start + cut, rs.stop + cut)
-        out.append((m["cam"][rs, cs], m["diff"][rs, cs] if "diff" in m else None, a_img[:, rs, cs],
-                    a_mask[rs, cs], ss.AMUNET_GSD))
-    return out
+    return ss._holdout_teacher_maps(teacher, Path(data) / "bijie", [names[i] for i in ho if labels[i] == 1],
+                                    a_img, a_valid, a_mask, cut, int(round(ss.AREA_TILE_M / ss.AMUNET_GSD)))
 
 
 def main():
@@ -72,19 +60,14 @@ def main():
     for method in ss.TEACHERS:
         for cue in a.cues.split(","):
             t0 = time.time()
-            items = holdout_maps(a.data, method, cue)
+            maps, masks, images, gsds = holdout_maps(a.data, method, cue)
             t_maps = time.time() - t0
             for how in affinity.REFINEMENTS:
                 t1 = time.time()
-                cams = []
-                for cam, diff, img, _, gsd in items:
-                    c = affinity._norm(cam)
-                    if diff is not None:
-                        c = c * affinity._norm(diff)
-                    cams.append(affinity.refine(c, img, how, gsd))
-                q = st.choose_bands(cams, [it[3] for it in items])
+                cams = [affinity.refine(c, img, how, g) for c, img, g in zip(maps, images, gsds)]
+                q = st.choose_bands(cams, masks)
                 row = {"teacher": method, "cue": cue, "refine": how, **{k: round(v, 4) for k, v in q.items()},
-                       "n": len(items), "seconds_maps": round(t_maps, 1), "seconds_refine": round(time.time() - t1, 1)}
+                       "n": len(maps), "seconds_maps": round(t_maps, 1), "seconds_refine": round(time.time() - t1, 1)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
