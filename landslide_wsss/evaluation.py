@@ -26,6 +26,7 @@ from .metrics import Confusion
 from .scoring import SceneStats
 
 BIJIE_GSD = 0.8  # TripleSat crops of the Bijie dataset
+AMUNET_GSD = 0.5  # the AMU-Net areas
 
 
 def _model(model, model_path, method, device, params=None):
@@ -41,28 +42,35 @@ def image_stats(maps: Dict[str, np.ndarray], valid: Optional[np.ndarray] = None)
 
 
 def bijie_maps(model, root, names: List[str], batch_size: int = 32, gsd: float = BIJIE_GSD):
-    """Yield (name, stitched maps, mask) for Bijie images, maps at the image's own resolution.
+    """Yield (name, stitched maps, mask) for Bijie images (taken as `gsd` metres), maps at the image's
+    own resolution (see maps_at_gsd)."""
+    from .datasets.bijie import load_image, load_mask
+    root = Path(root)
+    for n in names:
+        native = load_image(root, n)
+        maps = maps_at_gsd(model, native, np.ones(native.shape[1:], bool), gsd, batch_size=batch_size)
+        yield n, maps, load_mask(root, n, native.shape[1:])
+
+
+def maps_at_gsd(model, img: np.ndarray, valid: np.ndarray, gsd: float, batch_size: int = 32) -> Dict[str, np.ndarray]:
+    """The model's stitched maps of an in-memory (C, H, W) image of `gsd` metres, at the image's own grid.
 
     Each image is tiled like a scene (model tile size and overlap, the core's blend weights); an
     image smaller than a tile is padded with invalid pixels and cropped back. A model with a working
-    GSD sees the image (taken as `gsd` metres) resampled to it, and its maps are resampled back."""
-    from .datasets.bijie import load_image, load_mask
+    GSD sees the image resampled to it, and its maps are resampled back."""
     from .resample import resample_image, resize_prob
-    root = Path(root)
     tile = int(model.tile_size)
     factor = float(getattr(model, "gsd", None) or gsd) / float(gsd)
-    for n in names:
-        native = load_image(root, n)
-        img = resample_image(native, factor).astype(np.float32)
-        h, w = img.shape[1:]
-        H, W = max(h, tile), max(w, tile)
-        full = np.zeros((img.shape[0], H, W), np.float32)
-        full[:, :h, :w] = img
-        valid = np.zeros((H, W), bool)
-        valid[:h, :w] = True
-        maps = stitch_in_memory(model, full, valid, batch_size=batch_size)
-        size = native.shape[1:]
-        yield n, {k: resize_prob(v[:h, :w], size) for k, v in maps.items()}, load_mask(root, n, size)
+    x = resample_image(img, factor).astype(np.float32)
+    h, w = x.shape[1:]
+    v = valid if (h, w) == valid.shape else resize_prob(valid.astype(np.float32), (h, w)) >= 0.5
+    H, W = max(h, tile), max(w, tile)
+    full = np.zeros((x.shape[0], H, W), np.float32)
+    full[:, :h, :w] = x
+    fvalid = np.zeros((H, W), bool)
+    fvalid[:h, :w] = v
+    maps = stitch_in_memory(model, full, fvalid, batch_size=batch_size)
+    return {k: resize_prob(m[:h, :w], img.shape[1:]) for k, m in maps.items()}
 
 
 PR_BINS = 100

@@ -33,7 +33,9 @@ from .scorers.weak import DEFAULT_PARAMS, UNetScorer, WeakScorer  # noqa: F401 (
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 ARCHITECTURE = "wsss-classifier"
 
-def classifier_metadata(model, tile: int, training: dict, params: dict, validation: Optional[dict] = None) -> dict:
+def classifier_metadata(model, tile: int, training: dict, params: dict, validation: Optional[dict] = None,
+                        gsd: Optional[float] = None) -> dict:
+    """gsd: the working ground sampling distance the classifier was trained at (m; None: each scene's own)."""
     return {
         "architecture": ARCHITECTURE,
         "in_bands": int(model.in_bands),
@@ -41,6 +43,7 @@ def classifier_metadata(model, tile: int, training: dict, params: dict, validati
         "bands": ["red", "green", "blue"][: model.in_bands] if model.in_bands <= 3 else [f"b{i + 1}" for i in range(model.in_bands)],
         "normalization": {"mean": [float(v) for v in model.norm_mean], "std": [float(v) for v in model.norm_std]},
         "tile_size": int(tile),
+        "gsd": float(gsd) if gsd else None,
         "cam_layer": "layer4",
         "classifier": model.config(),
         "method_default": params.get("method", "gradcam"),
@@ -164,5 +167,6 @@ def embed_refinement(model_path, refined_path, name: str) -> None:
     net = _load_classifier(tensors, meta, refined_path)
     keep = ("classifier", "params", "training", "tile_size", "cam_layer", "normalization", "refinement_cam")
     comp = {k: meta[k] for k in keep if k in meta}
+    comp["gsd"] = meta.get("gsd")  # its own working GSD, never the file's classifier's
     comp["storage"] = INT8_STORAGE
     update_model_file(model_path, int8_tensors(net, name), drop=(name,), meta=lambda m: m.__setitem__(name, comp))

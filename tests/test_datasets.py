@@ -127,3 +127,17 @@ def test_real_bijie_and_area_a():
     assert not val.masks[val.labels == 0].any()
     a = scene_chips(SHARED / "amunet/areaA_rgb.tif", SHARED / "amunet/areaA_mask.tif", size=128, stride=128)
     assert len(a) > 50 and 0.2 < a.labels.mean() < 0.95
+
+
+def test_scene_chips_at_a_coarser_gsd(tmp_path):
+    """factor 2: the scene is halved before chipping; labels survive and names give working offsets."""
+    from conftest import write_tif
+    img = np.full((3, 128, 128), 100, np.uint8)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[10:30, 10:30] = 1
+    ip = write_tif(tmp_path / "rgb.tif", img)
+    mp = write_tif(tmp_path / "mask.tif", mask)
+    chips = scene_chips(ip, mp, size=32, stride=32, factor=2.0)
+    assert len(chips) == 4 and chips.images.shape == (4, 3, 32, 32)
+    assert chips.labels.tolist() == [1, 0, 0, 0]
+    assert chips.names[-1].endswith("_r32_c32")

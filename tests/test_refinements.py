@@ -261,3 +261,31 @@ def test_int8_packing_round_trip(tmp_path):
             step = v.abs().flatten(1).amax(1) / 127
             err = (back[f"n.{k}"] - v).abs().flatten(1).amax(1)
             assert bool((err <= step / 2 + 1e-7).all())
+
+
+def test_classifier_with_a_working_gsd_sees_resampled_tiles(weak_model_file, tmp_path):
+    """A classifier file that records gsd runs its CAM methods at that GSD: evaluation's maps_at_gsd
+    hands it the image resampled (half the pixels a side at twice the GSD) and returns maps on the
+    image's own grid; a file without gsd sees the image as it is."""
+    import shutil
+
+    from landslide_wsss.checkpoint import update_model_file
+    from landslide_wsss.evaluation import maps_at_gsd
+    from landslide_wsss.wsss import load_model
+    coarse = tmp_path / "coarse.safetensors"
+    shutil.copy(weak_model_file, coarse)
+    update_model_file(coarse, meta=lambda m: m.__setitem__("gsd", 1.0))
+    img = np.full((3, 256, 256), 40, np.float32)
+    img[:, 100:140, 100:140] = 220
+    valid = np.ones((256, 256), bool)
+    for path, gsd, tiles in ((weak_model_file, None, 25), (coarse, 1.0, 9)):
+        model = load_model(path, method="cam", device="cpu")
+        assert model.gsd == gsd
+        seen = []
+        real = model.predict_tiles
+        model.predict_tiles = lambda x, v, terrain=None: (seen.append(len(x)), real(x, v))[1]
+        maps = maps_at_gsd(model, img, valid, 0.5)
+        assert maps["cam"].shape == (256, 256)
+        assert sum(seen) == tiles  # 64 px tiles, overlap 8: 256 px -> 5 x 5, 128 px -> 3 x 3
+        inside = maps["cam"][100:140, 100:140].mean()
+        assert inside > 2 * maps["cam"][:60, :60].mean(), gsd  # the bright square lights up where it is

@@ -46,9 +46,16 @@ def read_scene_arrays(image, mask=None, dsm=None):
     return img, valid, m
 
 
-def scene_chips(image, mask, dsm=None, size: int = 128, stride: int = 64, min_covered: float = 0.5) -> ChipSet:
-    """Cut chips on a regular grid (last row/column pulled back inside the scene)."""
+def scene_chips(image, mask, dsm=None, size: int = 128, stride: int = 64, min_covered: float = 0.5,
+                factor: float = 1.0) -> ChipSet:
+    """Cut chips on a regular grid (last row/column pulled back inside the scene). factor > 1: the
+    scene is first resampled that much coarser (area-weighted image, majority mask); chip names then
+    give working-grid offsets."""
     img, valid, m = read_scene_arrays(image, mask, dsm)
+    if abs(factor - 1) > 1e-3:
+        from ..resample import resample_image, resample_target
+        img = resample_image(img, factor)
+        m = resample_target(m, img.shape[1:])
     h, w = m.shape
     if h < size or w < size:
         raise InputError(f"{image}: scene {w}x{h} is smaller than the chip size {size}")

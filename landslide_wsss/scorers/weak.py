@@ -64,6 +64,7 @@ class WeakScorer:
         self.version = str(meta.get("version", __version__))
         self.in_bands = int(meta["in_bands"])
         self.tile_size = int(meta.get("tile_size", 128))
+        self.gsd = float(meta["gsd"]) if meta.get("gsd") else None  # working GSD (m); None: the scene's own
         self.map_names = ("cam", "diff") if self.cyclegan else ("cam",)
         self.device = torch.device(device)
         self.classifier = classifier.to(self.device).eval()

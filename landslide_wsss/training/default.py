@@ -50,25 +50,30 @@ FUSION = {"cam_dilate": 4, "cam_floor": 0.0, "cam_quantile": 0.99, "diff_floor":
           "diff_rule": "otsu", "diff_scale": 0.6, "min_component_px": 32, "open_radius": 1, "t_cam": 0.2}
 
 
-def training_chips(data, seed=0, with_masks=False):
+def training_chips(data, seed=0, with_masks=False, gsd=None):
     """(first-epoch ChipSet, epoch_chips callable, hold-out ChipSet, strip row).
 
-    Bijie images stay at their own resolution (a 128 px crop per image and epoch, containing the
-    image centre for landslide images: see datasets.bijie.centre_crops); area A gives fixed 128 px
-    chips (stride 64) above the held-out strip."""
+    Bijie images at their own resolution, or resampled to `gsd` metres (a 128 px crop per image and
+    epoch, containing the image centre for landslide images: see datasets.bijie.centre_crops; images
+    smaller than a crop are mirrored up to it, so no size or scale cue remains); area A gives fixed
+    128 px chips (stride 64, at `gsd` when given) above the held-out strip."""
     import rasterio
 
     from ..datasets.bijie import centre_crops, load_bijie_native
     from ..datasets.common import ChipSet
     from ..datasets.scene_chips import scene_chips
+    from ..evaluation import AMUNET_GSD, BIJIE_GSD
     p = _paths(data)
-    imgs, labels, masks, names = load_bijie_native(p["bijie"], p["bijie"] / "train.txt", min_size=TILE,
+    imgs, labels, masks, names = load_bijie_native(p["bijie"], p["bijie"] / "train.txt", min_size=0 if gsd else TILE,
                                                    with_masks=with_masks)
+    if gsd:
+        imgs, masks = _at_gsd(imgs, masks, gsd / BIJIE_GSD)
     tr, ho = split_holdout(names, labels, seed=seed)
-    a = scene_chips(p["a_rgb"], p["a_mask"], size=TILE, stride=64)
+    f_a = gsd / AMUNET_GSD if gsd else 1.0
+    a = scene_chips(p["a_rgb"], p["a_mask"], size=TILE, stride=max(8, round(64 / f_a)), factor=f_a)  # 32 m apart at any GSD
     with rasterio.open(p["a_rgb"]) as ds:
         cut = int(ds.height * (1 - STRIP_FRAC))
-    keep = [i for i, n in enumerate(a.names) if int(n.rsplit("_r", 1)[1].split("_")[0]) + TILE <= cut]
+    keep = [i for i, n in enumerate(a.names) if (int(n.rsplit("_r", 1)[1].split("_")[0]) + TILE) * f_a <= cut]
     a = a.subset(keep)
     tr_imgs, tr_labels = [imgs[i] for i in tr], labels[tr]
     tr_masks = [masks[i] for i in tr] if with_masks else None
@@ -83,16 +88,32 @@ def training_chips(data, seed=0, with_masks=False):
     return epoch_chips(0), epoch_chips, hold, cut
 
 
-def stage_train(data, out, epochs, seed, log_dir, threads):
+def _at_gsd(imgs, masks, factor):
+    """Bijie images (and masks) `factor` coarser; those smaller than a tile mirrored up to it (masks: 255)."""
+    from ..resample import resample_image, resample_target
+    out_i, out_m = [], []
+    for k, img in enumerate(imgs):
+        small = resample_image(img, factor)
+        h, w = small.shape[1:]
+        ph, pw = max(0, TILE - h), max(0, TILE - w)
+        out_i.append(np.pad(small, ((0, 0), (0, ph), (0, pw)), mode="symmetric") if ph or pw else small)
+        if masks is not None:
+            m = resample_target(masks[k], (h, w))
+            out_m.append(np.pad(m, ((0, ph), (0, pw)), constant_values=255) if ph or pw else m)
+    return out_i, (out_m if masks is not None else None)
+
+
+def stage_train(data, out, epochs, seed, log_dir, threads, gsd=None):
     from ..checkpoint import fp16_tensors, save_checkpoint
     from .classifier import train_classifier
     from .common import Logger
     t0 = time.time()
-    train, epoch_chips, hold, cut = training_chips(data, seed)
-    log = Logger(Path(log_dir) / "default_train.jsonl")
-    log(event="data", n_train=len(train), n_pos=int(train.labels.sum()), n_holdout=len(hold), strip_row=cut)
+    train, epoch_chips, hold, cut = training_chips(data, seed, gsd=gsd)
+    tag = f"_gsd{gsd:g}" if gsd else ""  # a state of another GSD is never resumed
+    log = Logger(Path(log_dir) / f"default_train{tag}.jsonl")
+    log(event="data", n_train=len(train), n_pos=int(train.labels.sum()), n_holdout=len(hold), strip_row=cut, gsd=gsd)
     model, hist = train_classifier(train, CONFIG, val=hold, epochs=epochs, seed=seed,
-                                   state_path=Path(log_dir) / "default_classifier.state.safetensors",
+                                   state_path=Path(log_dir) / f"default_classifier{tag}.state.safetensors",
                                    log=log, threads=threads, epoch_chips=epoch_chips)
     from ..wsss import DEFAULT_PARAMS, classifier_metadata
     meta = classifier_metadata(model, tile=TILE, training={
@@ -100,7 +121,7 @@ def stage_train(data, out, epochs, seed, log_dir, threads):
         "data": [f"bijie train.txt minus 10 percent hold-out (seed {seed})",
                  f"AMU-Net areaA rows < {cut} (128 px chips, stride 64)"],
         "n_chips": len(train), "epochs": epochs, "seed": seed, "seconds": round(time.time() - t0, 1),
-        "history": hist[-3:]}, params=dict(DEFAULT_PARAMS))
+        "history": hist[-3:]}, params=dict(DEFAULT_PARAMS), gsd=gsd)
     tensors = fp16_tensors(model, "classifier")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, tensors, meta)
@@ -205,6 +226,8 @@ def main(argv=None):
     ap.add_argument("--stage", default="all",
                     choices=["all", "train", "tune", "cyclegan", "refine", "student", "unet", "select", "evaluate"])
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--classifier-gsd", type=float, default=None,
+                    help="train the classifier at this GSD (m) instead of each image's own resolution")
     ap.add_argument("--minutes", type=float, default=25.0, help="student and yardstick budget each (minutes)")
     ap.add_argument("--selftrain-minutes", type=float, default=12.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -214,7 +237,7 @@ def main(argv=None):
                     help="methods the evaluate stage measures (scorecam: add it; ten times the CAM cost)")
     args = ap.parse_args(argv)
     if args.stage in ("all", "train"):
-        stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads)
+        stage_train(args.data, args.out, args.epochs, args.seed, args.log_dir, args.threads, args.classifier_gsd)
     if args.stage in ("all", "tune"):
         from ..registry import CAM_METHODS
         from .tune import stage_tune

@@ -75,9 +75,9 @@ def freeze_bn(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_chips(data, seed: int = 0):
+def load_chips(data, seed: int = 0, gsd=None):
     from .default import training_chips
-    return training_chips(data, seed)[0]  # the default model's (first-epoch) chips
+    return training_chips(data, seed, gsd=gsd)[0]  # the default model's (first-epoch) chips, at its GSD
 
 
 def batches(chips, model: Classifier, batch_size: int, seed: int, jitter: float = 0.1) -> Iterator:
@@ -119,7 +119,8 @@ def save_refined(model: Classifier, out, refinement: str, source_meta: dict, tra
     if extra_params:
         params.update(extra_params)
     params["method"] = refinement
-    meta = classifier_metadata(model, tile=int(source_meta.get("tile_size", 128)), training=training, params=params)
+    meta = classifier_metadata(model, tile=int(source_meta.get("tile_size", 128)), training=training, params=params,
+                               gsd=source_meta.get("gsd"))
     meta.update(refinement=refinement, method=refinement, method_default=refinement,
                 version=f"{meta['version']}+{refinement}")
     tensors = fp16_tensors(model, "classifier")
@@ -155,7 +156,7 @@ def start_run(a):
     timer = Timer()
     log = Logger(a.log or str(Path(a.out).with_suffix(".jsonl")))
     model, src_meta, init_path = load_init(a.init)
-    chips = load_chips(a.data, a.seed)
+    chips = load_chips(a.data, a.seed, src_meta.get("gsd"))
     return timer, log, model, src_meta, init_path, chips
 
 

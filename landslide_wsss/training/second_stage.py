@@ -23,13 +23,12 @@ import torch
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..evaluation import AMUNET_GSD, BIJIE_GSD
 from ..resample import resample_image, resample_target
 from . import student as st
 from .affinity import teacher_map
 
 GSD = 1.6            # working ground sampling distance (m) when none is chosen (stage_scale chooses)
-BIJIE_GSD = 0.8
-AMUNET_GSD = 0.5
 AREA_TILE_M = 64.0   # area A's image-level labels: 64 m squares
 BLOCK = 256          # area A is cut into blocks of this many working pixels (samples)
 AREA_SHARE = 0.3     # share of the crops drawn from area A (Bijie has ~800 images, area A 2 km²)
@@ -39,9 +38,10 @@ CUE_MARGIN = 0.01    # the CycleGAN difference enters the pseudo-masks only if i
 INFER_TILE = 256     # student inference tile at the working GSD
 
 
-def _teacher(method: str, device: str = "cpu"):
+def _teacher(method: str, model=None, device: str = "cpu"):
+    """The teacher from model file `model` (None: the embedded one) with the teacher's CAM settings."""
     from ..wsss import load_model
-    return load_model(None, method=method, device=device, params=dict(st.TEACHER_PARAMS))
+    return load_model(model, method=method, device=device, params=dict(st.TEACHER_PARAMS))
 
 
 def _bijie_cams(teacher, root, names):
@@ -135,10 +135,10 @@ def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_
     """The teacher's maps (with images, masks and pixel sizes) on the hold-out landslide images and
     the landslide tiles of the area A strip."""
     from ..datasets.bijie import load_image
-    from ..evaluation import stitch_in_memory
+    from ..evaluation import maps_at_gsd
     cams, masks = _bijie_cams(teacher, root, ho_pos)
     images, gsds = [load_image(root, n) for n in ho_pos], [BIJIE_GSD] * len(ho_pos)
-    area = teacher_map(stitch_in_memory(teacher, a_img, a_valid))
+    area = teacher_map(maps_at_gsd(teacher, a_img, a_valid, AMUNET_GSD))
     for rs, cs in _pos_tiles(a_mask[cut:], a_tile):
         rs = slice(rs.start + cut, rs.stop + cut)
         cams.append(area[rs, cs])
@@ -148,7 +148,7 @@ def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_
     return cams, masks, images, gsds
 
 
-def choose_teacher(data, seed=0, log=print) -> dict:
+def choose_teacher(data, seed=0, log=print, model=None) -> dict:
     """The teacher: a CAM method, with or without the CycleGAN difference cue, with or without an
     affinity refinement (training/affinity.py), and its bands. The rule: the best confident-band IoU
     on the hold-out landslide images + the area A strip's landslide tiles; the cue only where it adds
@@ -165,7 +165,7 @@ def choose_teacher(data, seed=0, log=print) -> dict:
         for cue in ("none", "cyclegan"):
             name = m if cue == "none" else m + "-cyclegan"
             cams, masks, images, gsds = _holdout_teacher_maps(
-                _teacher(name), root, ho_pos, a_img, a_valid, a_mask, cut, a_tile)
+                _teacher(name, model), root, ho_pos, a_img, a_valid, a_mask, cut, a_tile)
             for how in REFINES:
                 refined = [refine(c, im, how, g) for c, im, g in zip(cams, images, gsds)]
                 q = st.choose_bands(refined, masks)
@@ -180,11 +180,11 @@ def choose_teacher(data, seed=0, log=print) -> dict:
             "rule": f"best confident-band IoU on the hold-out; the CycleGAN cue only with +{CUE_MARGIN} over the best without it"}
 
 
-def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None):
+def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None, model=None):
     """Pseudo-masks of the training part by the chosen teacher (`choose_teacher`, or the one given),
     cached as weak + supervised samples at the working GSD."""
     from ..datasets.bijie import label_from_name, load_image, load_mask
-    from ..evaluation import stitch_in_memory
+    from ..evaluation import maps_at_gsd
     from .affinity import refine
     t0 = time.time()
     work = Path(work)
@@ -192,10 +192,10 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None):
     names, labels, tr, ho = _bijie_split(data, seed)
     a_img, a_valid, a_mask, cut = _area_a(data)
     a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
-    teacher_choice = dict(teacher or choose_teacher(data, seed, log))
+    teacher_choice = dict(teacher or choose_teacher(data, seed, log, model))
     method, how = teacher_choice["method"], teacher_choice["refine"]
     t_fg, t_bg = teacher_choice["t_fg"], teacher_choice["t_bg"]
-    teacher = _teacher(method)
+    teacher = _teacher(method, model)
     # 2. pseudo-masks on the training part, resampled to the working GSD
     f_b, f_a = gsd / BIJIE_GSD, gsd / AMUNET_GSD
     train_names = [names[i] for i in tr]
@@ -215,7 +215,7 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None):
             tgt = np.zeros(img.shape[1:], np.uint8)
         weak.append(st.Sample(small, resample_target(tgt, size), n, n in cam_of))
         sup.append(st.Sample(small, resample_target(mask, size), n, n in cam_of))
-    a_tgt = area_target(teacher_map(stitch_in_memory(teacher, a_img, a_valid)), a_mask, a_valid, a_tile, t_fg, t_bg,
+    a_tgt = area_target(teacher_map(maps_at_gsd(teacher, a_img, a_valid, AMUNET_GSD)), a_mask, a_valid, a_tile, t_fg, t_bg,
                         image=a_img, refine=how)
     a_small = resample_image(a_img[:, :cut].astype(np.uint8), f_a)  # the strip (rows >= cut) stays out
     size = a_small.shape[1:]
@@ -303,17 +303,18 @@ SCALE_STEP, SCALE_MAX = 0.8, 3.2  # while the coarsest GSD wins, the grid grows 
 # (3.2 m = 4x Bijie's 0.8 m: coarser, most Bijie images would be smaller than one training crop)
 
 
-def teacher_cached(data, work, seed=0, log=print) -> dict:
-    """choose_teacher, cached in WORK/teacher.json (it does not depend on the working GSD)."""
+def teacher_cached(data, work, seed=0, log=print, model=None) -> dict:
+    """choose_teacher (teacher from model file `model`, None: the embedded one), cached in
+    WORK/teacher.json (it does not depend on the student's working GSD)."""
     path = Path(work) / "teacher.json"
     if path.is_file():
         return json.loads(path.read_text())
-    choice = choose_teacher(data, seed, log)
+    choice = choose_teacher(data, seed, log, model)
     path.write_text(json.dumps(choice, indent=1))
     return choice
 
 
-def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEPS) -> dict:
+def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEPS, model=None) -> dict:
     """The working scale, by the rule: a student of SCALE_STEPS steps on the pseudo-masks at each GSD,
     no self-training; the GSD with the best mean hold-out IoU wins, and while the coarsest one tried
     wins, one SCALE_STEP coarser is tried too (up to SCALE_MAX). Writes WORK/scale.json."""
@@ -321,14 +322,17 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
     out = work / "scale.json"
     if out.is_file():
         return json.loads(out.read_text())
-    teacher = teacher_cached(data, work, seed, log)
+    teacher = teacher_cached(data, work, seed, log, model)
     table = {}
     gsds = list(gsds)
-    for g in gsds:
+    k = 0
+    while k < len(gsds):
+        g = gsds[k]
+        k += 1
         sub = work / "scale" / f"gsd{g:g}"
         sub.mkdir(parents=True, exist_ok=True)
         if not (sub / "weak_samples.safetensors").is_file():
-            stage_pseudo(data, sub, seed, log, gsd=g, teacher=teacher)
+            stage_pseudo(data, sub, seed, log, gsd=g, teacher=teacher, model=model)
         if not (sub / "student.json").is_file():
             stage_student(data, sub, 0, 0, 0, seed, log, "student", steps=steps)
         res = json.loads((sub / "student.json").read_text())["holdout"]

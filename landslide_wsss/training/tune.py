@@ -31,7 +31,7 @@ def holdout_maps(model, data, seed):
     """Maps and masks of the two hold-outs: list of (maps, mask, valid) 'scenes'."""
     from ..datasets.bijie import read_split
     from ..datasets.scene_chips import read_scene_arrays
-    from ..evaluation import bijie_maps, stitch_in_memory
+    from ..evaluation import AMUNET_GSD, bijie_maps, maps_at_gsd
     from .data import _paths, split_holdout
     import rasterio
     p = _paths(data)
@@ -44,7 +44,7 @@ def holdout_maps(model, data, seed):
     with rasterio.open(p["a_rgb"]) as ds:
         cut = int(ds.height * (1 - STRIP_FRAC))
     img, valid, mask = img[:, cut:], valid[cut:], mask[cut:]
-    maps = stitch_in_memory(model, img, valid)
+    maps = maps_at_gsd(model, img, valid, AMUNET_GSD)
     return bij, [(maps, mask, valid)]
 
 

@@ -66,7 +66,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
     and the held-out tiles as (working image, label) for the rule."""
     from rasterio.windows import Window
 
-    from ..evaluation import stitch_in_memory
+    from ..evaluation import maps_at_gsd
     from ..raster import needs_resampling, open_scene, resampled_scene
     from .affinity import refine, teacher_map
     held = []
@@ -86,12 +86,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
                     target[r0:r0 + n, c0:c0 + n] = 0
                     continue
                 data, v = sc.read(Window(tl.col_off, tl.row_off, tl.size, tl.size))
-                size = max(teacher.tile_size, tl.size)
-                full = np.zeros((data.shape[0], size, size), np.float32)
-                full[:, :tl.size, :tl.size] = data
-                vv = np.zeros((size, size), bool)
-                vv[:tl.size, :tl.size] = v
-                cam = teacher_map(stitch_in_memory(teacher, full, vv))[:tl.size, :tl.size]
+                cam = teacher_map(maps_at_gsd(teacher, data.astype(np.float32), v, sc.gsd))
                 cam = refine(cam, data, bands["refine"], sc.gsd)  # the start model's teacher recipe (second_stage)
                 pm = st.pseudo_mask(cam, bands["t_fg"], bands["t_bg"], v)
                 target[r0:r0 + n, c0:c0 + n] = resample_target(pm, target[r0:r0 + n, c0:c0 + n].shape)
