@@ -44,15 +44,6 @@ def _teacher(method: str, model=None, device: str = "cpu"):
     return load_model(model, method=method, device=device, params=dict(st.TEACHER_PARAMS))
 
 
-def _bijie_cams(teacher, root, names):
-    from ..evaluation import bijie_maps
-    cams, masks = [], []
-    for _, maps, mask in bijie_maps(teacher, root, names):
-        cams.append(teacher_map(maps))
-        masks.append(mask)
-    return cams, masks
-
-
 def _area_a(data):
     """Area A as arrays, and the first row of its held-out bottom strip."""
     from ..datasets.scene_chips import read_scene_arrays
@@ -134,10 +125,15 @@ def _weights(samples):
 def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile):
     """The teacher's maps (with images, masks and pixel sizes) on the hold-out landslide images and
     the landslide tiles of the area A strip."""
-    from ..datasets.bijie import load_image
+    from ..datasets.bijie import load_image, load_mask
     from ..evaluation import maps_at_gsd
-    cams, masks = _bijie_cams(teacher, root, ho_pos)
-    images, gsds = [load_image(root, n) for n in ho_pos], [BIJIE_GSD] * len(ho_pos)
+    cams, masks, images, gsds = [], [], [], []
+    for n in ho_pos:  # each image read once: its CAM, and the image for the affinity refinement
+        img = load_image(root, n)
+        cams.append(teacher_map(maps_at_gsd(teacher, img, np.ones(img.shape[1:], bool), BIJIE_GSD)))
+        masks.append(load_mask(root, n, img.shape[1:]))
+        images.append(img)
+        gsds.append(BIJIE_GSD)
     area = teacher_map(maps_at_gsd(teacher, a_img, a_valid, AMUNET_GSD))
     for rs, cs in _pos_tiles(a_mask[cut:], a_tile):
         rs = slice(rs.start + cut, rs.stop + cut)
@@ -201,15 +197,15 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None, m
     train_names = [names[i] for i in tr]
     weak, sup = [], []
     pos_names = [n for n in train_names if label_from_name(n) == 1]
-    cams, masks = _bijie_cams(teacher, root, pos_names)
-    cam_of = dict(zip(pos_names, zip(cams, masks)))
-    for n in train_names:
+    cam_of = {}
+    for n in train_names:  # each image read once: CAM, refinement and samples
         img = load_image(root, n)
         small = resample_image(img, f_b)
         size = small.shape[1:]
         mask = load_mask(root, n, img.shape[1:])
-        if n in cam_of:  # refined here, where the image is already read
-            cam_of[n] = (refine(cam_of[n][0], img, how, BIJIE_GSD), cam_of[n][1])
+        if label_from_name(n) == 1:
+            cam = teacher_map(maps_at_gsd(teacher, img, np.ones(img.shape[1:], bool), BIJIE_GSD))
+            cam_of[n] = (refine(cam, img, how, BIJIE_GSD), mask)
             tgt = st.pseudo_mask(cam_of[n][0], t_fg, t_bg)
         else:
             tgt = np.zeros(img.shape[1:], np.uint8)
