@@ -48,12 +48,13 @@ def bijie_maps(model, root, names: List[str], batch_size: int = 32, gsd: float =
     root = Path(root)
     for n in names:
         native = load_image(root, n)
-        maps = maps_at_gsd(model, native, np.ones(native.shape[1:], bool), gsd, batch_size=batch_size)
+        maps = maps_at_gsd(model, native, None, gsd, batch_size=batch_size)
         yield n, maps, load_mask(root, n, native.shape[1:])
 
 
-def maps_at_gsd(model, img: np.ndarray, valid: np.ndarray, gsd: float, batch_size: int = 32) -> Dict[str, np.ndarray]:
-    """The model's stitched maps of an in-memory (C, H, W) image of `gsd` metres, at the image's own grid.
+def maps_at_gsd(model, img: np.ndarray, valid: Optional[np.ndarray], gsd: float, batch_size: int = 32) -> Dict[str, np.ndarray]:
+    """The model's stitched maps of an in-memory (C, H, W) image of `gsd` metres, at the image's own grid
+    (valid None: every pixel valid).
 
     Each image is tiled like a scene (model tile size and overlap, the core's blend weights); an
     image smaller than a tile is padded with invalid pixels and cropped back. A model with a working
@@ -63,6 +64,8 @@ def maps_at_gsd(model, img: np.ndarray, valid: np.ndarray, gsd: float, batch_siz
     factor = float(getattr(model, "gsd", None) or gsd) / float(gsd)
     x = resample_image(img, factor).astype(np.float32)
     h, w = x.shape[1:]
+    if valid is None:
+        valid = np.ones(img.shape[1:], bool)
     v = valid if (h, w) == valid.shape else resize_prob(valid.astype(np.float32), (h, w)) >= 0.5
     H, W = max(h, tile), max(w, tile)
     full = np.zeros((x.shape[0], H, W), np.float32)

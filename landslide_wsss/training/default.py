@@ -147,7 +147,7 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     work = Path(log_dir) / "second_stage"
     work.mkdir(parents=True, exist_ok=True)
     log = Logger(work / "log.jsonl")
-    scale = ss.stage_scale(data, work, seed, log)
+    scale = ss.stage_scale(data, work, seed, log, model=out)  # the teacher: this file's classifier
     if "tie_break" not in scale:
         scale = ss.break_scale_tie(data, out, work, scale, seed, log)
     gsd = scale["gsd"]
@@ -156,7 +156,7 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
         for f in ("weak_samples", "supervised_samples", "student", "supervised"):  # made at another GSD
             (work / f"{f}.safetensors").unlink(missing_ok=True)
     if not samples.is_file():
-        ss.stage_pseudo(data, work, seed, log, gsd=gsd, teacher=ss.teacher_cached(data, work, seed, log))
+        ss.stage_pseudo(data, work, seed, log, gsd=gsd, teacher=ss.teacher_cached(data, work, seed, log, out), model=out)
     name = "student" if which == "student" else "supervised"
     if not (work / f"{name}.safetensors").is_file():
         ss.stage_student(data, work, minutes, selftrain_minutes, 1 if which == "student" else 0, seed, log, name)

@@ -130,7 +130,7 @@ def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_
     cams, masks, images, gsds = [], [], [], []
     for n in ho_pos:  # each image read once: its CAM, and the image for the affinity refinement
         img = load_image(root, n)
-        cams.append(teacher_map(maps_at_gsd(teacher, img, np.ones(img.shape[1:], bool), BIJIE_GSD)))
+        cams.append(teacher_map(maps_at_gsd(teacher, img, None, BIJIE_GSD)))
         masks.append(load_mask(root, n, img.shape[1:]))
         images.append(img)
         gsds.append(BIJIE_GSD)
@@ -204,7 +204,7 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None, m
         size = small.shape[1:]
         mask = load_mask(root, n, img.shape[1:])
         if label_from_name(n) == 1:
-            cam = teacher_map(maps_at_gsd(teacher, img, np.ones(img.shape[1:], bool), BIJIE_GSD))
+            cam = teacher_map(maps_at_gsd(teacher, img, None, BIJIE_GSD))
             cam_of[n] = (refine(cam, img, how, BIJIE_GSD), mask)
             tgt = st.pseudo_mask(cam_of[n][0], t_fg, t_bg)
         else:
