@@ -1,10 +1,14 @@
-"""The classifier's working GSD, judged as the second stage uses it: as a teacher. For each GSD a
+"""The classifier's working GSD and training length, judged as the second stage uses it: as a teacher. For each GSD a
 classifier is trained by the default command's train stage (`--classifier-gsd`, 20 epochs, the
 same data and hold-outs), the embedded CycleGAN generator is added, and `second_stage.choose_teacher`
 reports the confident-band IoU of every teacher recipe on the hold-out (Bijie train hold-out
 landslide images + the landslide tiles of the area A strip). Never looks at Bijie val or area B.
 
     .venv/bin/python benchmarks/classifier_gsd.py --gsds native,1.6,2.4 --out benchmarks/results/classifier_gsd.json
+    .venv/bin/python benchmarks/classifier_gsd.py --gsds native --epochs 20,50 --out benchmarks/results/classifier_epochs.json
+
+Each configuration is keyed GSD (20 epochs) or GSD@EPOCHS; its model file stays under --work, so the
+winner can be carried on by the default command's later stages (`--out` that file).
 """
 from __future__ import annotations
 
@@ -27,24 +31,27 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--gsds", default="native,1.6,2.4")
+    ap.add_argument("--epochs", default="20", help="comma list of classifier epochs to try")
     ap.add_argument("--work", default=str(REPO / "runs" / "classifier_gsd"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "classifier_gsd.json"))
     a = ap.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     result = {}
-    for g in a.gsds.split(","):
-        model = work / f"classifier_{g}.safetensors"
+    configs = [(g, int(e)) for g in a.gsds.split(",") for e in a.epochs.split(",")]
+    for g, e in configs:
+        key = g if e == 20 else f"{g}@{e}"
+        model = work / f"classifier_{key}.safetensors"
         t0 = time.time()
         if not model.is_file():
             subprocess.run([sys.executable, "-m", "landslide_wsss.training.default", "--stage", "train", "--data", a.data,
-                            "--out", str(model), "--log-dir", str(work / g), "--threads", "2"]
+                            "--out", str(model), "--log-dir", str(work / key), "--threads", "2", "--epochs", str(e)]
                            + ([] if g == "native" else ["--classifier-gsd", g]), check=True)
             add_generator_to_model(model, DEFAULT_OUT, fusion_params=FUSION)
-        choice = ss.choose_teacher(a.data, 0, Logger(work / f"teacher_{g}.jsonl"), model=str(model))
-        result[g] = {"fg_iou": {k: round(v["fg_iou"], 4) for k, v in choice["holdout"].items()},
+        choice = ss.choose_teacher(a.data, 0, Logger(work / f"teacher_{key}.jsonl"), model=str(model))
+        result[key] = {"fg_iou": {k: round(v["fg_iou"], 4) for k, v in choice["holdout"].items()},
                      "chosen": f"{choice['method']}+{choice['refine']}", "seconds": round(time.time() - t0, 1)}
-        print(g, json.dumps(result[g]), flush=True)
+        print(key, json.dumps(result[key]), flush=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
 
 
