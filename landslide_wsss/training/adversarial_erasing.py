@@ -61,8 +61,8 @@ def set_requires_grad(model, flag: bool):
 
 
 def main(argv=None):
-    from .refine_common import (Timer, base_parser, start_run, batches, freeze_bn,
-                                pos_weight, finish_run)
+    from .loop import fine_tune
+    from .refine_common import base_parser, batches, finish_run, freeze_bn, pos_weight, start_run
     ap = base_parser(__doc__.splitlines()[0], "runs/models/adversarial_erasing.safetensors")
     ap.add_argument("--alpha", type=float, default=ALPHA)
     ap.add_argument("--beta", type=float, default=BETA)
@@ -78,48 +78,47 @@ def main(argv=None):
     pw = pos_weight(chips)
     bf16 = not a.no_bf16
     it = batches(chips, loc, a.batch_size, a.seed)
-    t_train = Timer()
-    loc_steps = adv_steps = 0
-    phase = "localizer"
-    while loc_steps < a.steps and not (a.max_minutes and t_train() > 60 * a.max_minutes):
-        for _ in range(a.block):
-            if (phase == "localizer" and loc_steps >= a.steps) or (a.max_minutes and t_train() > 60 * a.max_minutes):
-                break
-            _, x, y = next(it)
-            if phase == "localizer":
-                freeze_bn(loc), adv.eval(), set_requires_grad(adv, False)
-                am, logits = gradcam_in_graph(loc, x, bf16)
-                xe = erase(x, soft_mask(am, a.omega, a.sigma))
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    adv_logits = adv(xe)
-                loss, parts = localizer_loss(logits, y, adv_logits, am, pw, a.alpha, a.beta)
-                opt_l.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_l.step()
-                set_requires_grad(adv, True)
-                step, loc_steps = loc_steps, loc_steps + 1
-            else:
-                freeze_bn(adv), loc.eval()
-                with torch.enable_grad():
-                    am, _ = gradcam_in_graph(loc, x, bf16)
-                xe = erase(x, soft_mask(am.detach(), a.omega, a.sigma))
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    adv_logits = adv(xe).float()
-                loss = F.binary_cross_entropy_with_logits(adv_logits, y, pos_weight=pw)
-                parts = {}
-                opt_a.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_a.step()
-                step, adv_steps = adv_steps, adv_steps + 1
-            if step % 10 == 0:
-                log(event=phase, step=step, loss=float(loss), **{k: float(v) for k, v in parts.items()})
-        phase = "adversary" if phase == "localizer" else "localizer"
+    count = {"localizer": 0, "adversary": 0}
+
+    def step(k):  # blocks of a.block steps, localizer first, until the localizer has had a.steps
+        if count["localizer"] >= a.steps:
+            return None
+        phase = "localizer" if (k // a.block) % 2 == 0 else "adversary"
+        _, x, y = next(it)
+        if phase == "localizer":
+            freeze_bn(loc), adv.eval(), set_requires_grad(adv, False)
+            am, logits = gradcam_in_graph(loc, x, bf16)
+            xe = erase(x, soft_mask(am, a.omega, a.sigma))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                adv_logits = adv(xe)
+            loss, parts = localizer_loss(logits, y, adv_logits, am, pw, a.alpha, a.beta)
+            opt_l.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_l.step()
+            set_requires_grad(adv, True)
+        else:
+            freeze_bn(adv), loc.eval()
+            with torch.enable_grad():
+                am, _ = gradcam_in_graph(loc, x, bf16)
+            xe = erase(x, soft_mask(am.detach(), a.omega, a.sigma))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                adv_logits = adv(xe).float()
+            loss = F.binary_cross_entropy_with_logits(adv_logits, y, pos_weight=pw)
+            parts = {}
+            opt_a.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_a.step()
+        count[phase] += 1
+        return {"event": phase, "step": count[phase] - 1, "loss": float(loss), **{n: float(v) for n, v in parts.items()}}
+
+    _, seconds = fine_tune(step, steps=None, max_minutes=a.max_minutes, log=log)
+    loc_steps, adv_steps = count["localizer"], count["adversary"]
     loc.eval()
     training = {"command": "landslide-wsss train adversarial-erasing " + " ".join(argv or []),
                 "init": src_meta["_source"], "localizer_steps": loc_steps, "adversary_steps": adv_steps,
                 "block": a.block, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "alpha": a.alpha, "beta": a.beta, "omega": a.omega, "sigma": a.sigma,
-                "train_seconds": t_train(), "n_chips": len(chips)}
+                "train_seconds": seconds, "n_chips": len(chips)}
     return finish_run(loc, a, "adversarial-erasing", src_meta, training, init_path, log, timer)
 
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from ..datasets.common import ChipSet, band_stats
 from ..models.classifier import Classifier
-from .common import (Logger, augment, cosine_lr, load_training_state, save_training_state, seed_everything,
-                     set_threads)
+from .common import Logger, load_training_state, save_training_state, seed_everything, set_threads
+from .loop import epoch_batches, fit
 
 
 HOLDOUT_KEY = "holdout_acc"  # history key of the hold-out accuracy (every 5th and the last epoch)
@@ -68,41 +68,17 @@ def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optiona
         start = int(meta["epoch"]) + 1
         history = list(meta.get("history", []))
         log(event="resume", epoch=start)
-    labels = torch.as_tensor(train.labels, dtype=torch.float32)
-    n_pos = float(labels.sum())
-    n_neg = float(len(labels) - n_pos)
-    pos_weight = torch.tensor(n_neg / max(n_pos, 1.0))
-    steps_per_epoch = max(1, len(train) // batch_size)
-    total = epochs * steps_per_epoch
-    warmup = min(total // 10, 3 * steps_per_epoch)
-    data = torch.as_tensor(imgs)
-    band_std = torch.as_tensor(std, dtype=torch.float32)
-    for epoch in range(start, epochs):
-        model.train()
-        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        perm = torch.randperm(len(train), generator=gen)
-        if epoch_chips is not None:
-            cur = epoch_chips(epoch)
-            data = torch.as_tensor(np.asarray(cur.images))
-            labels = torch.as_tensor(cur.labels, dtype=torch.float32)
-        tot_loss, seen = 0.0, 0
-        for s in range(steps_per_epoch):
-            idx = perm[s * batch_size:(s + 1) * batch_size]
-            x = data[idx].float()
-            x, _ = augment(x, gen=gen, jitter=jitter, band_std=band_std)
-            x = model.normalize(x).contiguous(memory_format=torch.channels_last)
-            y = labels[idx]
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(lr, epoch * steps_per_epoch + s, total, warmup)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logit = model(x)
-            loss = F.binary_cross_entropy_with_logits(logit.float(), y, pos_weight=pos_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_loss += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        rec = {"event": "epoch", "epoch": epoch, "loss": tot_loss / max(seen, 1)}
+    n_pos = float(np.sum(train.labels))
+    pos_weight = torch.tensor((len(train) - n_pos) / max(n_pos, 1.0))
+    spe = max(1, len(train) // batch_size)
+    total = epochs * spe
+    batch = epoch_batches(imgs, np.asarray(train.labels, np.float32), batch_size=batch_size, seed=seed,
+                          normalize=model.normalize, band_std=torch.as_tensor(std, dtype=torch.float32), jitter=jitter,
+                          epoch_chips=epoch_chips, target_of=lambda c: np.asarray(c.labels, np.float32))
+
+    def record(step, loss, spent, total):
+        epoch = step // spe - 1
+        rec = {"event": "epoch", "epoch": epoch, "loss": loss}
         if val is not None and len(val) and (epoch % 5 == 4 or epoch == epochs - 1):
             rec[HOLDOUT_KEY] = accuracy(model, val, bf16=bf16)
         history.append(rec)
@@ -111,6 +87,10 @@ def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optiona
             save_training_state(state_path, model, opt, {"architecture": "training-state", "in_bands": model.in_bands,
                                                          "version": "train", "epoch": epoch, "history": history,
                                                          "config": model.config()})
+
+    fit(model, opt, batch, lambda logit, y: F.binary_cross_entropy_with_logits(logit.float(), y, pos_weight=pos_weight),
+        lr=lr, total=total, warmup=min(total // 10, 3 * spe), start=start * spe, bf16=bf16, record_every=spe,
+        on_record=record)
     model.eval()
     return model, history
 

@@ -118,8 +118,8 @@ def rcm_mam_losses(main, support, x, y, tau_region=0.4, temperature=0.1, scales=
 
 
 def main(argv=None):
-    from .refine_common import (Timer, base_parser, start_run, batches, freeze_bn,
-                                pos_weight, finish_run)
+    from .loop import fine_tune
+    from .refine_common import base_parser, batches, finish_run, freeze_bn, pos_weight, start_run
     ap = base_parser(__doc__.splitlines()[0], "runs/models/rcm_mam.safetensors")
     ap.add_argument("--w-rcm", type=float, default=0.1)
     ap.add_argument("--w-mam", type=float, default=1.0)
@@ -134,11 +134,8 @@ def main(argv=None):
     pw = pos_weight(chips)
     bf16 = not a.no_bf16
     it = batches(chips, model, a.batch_size, a.seed)
-    t_train = Timer()
-    done = 0
-    for step in range(a.steps):
-        if a.max_minutes and t_train() > 60 * a.max_minutes:
-            break
+
+    def step(k):
         freeze_bn(model)
         _, x, y = next(it)
         terms, logits = rcm_mam_losses(model, support.model, x, y, a.tau_region, a.temperature, bf16=bf16)
@@ -148,15 +145,15 @@ def main(argv=None):
         loss.backward()
         opt.step()
         support.update(model)
-        done = step + 1
-        if step % 10 == 0 or step == a.steps - 1:
-            log(event="step", step=step, loss=float(loss), bce=float(bce), rcm=float(terms["rcm"]),
-                mam=float(terms["mam"]))
+        return {"event": "step", "step": k, "loss": float(loss), "bce": float(bce), "rcm": float(terms["rcm"]),
+                "mam": float(terms["mam"])}
+
+    done, seconds = fine_tune(step, steps=a.steps, max_minutes=a.max_minutes, log=log)
     model.eval()
     training = {"command": "landslide-wsss train rcm-mam " + " ".join(argv or []), "init": src_meta["_source"],
                 "steps": done, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "w_rcm": a.w_rcm, "w_mam": a.w_mam, "temperature": a.temperature, "tau_region": a.tau_region,
-                "ema": a.ema, "scales": list(SCALES), "train_seconds": t_train(), "n_chips": len(chips)}
+                "ema": a.ema, "scales": list(SCALES), "train_seconds": seconds, "n_chips": len(chips)}
     return finish_run(model, a, "rcm-mam", src_meta, training, init_path, log, timer)
 
 

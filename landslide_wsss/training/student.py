@@ -17,7 +17,6 @@ the hold-out IoU improves. The mask threshold is the hold-out's best.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
@@ -164,9 +163,8 @@ def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1
                 progress: bool = True, steps: Optional[int] = None):
     """Train `net` on random crops of `samples` for `minutes` of wall time, or exactly `steps`
     steps when given (resumable from `state_path`)."""
-    from tqdm import tqdm
-
-    from .common import augment, cosine_lr, load_training_state, save_training_state
+    from .common import augment, load_training_state, save_training_state
+    from .loop import fit
 
     net.train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -181,50 +179,27 @@ def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1
     band_std = net.norm_std.detach().cpu()
     device = net.norm_std.device  # CPU (bf16 on AMX) or CUDA: wherever the caller put the network
     history = []
-    t_start = time.time() - spent
-    bar = tqdm(desc="student", unit="step", disable=not progress, initial=step)
-    loss_sum, loss_n = 0.0, 0
-    while total is None or step < total:
+
+    def next_batch(step):  # weighted draw of samples, a random crop of each: all seeded by the step
         rng = np.random.default_rng(seed * 1_000_003 + step)
         idx = rng.choice(len(samples), size=batch, p=w)
         crops = [_crop(samples[i], crop, rng) for i in idx]
         x = torch.from_numpy(np.stack([c[0] for c in crops]).astype(np.float32))
         y = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))
         x, y = augment(x, y, gen=torch.Generator().manual_seed(seed + step), band_std=band_std)
-        x, y = x.to(device), y.to(device)
-        if total is not None:
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(lr, step, total, max(1, total // 20))
-        else:
-            for g in opt.param_groups:
-                g["lr"] = lr * 0.1
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            logits = net(net.normalize(x).contiguous(memory_format=torch.channels_last))
-        loss = masked_loss(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        bar.update(1)
-        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-        if step == 2:
-            t2 = time.time()
-        if total is None and (step == 10 or time.time() - t_start >= minutes * 60):
-            # budget -> step count, from the pace after warm-up (a tiny budget stops where it is)
-            pace = (time.time() - t2) / max(step - 2, 1) if step > 2 else float("inf")
-            total = max(step, int(minutes * 60 / pace))
-            if log:
-                log(event="budget", seconds_per_step=round(pace, 3), total_steps=total)
-        if step % 100 == 0 or (total is not None and step >= total):  # loss: mean since the last record
-            history.append({"step": step, "loss": round(loss_sum / loss_n, 4), "t": round(time.time() - t_start, 1)})
-            loss_sum, loss_n = 0.0, 0
-            if log:
-                log(event="train", **history[-1])
-            if state_path is not None:
-                save_training_state(state_path, net, opt, {
-                    "architecture": "student-training-state", "in_bands": int(net.in_bands), "version": __version__,
-                    "step": step, "total": total, "spent": time.time() - t_start})
-    bar.close()
+        return net.normalize(x.to(device)).contiguous(memory_format=torch.channels_last), y.to(device)
+
+    def record(step, loss, spent, total):
+        history.append({"step": step, "loss": round(loss, 4), "t": round(spent, 1)})
+        if log:
+            log(event="train", **history[-1])
+        if state_path is not None:
+            save_training_state(state_path, net, opt, {
+                "architecture": "student-training-state", "in_bands": int(net.in_bands), "version": __version__,
+                "step": step, "total": total, "spent": spent})
+
+    fit(net, opt, next_batch, masked_loss, lr=lr, total=total, warmup=lambda n: max(1, n // 20), start=step,
+        minutes=minutes, spent=spent, record_every=100, on_record=record, progress=progress, desc="student", log=log)
     return net.eval(), history
 
 

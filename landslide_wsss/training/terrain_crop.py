@@ -47,8 +47,8 @@ def make_crops(model, chips, size: int = 128, batch_size: int = 64, seed: int = 
 
 def main(argv=None):
     from ..datasets.common import ChipSet
-    from .refine_common import (Timer, base_parser, start_run, batches, freeze_bn,
-                                pos_weight, finish_run)
+    from .loop import fine_tune
+    from .refine_common import Timer, base_parser, batches, finish_run, freeze_bn, pos_weight, start_run
     ap = base_parser(__doc__.splitlines()[0], "runs/models/terrain_crop.safetensors")
     ap.add_argument("--no-crops", action="store_true",
                     help="control run: the same fine-tune on original chips only (saved as a plain 'cam' model)")
@@ -71,10 +71,8 @@ def main(argv=None):
     bf16 = not a.no_bf16
     it_full = batches(chips, model, a.batch_size - half, a.seed)
     it_crop = batches(crop_set, model, half, a.seed + 1)
-    done = 0
-    for step in range(a.steps):
-        if a.max_minutes and t_train() > 60 * a.max_minutes:
-            break
+
+    def step(k):
         freeze_bn(model)
         _, x1, y1 = next(it_full)
         _, x2, y2 = next(it_crop)
@@ -85,15 +83,15 @@ def main(argv=None):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        done = step + 1
-        if step % 10 == 0 or step == a.steps - 1:
-            log(event="step", step=step, loss=float(loss))
+        return {"event": "step", "step": k, "loss": float(loss)}
+
+    done, seconds = fine_tune(step, steps=a.steps, max_minutes=a.max_minutes, log=log, spent=t_train())
     model.eval()
     training = {"command": "landslide-wsss train terrain-crop " + " ".join(argv or []), "init": src_meta["_source"],
                 "steps": done, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "batches": "original chips only (control)" if a.no_crops else
                 "half original chips, half CAM-guided crops resized to the chip size",
-                "train_seconds": t_train(), "n_chips": len(chips)}
+                "train_seconds": seconds, "n_chips": len(chips)}
     return finish_run(model, a, "cam" if a.no_crops else "terrain-crop", src_meta, training, init_path, log, timer)
 
 

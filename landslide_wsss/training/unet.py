@@ -10,25 +10,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..datasets.common import ChipSet, band_stats
 from ..models.unet import UNet
-from .common import Logger, augment, cosine_lr, load_training_state, save_training_state, seed_everything, set_threads
-
-
-def unet_loss(logits, target):
-    """BCE + soft Dice over pixels whose target is 0/1 (255 ignored)."""
-    logits = logits[:, 0].float()
-    keep = target != 255
-    t = (target == 1).float()
-    if not keep.any():
-        return logits.sum() * 0
-    bce = F.binary_cross_entropy_with_logits(logits[keep], t[keep])
-    p = torch.sigmoid(logits) * keep
-    tt = t * keep
-    dice = 1 - (2 * (p * tt).sum() + 1) / (p.sum() + tt.sum() + 1)
-    return bce + dice
+from .common import Logger, load_training_state, save_training_state, seed_everything, set_threads
+from .loop import epoch_batches, fit
+from .student import masked_loss
 
 
 def train_unet(train: ChipSet, config: Optional[dict] = None, epochs: int = 30, batch_size: int = 16,
@@ -50,38 +37,22 @@ def train_unet(train: ChipSet, config: Optional[dict] = None, epochs: int = 30, 
         meta = load_training_state(state_path, model, opt)
         start, history = int(meta["epoch"]) + 1, list(meta.get("history", []))
         log(event="resume", epoch=start)
-    data = torch.as_tensor(imgs)
-    masks = torch.as_tensor(np.asarray(train.masks))
     spe = max(1, len(train) // batch_size)
     total = epochs * spe
-    band_std = torch.as_tensor(std, dtype=torch.float32)
-    for epoch in range(start, epochs):
-        model.train()
-        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        perm = torch.randperm(len(train), generator=gen)
-        if epoch_chips is not None:  # fresh random crops each epoch (same length)
-            cur = epoch_chips(epoch)
-            data, masks = torch.as_tensor(np.asarray(cur.images)), torch.as_tensor(np.asarray(cur.masks))
-        tot = 0.0
-        for s in range(spe):
-            idx = perm[s * batch_size:(s + 1) * batch_size]
-            x, y = augment(data[idx].float(), masks[idx], gen=gen, jitter=jitter, band_std=band_std)
-            x = model.normalize(x).contiguous(memory_format=torch.channels_last)
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(lr, epoch * spe + s, total, min(total // 10, 2 * spe))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = model(x)
-            loss = unet_loss(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach())
-        rec = {"event": "epoch", "epoch": epoch, "loss": tot / spe}
+    batch = epoch_batches(imgs, np.asarray(train.masks), batch_size=batch_size, seed=seed, normalize=model.normalize,
+                          band_std=torch.as_tensor(std, dtype=torch.float32), jitter=jitter, epoch_chips=epoch_chips,
+                          target_of=lambda c: c.masks, pixel_targets=True)
+
+    def record(step, loss, spent, total):
+        rec = {"event": "epoch", "epoch": step // spe - 1, "loss": loss}
         history.append(rec)
         log(**rec)
         if state_path:
             save_training_state(state_path, model, opt, {"architecture": "training-state", "in_bands": model.in_bands,
-                                                         "version": "train", "epoch": epoch, "history": history})
+                                                         "version": "train", "epoch": rec["epoch"], "history": history})
+
+    fit(model, opt, batch, masked_loss, lr=lr, total=total, warmup=min(total // 10, 2 * spe), start=start * spe,
+        bf16=bf16, record_every=spe, on_record=record)
     return model.eval(), history
 
 
