@@ -65,20 +65,22 @@ def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
 
-def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[Dict[str, torch.Tensor], dict]:
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str = "optim") -> tuple[Dict[str, torch.Tensor], dict]:
+    """An optimizer's state as safetensors tensors PREFIX.PARAM_ID.NAME and its param groups (JSON)."""
     sd = opt.state_dict()
     tensors = {}
     for pid, st in sd["state"].items():
         for k, v in st.items():
             t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"optim.{pid}.{k}"] = t
+            tensors[f"{prefix}.{pid}.{k}"] = t
     return tensors, {"param_groups": sd["param_groups"]}
 
 
-def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Tensor], meta: dict) -> None:
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Tensor], meta: dict,
+                           prefix: str = "optim") -> None:
     state: Dict[int, dict] = {}
     for key, v in tensors.items():
-        if key.startswith("optim."):
+        if key.startswith(prefix + "."):
             _, pid, name = key.split(".", 2)
             state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

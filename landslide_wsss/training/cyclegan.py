@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from .common import load_optimizer_tensors, optimizer_tensors
 from ..models.cyclegan import (
     PatchDiscriminator,
     ResnetGenerator,
@@ -296,11 +297,9 @@ class CycleGANTrainer:
                 tensors[f"{name}.{k}"] = v.contiguous()
         opt_meta = {}
         for oname, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            sd = opt.state_dict()
-            for pid, st in sd["state"].items():
-                for k, v in st.items():
-                    tensors[f"{oname}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-            opt_meta[oname] = sd["param_groups"]
+            t, m = optimizer_tensors(opt, oname)
+            tensors.update(t)
+            opt_meta[oname] = m["param_groups"]
         for pname, pool in (("pool_A", self.pool_A), ("pool_B", self.pool_B)):
             if pool.images:
                 tensors[pname] = torch.cat(pool.images).contiguous()
@@ -330,12 +329,7 @@ class CycleGANTrainer:
             sd = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
             net.load_state_dict(sd)
         for oname, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            state: Dict[int, dict] = {}
-            for k, v in tensors.items():
-                if k.startswith(oname + "."):
-                    _, pid, name = k.split(".", 2)
-                    state.setdefault(int(pid), {})[name] = v
-            opt.load_state_dict({"state": state, "param_groups": meta["optimizers"][oname]})
+            load_optimizer_tensors(opt, tensors, {"param_groups": meta["optimizers"][oname]}, oname)
         for pname, pool in (("pool_A", self.pool_A), ("pool_B", self.pool_B)):
             pool.images = [t[None].clone() for t in tensors[pname]] if pname in tensors else []
         torch.set_rng_state(tensors["torch_rng"])
