@@ -119,7 +119,7 @@ def stage_train(data, out, epochs, seed, log_dir, threads, gsd=None):
     meta = classifier_metadata(model, tile=TILE, training={
         "command": "python -m landslide_wsss.training.default",
         "data": [f"bijie train.txt minus 10 percent hold-out (seed {seed})",
-                 f"AMU-Net areaA rows < {cut} (128 px chips, stride 64)"],
+                 f"AMU-Net areaA rows < {cut} (128 px chips, " + (f"{gsd:g} m GSD, 32 m apart)" if gsd else "stride 64)")],
         "n_chips": len(train), "epochs": epochs, "seed": seed, "seconds": round(time.time() - t0, 1),
         "history": hist[-3:]}, params=dict(DEFAULT_PARAMS), gsd=gsd)
     tensors = fp16_tensors(model, "classifier")
