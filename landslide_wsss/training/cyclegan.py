@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from .common import load_optimizer_tensors, optimizer_tensors
+from .common import augment, load_optimizer_tensors, optimizer_tensors
 from ..models.cyclegan import (
     PatchDiscriminator,
     ResnetGenerator,
@@ -142,14 +142,10 @@ class ImagePool:
 
 
 def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Per-sample horizontal flip and 90-degree rotation (square chips)."""
-    out = []
-    for xi in x:
-        if rng.random() < 0.5:
-            xi = xi.flip(-1)
-        k = int(rng.integers(4))
-        out.append(torch.rot90(xi, k, (1, 2)) if k else xi)
-    return torch.stack(out)
+    """The trainers' geometric augmentation (common.augment: per-sample flip and 90-degree rotation,
+    no radiometric jitter: the generator must learn colours as they are), seeded from the trainer's
+    numpy generator so that a resumed run draws the same."""
+    return augment(x, gen=torch.Generator().manual_seed(int(rng.integers(2 ** 62))), jitter=0.0)[0]
 
 
 def _to_input(chips: np.ndarray, spectral: int) -> torch.Tensor:
