@@ -273,7 +273,7 @@ def _data_root(root, n_per_class=10, size=32):
 def test_cyclegan_chips_leave_out_the_tuning_holdout(tmp_path):
     from landslide_wsss.datasets.bijie import label_from_name
     from landslide_wsss.training.cyclegan import cyclegan_chips
-    from landslide_wsss.training.default import split_holdout
+    from landslide_wsss.training.data import split_holdout
 
     root, values = _data_root(tmp_path)
     names = list(values)

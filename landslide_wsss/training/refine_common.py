@@ -76,7 +76,7 @@ def freeze_bn(model: nn.Module) -> nn.Module:
 
 
 def load_chips(data, seed: int = 0, gsd=None):
-    from .default import training_chips
+    from .data import training_chips
     return training_chips(data, seed, gsd=gsd)[0]  # the default model's (first-epoch) chips, at its GSD
 
 
