@@ -1,11 +1,11 @@
-"""The classifier's working GSD and training length, judged as the second stage uses it: as a teacher. For each GSD a
-classifier is trained by the default command's train stage (`--classifier-gsd`, 20 epochs, the
-same data and hold-outs), the embedded CycleGAN generator is added, and `second_stage.choose_teacher`
+"""The classifier's working GSD and training length, judged as the second stage uses it: as a
+teacher. For each GSD and length a classifier is trained by the default command's train stage
+(`--classifier-gsd`, `--epochs`; the same data and hold-outs), the embedded CycleGAN generator is added, and `second_stage.choose_teacher`
 reports the confident-band IoU of every teacher recipe on the hold-out (Bijie train hold-out
 landslide images + the landslide tiles of the area A strip). Never looks at Bijie val or area B.
 
     .venv/bin/python benchmarks/classifier_gsd.py --gsds native,1.6,2.4 --out benchmarks/results/classifier_gsd.json
-    .venv/bin/python benchmarks/classifier_gsd.py --gsds native --epochs 20,50 --out benchmarks/results/classifier_epochs.json
+    .venv/bin/python benchmarks/classifier_gsd.py --gsds native --epochs 10,20,50 --out benchmarks/results/classifier_epochs.json
 
 Each configuration is keyed GSD (20 epochs) or GSD@EPOCHS; its model file stays under --work, so the
 winner can be carried on by the default command's later stages (`--out` that file).
