@@ -1,7 +1,8 @@
 """Ablation of the second stage's steps on Bijie val and AMU-Net area B, measured after every choice
 was made (the figures here chose nothing): the teacher as a detector, each working-scale sweep
 student (400 steps at 1.0 / 1.6 / 2.4 / 3.2 m on the same pseudo-masks), and the full-budget student
-(+ its self-training round) beside the short one the length rule compares it with.
+(+ its self-training round) beside the short one the length rule compares it with, and the supervised
+student of the same budget (the same network, GSD and 400 steps on the true masks: `--supervised`).
 
     .venv/bin/python benchmarks/ablation_steps.py --model runs/new/default.safetensors --work runs/new/log/second_stage
 
@@ -41,6 +42,9 @@ def main(argv=None):
     ap.add_argument("--model", required=True)
     ap.add_argument("--work", required=True, help="the default command's second_stage folder")
     ap.add_argument("--teachers", default="gradcam++,cam")
+    ap.add_argument("--supervised", action="store_true",
+                    help="also train (once; cached beside the sweep student) and measure the same-budget supervised student "
+                         "at the chosen GSD")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ablation_steps.json"))
     a = ap.parse_args(argv)
     work = Path(a.work)
@@ -52,6 +56,13 @@ def main(argv=None):
                 for p in sorted(work.glob("scale/gsd*/student.safetensors"))}
     if (work / "student.safetensors").is_file():
         students["student full budget (+ kept self-training)"] = work / "student.safetensors"
+    if a.supervised:
+        from landslide_wsss.training.second_stage import SCALE_STEPS, stage_student
+        gsd = json.loads((work / "scale.json").read_text())["gsd"]
+        sub = work / "scale" / f"gsd{gsd:g}"
+        if not (sub / "supervised.safetensors").is_file():
+            stage_student(a.data, sub, 0, 0, 0, 0, print, "supervised", steps=SCALE_STEPS)
+        students[f"supervised, same network and budget ({SCALE_STEPS} steps at {gsd:g} m)"] = sub / "supervised.safetensors"
     with tempfile.TemporaryDirectory() as tmp:
         for name, comp in students.items():
             copy = Path(tmp) / "model.safetensors"
