@@ -24,10 +24,10 @@ Stages (all by default, in this order; each can be re-run alone with --stage):
             method, the CycleGAN cue, the affinity refinement (none / SLIC superpixels) and the bands
             chosen on the hold-outs (choose_teacher) -> three-band pseudo-masks; the working GSD chosen
             by stage_scale (400-step students at 1.0 / 1.6 / 2.4 m, best mean hold-out IoU) -> the
-            segmentation student (25 min) -> one self-training round (12 min, kept only if the hold-out
-            improves); embedded as student.*.
+            segmentation student (10 min) -> one self-training round (5 min, kept only if the hold-out
+            improves); the length rule then keeps it or the sweep's 400-step student; embedded as student.*.
   unet      the supervised yardstick: the student's network, data, GSD, crops and budget on the true
-            masks (25 min), embedded as unet.* (int8).
+            masks (--unet-minutes, 25 min), embedded as unet.* (int8).
   select    the default method by the rule: best mean landslide IoU over the Bijie hold-out and the area A
             strip among the candidates (second_stage.SELECT_CANDIDATES), written as method_default.
 Re-running `train` replaces the file, so the other stages follow it in `all`.
@@ -178,8 +178,10 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS)
     ap.add_argument("--classifier-gsd", type=float, default=None,
                     help="train the classifier at this GSD (m) instead of each image's own resolution")
-    ap.add_argument("--minutes", type=float, default=25.0, help="student and yardstick budget each (minutes)")
-    ap.add_argument("--selftrain-minutes", type=float, default=12.0)
+    ap.add_argument("--minutes", type=float, default=10.0,
+                    help="the full-budget student (the length rule weighs it against the 400-step sweep student)")
+    ap.add_argument("--selftrain-minutes", type=float, default=5.0)
+    ap.add_argument("--unet-minutes", type=float, default=25.0, help="the supervised yardstick's budget")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-dir", default=str(REPO / "runs"))
@@ -198,8 +200,8 @@ def main(argv=None):
         stage_refine(args.data, args.out, args.seed, args.log_dir, args.threads)
     for which in ("student", "unet"):
         if args.stage in ("all", which):
-            stage_second(args.data, args.out, args.seed, args.log_dir, args.threads, args.minutes,
-                         args.selftrain_minutes, which)
+            stage_second(args.data, args.out, args.seed, args.log_dir, args.threads,
+                         args.minutes if which == "student" else args.unet_minutes, args.selftrain_minutes, which)
     if args.stage in ("all", "select"):
         from .second_stage import stage_select
         from .common import Logger
