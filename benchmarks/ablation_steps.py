@@ -57,11 +57,12 @@ def main(argv=None):
     if (work / "student.safetensors").is_file():
         students["student full budget (+ kept self-training)"] = work / "student.safetensors"
     if a.supervised:
+        from landslide_wsss.training.common import Logger
         from landslide_wsss.training.second_stage import SCALE_STEPS, stage_student
         gsd = json.loads((work / "scale.json").read_text())["gsd"]
         sub = work / "scale" / f"gsd{gsd:g}"
         if not (sub / "supervised.safetensors").is_file():
-            stage_student(a.data, sub, 0, 0, 0, 0, print, "supervised", steps=SCALE_STEPS)
+            stage_student(a.data, sub, 0, 0, 0, 0, Logger(sub / "supervised.jsonl"), "supervised", steps=SCALE_STEPS)
         students[f"supervised, same network and budget ({SCALE_STEPS} steps at {gsd:g} m)"] = sub / "supervised.safetensors"
     with tempfile.TemporaryDirectory() as tmp:
         for name, comp in students.items():
