@@ -230,25 +230,21 @@ class _ArrayTarget:
 def stitch_in_memory(model, img: np.ndarray, valid: np.ndarray, tile: Optional[int] = None,
                      overlap: Optional[int] = None, batch_size: int = 32) -> Dict[str, np.ndarray]:
     """The core's grid, predict_tiles and Stitcher over an in-memory (C, H, W) image (H, W >= tile)."""
-    from .tiling import Stitcher, TileGrid, grid_size
+    from .tiling import TileGrid, grid_size, stitch_grid
     tile, overlap = grid_size(model, tile, overlap)
     c, h, w = img.shape
     names = list(model.map_names)
     target = _ArrayTarget(len(names), h, w)
-    stitcher = Stitcher(target, len(names), tile, overlap)
-    items = []
-    for wi in TileGrid(w, h, tile, overlap).windows():
-        r, cc = int(wi.row_off), int(wi.col_off)
-        v = valid[r:r + tile, cc:cc + tile]
-        if v.shape == (tile, tile) and v.any():  # tiles without a valid pixel are skipped, as in detect
-            items.append(wi)
-    for i in range(0, len(items), batch_size):
-        part = items[i:i + batch_size]
-        sl = [(slice(int(wi.row_off), int(wi.row_off) + tile), slice(int(wi.col_off), int(wi.col_off) + tile)) for wi in part]
-        x = np.stack([img[:, rs, cs] for rs, cs in sl]).astype(np.float32)
-        v = np.stack([valid[rs, cs] for rs, cs in sl])
-        maps = model.predict_tiles(x, v)
-        for j, wi in enumerate(part):
-            stitcher.add(wi, np.stack([maps[n][j] for n in names]), v[j])
-    stitcher.close()
+
+    def cut(wi):
+        return slice(int(wi.row_off), int(wi.row_off) + tile), slice(int(wi.col_off), int(wi.col_off) + tile)
+
+    # windows without a valid pixel are left out before batching (validity is known in memory)
+    windows = [wi for wi in TileGrid(w, h, tile, overlap).windows() if valid[cut(wi)].shape == (tile, tile)
+               and valid[cut(wi)].any()]
+
+    def read(batch):
+        return [(wi, img[(slice(None),) + cut(wi)].astype(np.float32), valid[cut(wi)], None) for wi in batch]
+
+    stitch_grid(model, windows, read, target, tile, overlap, batch_size)
     return {n: target.data[k] for k, n in enumerate(names)}

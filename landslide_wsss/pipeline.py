@@ -5,7 +5,6 @@ drive it for one scene; batch.py runs it over directories; api.py is the public 
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import copy
 import logging
@@ -28,7 +27,7 @@ from .raster import (
     open_terrain, resampled_scene,
 )
 from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel, histogram
-from .tiling import Stitcher, TileGrid, batched, grid_size
+from .tiling import TileGrid, grid_size, stitch_grid
 from .vectorize import DEFAULT_LAYER, vectorize, write_gpkg
 
 log = logging.getLogger("landslide_wsss")
@@ -267,8 +266,6 @@ def _work_profile(sc: Scene, count: int, dtype: str) -> dict:
 
 
 def _stitch_maps(sc, model, grid, terrain, names, maps_path, batch_size, progress) -> None:
-    windows = grid.windows()
-
     def read(batch):
         out = []
         for w in batch:
@@ -278,28 +275,8 @@ def _stitch_maps(sc, model, grid, terrain, names, maps_path, batch_size, progres
             out.append((w, data, valid, terr))
         return out
 
-    batches = list(batched(windows, batch_size))
-    done = 0
     with rasterio.open(maps_path, "w", **_work_profile(sc, len(names), "float32")) as dst:
-        stitcher = Stitcher(dst, len(names), grid.tile, grid.overlap)
-        # Read the next batch on a thread while the model works on this one.
-        with cf.ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(read, batches[0]) if batches else None
-            for i in range(len(batches)):
-                items = pending.result()
-                pending = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
-                items = [it for it in items if it[2].any()]  # tiles without a valid pixel are skipped
-                if items:
-                    tiles = np.stack([it[1] for it in items])
-                    valid = np.stack([it[2] for it in items])
-                    terr = np.stack([it[3] for it in items]) if terrain is not None else None
-                    maps = model.predict_tiles(tiles, valid, terr)
-                    for j, it in enumerate(items):
-                        stitcher.add(it[0], np.stack([maps[n][j] for n in names]), it[2])
-                done += len(batches[i])
-                if progress:
-                    progress(0.9 * done / max(len(windows), 1))
-        stitcher.close()
+        stitch_grid(model, grid.windows(), read, dst, grid.tile, grid.overlap, batch_size, progress)
 
 
 def _scene_stats(sc: Scene, maps_path, valid_path, names) -> SceneStats:

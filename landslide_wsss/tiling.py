@@ -136,3 +136,35 @@ class Stitcher:
 def batched(items: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def stitch_grid(model, windows: Sequence[Window], read, target, tile: int, overlap: int, batch_size: int,
+                progress=None) -> None:
+    """The one grid driver (detect's rasters and the in-memory maps alike): `read(windows)` gives
+    [(window, data, valid, terrain or None)] for a batch, read on a thread one batch ahead; tiles
+    without a valid pixel are skipped; model.predict_tiles; the maps blended into `target` (an open
+    rasterio dataset or anything with the same `write`) by the Stitcher. progress(share) after
+    each batch, up to 0.9 (the rest of a run belongs to its caller)."""
+    import concurrent.futures as cf
+
+    names = list(model.map_names)
+    batches = list(batched(windows, batch_size))
+    stitcher = Stitcher(target, len(names), tile, overlap)
+    done = 0
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, batches[0]) if batches else None
+        for i in range(len(batches)):
+            items = pending.result()
+            pending = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
+            items = [it for it in items if it[2].any()]
+            if items:
+                tiles = np.stack([it[1] for it in items])
+                valid = np.stack([it[2] for it in items])
+                terr = np.stack([it[3] for it in items]) if items[0][3] is not None else None
+                maps = model.predict_tiles(tiles, valid, terr)
+                for j, it in enumerate(items):
+                    stitcher.add(it[0], np.stack([maps[n][j] for n in names]), it[2])
+            done += len(batches[i])
+            if progress:
+                progress(0.9 * done / max(len(windows), 1))
+    stitcher.close()
