@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from landslide_wsss.training.loop import epoch_batches, fine_tune, fit
@@ -50,6 +51,12 @@ def test_fit_budget_becomes_a_step_count():
     done = fit(net, opt, batch, loss, lr=0.1, minutes=0.003, record_every=10 ** 6, bf16=False,
                on_record=lambda s, l, t, total: totals.append(total))
     assert done == totals[-1] and done >= 10  # the pace after warm-up sets the total for a 0.18 s budget
+
+
+def test_fit_without_steps_or_budget_is_an_error():
+    net, opt, batch, loss = _toy()
+    with pytest.raises(ValueError):
+        fit(net, opt, batch, loss, lr=0.1)
 
 
 def test_epoch_batches_are_seeded_per_epoch_and_follow_fresh_chips():

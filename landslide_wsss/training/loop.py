@@ -35,6 +35,8 @@ def fit(net, opt, next_batch: Batch, loss_fn, *, lr: float, total: Optional[int]
     """
     from tqdm import tqdm
 
+    if total is None and minutes is None:
+        raise ValueError("fit needs a step count (total) or a wall-clock budget (minutes)")
     net.train()
     step = start
     t_start = time.time() - spent
