@@ -64,9 +64,10 @@ def maps_at_gsd(model, img: np.ndarray, valid: Optional[np.ndarray], gsd: float,
     factor = float(getattr(model, "gsd", None) or gsd) / float(gsd)
     x = resample_image(img, factor).astype(np.float32)
     h, w = x.shape[1:]
-    if valid is None:
-        valid = np.ones(img.shape[1:], bool)
-    v = valid if (h, w) == valid.shape else resize_prob(valid.astype(np.float32), (h, w)) >= 0.5
+    if valid is None:  # every pixel valid at any grid: nothing to resample
+        v = np.ones((h, w), bool)
+    else:
+        v = valid if (h, w) == valid.shape else resize_prob(valid.astype(np.float32), (h, w)) >= 0.5
     H, W = max(h, tile), max(w, tile)
     full = np.zeros((x.shape[0], H, W), np.float32)
     full[:, :h, :w] = x
@@ -240,8 +241,8 @@ def stitch_in_memory(model, img: np.ndarray, valid: np.ndarray, tile: Optional[i
         return slice(int(wi.row_off), int(wi.row_off) + tile), slice(int(wi.col_off), int(wi.col_off) + tile)
 
     # windows without a valid pixel are left out before batching (validity is known in memory)
-    windows = [wi for wi in TileGrid(w, h, tile, overlap).windows() if valid[cut(wi)].shape == (tile, tile)
-               and valid[cut(wi)].any()]
+    windows = [wi for wi in TileGrid(w, h, tile, overlap).windows()
+               if (v := valid[cut(wi)]).shape == (tile, tile) and v.any()]
 
     def read(batch):
         return [(wi, img[(slice(None),) + cut(wi)].astype(np.float32), valid[cut(wi)], None) for wi in batch]
