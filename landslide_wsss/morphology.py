@@ -1,5 +1,5 @@
 """The one home of the mask clean-up every scorer uses: opening with a disk, then dropping small
-8-connected components."""
+8-connected components; and the hysteresis gate of the segmentation scorers."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,3 +29,17 @@ def clean_mask(mask: np.ndarray, open_radius: int, min_px: int) -> np.ndarray:
     if open_radius > 0 and mask.any():
         mask = ndimage.binary_opening(mask, structure=disk(open_radius))
     return remove_small(mask, min_px)
+
+
+def hysteresis(mask: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """`mask` keeping only its 8-connected components that contain a `strong` pixel (the
+    low/high-threshold gate: a weak blob with no confident core is dropped whole)."""
+    if not mask.any():
+        return mask
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if not n:
+        return mask
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(lab[strong & mask])] = True
+    keep[0] = False
+    return keep[lab]

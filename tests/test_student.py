@@ -208,7 +208,8 @@ def start_model(tmp_path, weak_model_file):
     net = StudentNet(mean=[40.0] * 3, std=[60.0] * 3, **SMALL)
     tensors.update(st.student_tensors(net))
     meta = {k: v for k, v in meta.items() if k != "format"}
-    meta["student"] = {"config": net.config(), "gsd": 1.0, "tile_size": 64, "overlap": 8, "threshold": 0.5,
+    meta["student"] = {"config": net.config(), "gsd": 1.0, "tile_size": 64, "overlap": 8, "threshold": 0.4,
+                       "gate_high": 0.85, "gate": {"chosen": {"low": 0.4, "high": 0.85}},  # gated, as shipped
                        "teacher": {"method": "cam", "t_fg": 0.4, "t_bg": 0.2, "refine": "slic"}}  # the shipped recipe
     path = tmp_path / "start.safetensors"
     save_checkpoint(path, tensors, meta)
@@ -246,6 +247,7 @@ def test_train_weak_from_a_ticked_grid(tmp_path, start_model):
     assert summary["landslide_tiles"] + summary["free_tiles"] == len(grid)
     assert summary["landslide_tiles"] == int(grid.label.sum())
     assert 0 <= summary["holdout"]["balanced_accuracy"] <= 1
+    assert "gate_high" not in meta["student"]  # its threshold was chosen without the start model's gate
     assert not (tmp_path / "mine.safetensors.state").exists()  # the resume state is gone once done
     gdf = api.detect(scene, None, model=out)  # the trained file works with detect
     assert set(gdf.method) <= {"student"}
@@ -316,3 +318,44 @@ def test_every_method_runs_with_the_embedded_model(tmp_path):
         model = api.load_scoring_model(None, method=m, device="cpu")
         gdf = api.detect(scene, tmp_path / f"{m}.gpkg", model=model, overwrite=True)
         assert gdf.crs is not None and (tmp_path / f"{m}.gpkg").is_file(), m
+
+
+def test_hysteresis_keeps_only_blobs_with_a_confident_core():
+    from landslide_wsss.morphology import hysteresis
+    p = np.zeros((40, 40), np.float32)
+    p[2:10, 2:10] = 0.4          # weak blob: no core
+    p[20:30, 20:30] = 0.4
+    p[24, 24] = 0.99             # the same blob with one confident pixel
+    kept = hysteresis(p > 0.3, p > 0.9)
+    assert not kept[2:10, 2:10].any()
+    assert kept[20:30, 20:30].all() and kept.sum() == 100
+
+
+def test_gate_rule_needs_the_margin_and_spares_every_hold_out_set():
+    """choose_gate keeps a gate only when it adds GATE_MARGIN mean IoU and no hold-out set loses."""
+    def table(fn):
+        def score(low, high):
+            a, b = fn(low, high)
+            return {"low": low, "high": high, "a_iou": a, "b_iou": b, "mean_iou": (a + b) / 2}
+        return score
+    # the gate helps both sets: the best gate is chosen
+    r = st.choose_gate(table(lambda lo, hi: (0.5, 0.5) if hi is None else (0.52 + (hi == 0.8) * 0.02, 0.51)), 0.5)
+    assert r["chosen"]["high"] == 0.8 and r["chosen"]["low"] <= 0.5
+    # a bigger mean that costs set b is not taken; the best gate left is under the margin: plain
+    r = st.choose_gate(table(lambda lo, hi: (0.5, 0.5) if hi is None else ((0.7, 0.45) if hi == 0.9 else (0.505, 0.5))), 0.5)
+    assert r["chosen"]["high"] is None and r["chosen"]["low"] == 0.5
+    assert r["best_gate"]["high"] != 0.9
+
+
+def test_student_scorer_applies_its_gate(tmp_path):
+    """A gate_high in the model file drops the blobs without a confident core in detect's masks."""
+    net, _ = _trained_student()
+    path = _student_file(tmp_path, net, gsd=2.0)
+    scorer = api.load_scoring_model(path, method="student", device="cpu")
+    p = np.zeros((32, 32), np.float32)
+    p[2:8, 2:8] = 0.6
+    p[20:26, 20:26] = 0.6
+    p[22, 22] = 0.97
+    assert scorer.gate_high is None and scorer.fuse({"prob": p}, None)[1].sum() == 72
+    scorer.gate_high = 0.95
+    assert scorer.fuse({"prob": p}, None)[1].sum() == 36

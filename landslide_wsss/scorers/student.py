@@ -1,7 +1,9 @@
 """ScoringModel for a segmentation network at its working GSD: the weakly supervised student
 (`student`, trained on pseudo-masks) and the supervised yardstick (`unet`, the same network on
-true masks). One network pass per tile; map "prob"; mask = prob > threshold (chosen on the
-hold-out and stored in the model file). The core resamples scenes to `gsd` and maps the result
+true masks). One network pass per tile; map "prob"; mask = prob > threshold, and where the model
+file has a gate (`gate_high`), only the blobs with a core > gate_high (hysteresis; both chosen on the
+hold-out and stored in the model file). Scenes are fused in row blocks with a halo, so a blob whose
+core lies farther away than the halo is judged within its block. The core resamples scenes to `gsd` and maps the result
 back to the scene's grid.
 """
 from __future__ import annotations
@@ -46,6 +48,7 @@ class SegmentationScorer:
         self.overlap = int(component.get("overlap", self.tile_size // 8))
         self.gsd = float(component["gsd"]) if component.get("gsd") else None
         self.threshold = float(component.get("threshold", 0.5))
+        self.gate_high = component.get("gate_high")  # None: no hysteresis gate
         self.bf16 = self.device.type == "cpu"
 
     def predict_tiles(self, tiles, valid, terrain=None):
@@ -64,8 +67,12 @@ class SegmentationScorer:
         return {"prob": (prob * valid).astype(np.float32)}
 
     def fuse(self, maps, stats):
+        from ..morphology import hysteresis
         p = np.clip(np.asarray(maps["prob"], np.float32), 0, 1)
-        return p, p > self.threshold
+        mask = p > self.threshold
+        if self.gate_high is not None:
+            mask = hysteresis(mask, p > float(self.gate_high))
+        return p, mask
 
 
 def load_segmentation(tensors, meta, path, prefix: str, name: str, device: str = "cpu") -> Optional[SegmentationScorer]:

@@ -28,6 +28,8 @@ Stages (all by default, in this order; each can be re-run alone with --stage):
             improves); the length rule then keeps it or the sweep's 400-step student; embedded as student.*.
   unet      the supervised yardstick: the student's network, data, GSD, crops and budget on the true
             masks (--unet-minutes, 25 min), embedded as unet.* (int8).
+  gate      the student's and the yardstick's mask threshold + hysteresis gate (blobs kept only with a
+            confident core), by the rule in student.choose_gate on the evaluate path's hold-out figures.
   select    the default method by the rule: best mean landslide IoU over the Bijie hold-out and the area A
             strip among the candidates (second_stage.SELECT_CANDIDATES), written as method_default.
 Re-running `train` replaces the file, so the other stages follow it in `all`.
@@ -105,6 +107,12 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     if samples.is_file() and abs(float(read_metadata(samples).get("gsd") or 0) - gsd) > 1e-6:
         for f in ("weak_samples", "supervised_samples", "student", "supervised"):  # made at another GSD
             (work / f"{f}.safetensors").unlink(missing_ok=True)
+    swept = work / "scale" / f"gsd{gsd:g}"
+    if not samples.is_file() and (swept / "supervised_samples.safetensors").is_file():
+        import shutil  # the sweep made this GSD's samples with the same teacher and split
+        for f in ("weak_samples", "supervised_samples"):
+            shutil.copyfile(swept / f"{f}.safetensors", work / f"{f}.safetensors.part")
+            (work / f"{f}.safetensors.part").replace(work / f"{f}.safetensors")
     if not samples.is_file():
         ss.stage_pseudo(data, work, seed, log, gsd=gsd, teacher=ss.teacher_cached(data, work, seed, log, out), model=out)
     name = "student" if which == "student" else "supervised"
@@ -174,7 +182,7 @@ def main(argv=None):
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--stage", default="all",
-                    choices=["all", "train", "tune", "cyclegan", "refine", "student", "unet", "select", "evaluate"])
+                    choices=["all", "train", "tune", "cyclegan", "refine", "student", "unet", "gate", "select", "evaluate"])
     ap.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS)
     ap.add_argument("--classifier-gsd", type=float, default=None,
                     help="train the classifier at this GSD (m) instead of each image's own resolution")
@@ -202,6 +210,11 @@ def main(argv=None):
         if args.stage in ("all", which):
             stage_second(args.data, args.out, args.seed, args.log_dir, args.threads,
                          args.minutes if which == "student" else args.unet_minutes, args.selftrain_minutes, which)
+    if args.stage in ("all", "gate"):
+        from .second_stage import stage_gate
+        from .common import Logger
+        stage_gate(args.data, args.out, Path(args.log_dir) / "second_stage", args.seed,
+                   log=Logger(Path(args.log_dir) / "second_stage" / "log.jsonl"))
     if args.stage in ("all", "select"):
         from .second_stage import stage_select
         from .common import Logger

@@ -176,55 +176,72 @@ def choose_teacher(data, seed=0, log=print, model=None) -> dict:
             "rule": f"best confident-band IoU on the hold-out; the CycleGAN cue only with +{CUE_MARGIN} over the best without it"}
 
 
-def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None, model=None):
-    """Pseudo-masks of the training part by the chosen teacher (`choose_teacher`, or the one given),
-    cached as weak + supervised samples at the working GSD."""
+def teacher_targets(data, seed=0, teacher: dict = None, model=None, log=print) -> dict:
+    """The chosen teacher's pseudo-masks at the images' own resolution (they do not depend on the
+    working GSD, so the scale sweep computes them once): {"bijie": {name: mask of a landslide
+    image}, "areaA": the scene's mask, "teacher": the choice, "quality": band quality on the train
+    part's landslide images}."""
     from ..datasets.bijie import label_from_name, load_image, load_mask
     from ..evaluation import maps_at_gsd
     from .affinity import refine
     t0 = time.time()
+    root = Path(data) / "bijie"
+    names, labels, tr, _ = _bijie_split(data, seed)
+    a_img, a_valid, a_mask, _ = _area_a(data)
+    a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
+    choice = dict(teacher or choose_teacher(data, seed, log, model))
+    method, how, t_fg, t_bg = choice["method"], choice["refine"], choice["t_fg"], choice["t_bg"]
+    net = _teacher(method, model)
+    bijie, refined, masks = {}, [], []
+    for n in (names[i] for i in tr):
+        if label_from_name(n) != 1:
+            continue
+        img = load_image(root, n)
+        cam = refine(teacher_map(maps_at_gsd(net, img, None, BIJIE_GSD)), img, how, BIJIE_GSD)
+        bijie[n] = st.pseudo_mask(cam, t_fg, t_bg)
+        refined.append(cam)
+        masks.append(load_mask(root, n, img.shape[1:]))
+    area = area_target(teacher_map(maps_at_gsd(net, a_img, a_valid, AMUNET_GSD)), a_mask, a_valid, a_tile, t_fg, t_bg,
+                       image=a_img, refine=how)
+    quality = st.band_quality(refined, masks, t_fg, t_bg)
+    log(event="teacher_targets", n=len(bijie), teacher=method, refine=how, seconds=round(time.time() - t0, 1))
+    return {"bijie": bijie, "areaA": area, "teacher": choice, "quality": quality, "seconds": round(time.time() - t0, 1)}
+
+
+def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None, model=None, targets: dict = None):
+    """Pseudo-masks of the training part by the chosen teacher (`teacher_targets`, or the `targets`
+    given), cached as weak + supervised samples at the working GSD."""
+    from ..datasets.bijie import load_image, load_mask
+    t0 = time.time()
     work = Path(work)
     root = Path(data) / "bijie"
-    names, labels, tr, ho = _bijie_split(data, seed)
-    a_img, a_valid, a_mask, cut = _area_a(data)
-    a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
-    teacher_choice = dict(teacher or choose_teacher(data, seed, log, model))
-    method, how = teacher_choice["method"], teacher_choice["refine"]
-    t_fg, t_bg = teacher_choice["t_fg"], teacher_choice["t_bg"]
-    teacher = _teacher(method, model)
-    # 2. pseudo-masks on the training part, resampled to the working GSD
+    names, _, tr, _ = _bijie_split(data, seed)
+    a_img, _, a_mask, cut = _area_a(data)
+    targets = targets or teacher_targets(data, seed, teacher, model, log)
     f_b, f_a = gsd / BIJIE_GSD, gsd / AMUNET_GSD
-    train_names = [names[i] for i in tr]
     weak, sup = [], []
-    pos_names = [n for n in train_names if label_from_name(n) == 1]
-    cam_of = {}
-    for n in train_names:  # each image read once: CAM, refinement and samples
+    for n in (names[i] for i in tr):  # each image read once
         img = load_image(root, n)
         small = resample_image(img, f_b)
         size = small.shape[1:]
-        mask = load_mask(root, n, img.shape[1:])
-        if label_from_name(n) == 1:
-            cam = teacher_map(maps_at_gsd(teacher, img, None, BIJIE_GSD))
-            cam_of[n] = (refine(cam, img, how, BIJIE_GSD), mask)
-            tgt = st.pseudo_mask(cam_of[n][0], t_fg, t_bg)
-        else:
+        tgt = targets["bijie"].get(n)
+        positive = tgt is not None
+        if not positive:
             tgt = np.zeros(img.shape[1:], np.uint8)
-        weak.append(st.Sample(small, resample_target(tgt, size), n, n in cam_of))
-        sup.append(st.Sample(small, resample_target(mask, size), n, n in cam_of))
-    a_tgt = area_target(teacher_map(maps_at_gsd(teacher, a_img, a_valid, AMUNET_GSD)), a_mask, a_valid, a_tile, t_fg, t_bg,
-                        image=a_img, refine=how)
+        weak.append(st.Sample(small, resample_target(tgt, size), n, positive))
+        sup.append(st.Sample(small, resample_target(load_mask(root, n, img.shape[1:]), size), n, positive))
     a_small = resample_image(a_img[:, :cut].astype(np.uint8), f_a)  # the strip (rows >= cut) stays out
     size = a_small.shape[1:]
     block = int(round(BLOCK * GSD / gsd))  # the same ground per block at every working GSD
-    weak += st.cut_blocks(a_small, resample_target(a_tgt[:cut], size), "areaA", block, min_labelled=0.05)
+    weak += st.cut_blocks(a_small, resample_target(targets["areaA"][:cut], size), "areaA", block, min_labelled=0.05)
     sup += st.cut_blocks(a_small, resample_target(a_mask[:cut], size), "areaA", block, min_labelled=0.05)
-    quality = st.band_quality([cam_of[n][0] for n in pos_names], [cam_of[n][1] for n in pos_names], t_fg, t_bg)
-    meta = {"gsd": gsd, "teacher": {**teacher_choice, "train_band_quality": quality},
-            "seed": seed, "strip_row": cut, "seconds": round(time.time() - t0, 1)}
+    choice = targets["teacher"]
+    meta = {"gsd": gsd, "teacher": {**choice, "train_band_quality": targets["quality"]},
+            "seed": seed, "strip_row": cut, "seconds": round(time.time() - t0 + targets["seconds"], 1)}
     _save_samples(work / "weak_samples.safetensors", _weights(weak), meta)
     _save_samples(work / "supervised_samples.safetensors", _weights(sup), meta)
-    log(event="pseudo", n_weak=len(weak), n_pos=sum(s.positive for s in weak), teacher=method, refine=how,
-        t_fg=t_fg, t_bg=t_bg, gsd=gsd, seconds=round(time.time() - t0, 1))
+    log(event="pseudo", n_weak=len(weak), n_pos=sum(s.positive for s in weak), teacher=choice["method"],
+        refine=choice["refine"], t_fg=choice["t_fg"], t_bg=choice["t_bg"], gsd=gsd, seconds=round(time.time() - t0, 1))
     return meta
 
 
@@ -319,6 +336,7 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
     if out.is_file():
         return json.loads(out.read_text())
     teacher = teacher_cached(data, work, seed, log, model)
+    targets = None  # the teacher's pseudo-masks: computed once, at the first GSD that needs them
     table = {}
     gsds = list(gsds)
     k = 0
@@ -328,7 +346,8 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
         sub = work / "scale" / f"gsd{g:g}"
         sub.mkdir(parents=True, exist_ok=True)
         if not (sub / "weak_samples.safetensors").is_file():
-            stage_pseudo(data, sub, seed, log, gsd=g, teacher=teacher, model=model)
+            targets = targets or teacher_targets(data, seed, teacher, model, log)
+            stage_pseudo(data, sub, seed, log, gsd=g, targets=targets)
         if not (sub / "student.json").is_file():
             stage_student(data, sub, 0, 0, 0, seed, log, "student", steps=steps)
         res = json.loads((sub / "student.json").read_text())["holdout"]
@@ -460,6 +479,36 @@ def break_scale_tie(data, out, work, scale: dict, seed=0, log=print) -> dict:
     scale = {**scale, "gsd": float(best), "tie_break": {"within": SCALE_TIE, "evaluate_path": ranked, "chosen": best}}
     (work / "scale.json").write_text(json.dumps(scale, indent=1))
     return scale
+
+
+def stage_gate(data, out, work, seed=0, log=print, prefixes=("student", "unet")) -> dict:
+    """The hysteresis gate of the segmentation networks in model file `out`, by the rule
+    (student.choose_gate) on the `evaluate` path's hold-out figures; writes threshold, gate_high
+    and the table into each component's metadata. Starts from the component's plain threshold."""
+    from ..checkpoint import read_metadata, update_model_file
+    from ..wsss import load_model
+    measure = holdout_evaluation(data, work, seed)
+    done = {}
+    for prefix in prefixes:
+        comp = read_metadata(out).get(prefix)
+        if not comp or "config" not in comp:
+            continue
+        scorer = load_model(out, method="student" if prefix == "student" else "unet", device="cpu")
+        plain = float(comp.get("gate", {}).get("plain", {}).get("low", comp["threshold"]))
+
+        def score(low, high, scorer=scorer, prefix=prefix):
+            scorer.threshold, scorer.gate_high = low, high
+            r = {"low": low, "high": high, **measure(scorer)}
+            log(event="gate", component=prefix, **r)
+            return r
+        gate = st.choose_gate(score, plain)
+
+        def put(meta, prefix=prefix, gate=gate):
+            c = meta[prefix]
+            c.update(threshold=gate["chosen"]["low"], gate_high=gate["chosen"]["high"], gate=gate)
+        update_model_file(out, meta=put)
+        done[prefix] = gate
+    return done
 
 
 def stage_select(data, out, work, seed=0, candidates=SELECT_CANDIDATES, log=print) -> dict:

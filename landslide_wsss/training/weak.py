@@ -207,7 +207,8 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     new = {k: v for k, v in tensors.items() if not k.startswith("student.")}
     new.update(st.student_tensors(net))
     meta = dict(meta)
-    meta["student"] = {**comp, "threshold": rule["threshold"], "holdout": rule, "trained_from_labels": True}
+    plain = {k: v for k, v in comp.items() if k not in ("gate_high", "gate")}  # the tile rule chose a plain threshold
+    meta["student"] = {**plain, "threshold": rule["threshold"], "holdout": rule, "trained_from_labels": True}
     meta["method_default"] = "student"
     meta["trained_on"] = {
         "scenes": [str(p) for p in images], "labels": str(labels), "layer": layer, "label_field": label_field,
