@@ -52,6 +52,15 @@ def main(argv=None) -> int:
             print(table(["round", "Bijie hold-out IoU", "area A strip IoU", "mean", "threshold"],
                         [(i, r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"], r["threshold"])
                          for i, r in enumerate(tr["rounds"])]), "\n")
+    for comp in ("student", "unet"):
+        gate = (meta.get(comp) or {}).get("gate") or {}
+        if gate.get("chosen"):
+            c = gate["chosen"]
+            print(f"### {comp}: hysteresis gate (chosen: low {c['low']}, high {c['high']}; {gate['rule']})\n")
+            print(table(["setting", "low", "high", "Bijie hold-out IoU", "area A strip IoU", "mean"],
+                        [(k, r["low"], r["high"], r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"])
+                         for k, r in (("plain threshold", gate["plain"]), ("best gate", gate["best_gate"]),
+                                      ("chosen", c))]), "\n")
     sel = (meta.get("selection") or {}).get("table")
     if sel:
         print(f"### The rule (chosen: {meta['selection']['chosen']})\n")
