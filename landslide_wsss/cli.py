@@ -66,7 +66,7 @@ def _add_detect(sub) -> None:
     p.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/8)")
     p.add_argument("--bands", type=_int_list, help="1-based bands to use, e.g. 1,2,3 (default: all)")
     p.add_argument("--dsm", help="co-registered elevation raster (DSM/DEM); used by terrain-aware methods")
-    p.add_argument("--threshold", type=float, help="override the model's CAM threshold (0..1)")
+    p.add_argument("--threshold", type=float, help="override the model's threshold (0..1): the CAM threshold, or the student's mask threshold (its hysteresis gate stays)")
     p.add_argument("--min-area", type=float, default=100.0, help="minimum polygon area in m² (default 100)")
     p.add_argument("--simplify", type=float, default=1.0, help="simplification tolerance in px (default 1)")
     p.add_argument("--batch-size", type=int, default=16, help="tiles per model batch (default 16)")

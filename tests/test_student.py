@@ -359,3 +359,15 @@ def test_student_scorer_applies_its_gate(tmp_path):
     assert scorer.gate_high is None and scorer.fuse({"prob": p}, None)[1].sum() == 72
     scorer.gate_high = 0.95
     assert scorer.fuse({"prob": p}, None)[1].sum() == 36
+
+
+def test_area_share_weights_the_draw():
+    """second_stage._weights: `share` of the draw on area A blocks, the rest on Bijie images."""
+    from landslide_wsss.training import second_stage as ss
+    img, tgt = np.zeros((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8)
+    samples = [st.Sample(img, tgt, f"areaA_{k}", False) for k in range(3)] + \
+              [st.Sample(img, tgt, f"ls_{k}.png", True) for k in range(5)]
+    for share in (0.3, 0.5):
+        w = ss._weights(samples, share)
+        assert abs(sum(s.weight for s in w if s.name.startswith("areaA")) - share) < 1e-9
+        assert abs(sum(s.weight for s in w) - 1) < 1e-9

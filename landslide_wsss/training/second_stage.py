@@ -111,14 +111,14 @@ def load_samples(path):
     return out, meta
 
 
-def _weights(samples):
-    """AREA_SHARE of the crops from area A blocks, the rest from Bijie images."""
+def _weights(samples, share=AREA_SHARE):
+    """`share` of the crops from area A blocks, the rest from Bijie images."""
     a = [s for s in samples if s.name.startswith("areaA")]
     b = [s for s in samples if not s.name.startswith("areaA")]
     for s in a:
-        s.weight = AREA_SHARE / max(len(a), 1)
+        s.weight = share / max(len(a), 1)
     for s in b:
-        s.weight = (1 - AREA_SHARE) / max(len(b), 1)
+        s.weight = (1 - share) / max(len(b), 1)
     return samples
 
 
@@ -275,12 +275,16 @@ def new_student(samples):
     return StudentNet(in_bands=3, mean=mean, std=std)
 
 
-def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=print, name="student", steps=None):
-    """Student on the weak samples (or `name`="supervised": the yardstick on the true masks)."""
+def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=print, name="student", steps=None,
+                  area_share=None):
+    """Student on the weak samples (or `name`="supervised": the yardstick on the true masks);
+    `area_share`: re-weight the crops to this share from area A (None: the samples' own weights)."""
     work = Path(work)
     torch.manual_seed(seed)
     samples, meta = load_samples(work / ("weak_samples.safetensors" if name == "student" else "supervised_samples.safetensors"))
     gsd = float(meta.get("gsd", GSD))
+    if area_share is not None:
+        samples = _weights(samples, area_share)
     items = holdout_items(data, seed, gsd)
     net = new_student(samples)
     net, hist = st.fit_student(samples, net, minutes, seed=seed, state_path=work / f"{name}.state.safetensors", log=log,
@@ -304,7 +308,8 @@ def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=
     net.load_state_dict(best_sd)
     out = {"config": net.config(), "gsd": gsd, "tile_size": INFER_TILE, "overlap": INFER_TILE // 8,
            "crop": st.CROP, "threshold": best["threshold"], "holdout": best, "training": record,
-           "teacher": meta["teacher"] if name == "student" else None}
+           "teacher": meta["teacher"] if name == "student" else None,
+           "area_share": area_share if area_share is not None else AREA_SHARE}
     save_checkpoint(work / f"{name}.safetensors", st.student_tensors(net), {"architecture": name, "in_bands": 3, "version": __version__, **out})
     (work / f"{name}.json").write_text(json.dumps(out, indent=1))
     return out
