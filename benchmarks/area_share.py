@@ -41,12 +41,8 @@ def main(argv=None) -> int:
         print(f"error: {samples} is missing (run the default command's student stage first)", file=sys.stderr)
         return 2
     log = Logger(work / "area_share" / "log.jsonl")
-    shares = [float(s) for s in a.shares.split(",")]
-    table = {}
-    k = 0
-    while k < len(shares):
-        share = shares[k]
-        k += 1
+
+    def trial(share):
         sub = work / "area_share" / f"share{share:g}"
         sub.mkdir(parents=True, exist_ok=True)
         link = sub / "weak_samples.safetensors"
@@ -54,12 +50,10 @@ def main(argv=None) -> int:
             link.symlink_to(samples.resolve())
         if not (sub / "student.json").is_file():
             ss.stage_student(a.data, sub, 0, 0, 0, a.seed, log, "student", steps=a.steps, area_share=share)
-        table[f"{share:g}"] = json.loads((sub / "student.json").read_text())["holdout"]
-        log(event="area_share", share=share, **table[f"{share:g}"])
-        best = max(table, key=lambda s: table[s]["mean_iou"])
-        if share == shares[-1] and float(best) == max(shares) and share + SHARE_STEP <= SHARE_MAX + 1e-9:
-            shares.append(round(share + SHARE_STEP, 2))
-    best = max(table, key=lambda s: table[s]["mean_iou"])
+        res = json.loads((sub / "student.json").read_text())["holdout"]
+        log(event="area_share", share=share, **res)
+        return res
+    table, best = ss.sweep_upward([float(s) for s in a.shares.split(",")], trial, SHARE_STEP, SHARE_MAX)
     result = {"chosen": float(best), "table": table, "steps": a.steps,
               "rule": "best mean hold-out IoU of a short student per share; one step more while the largest wins"}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

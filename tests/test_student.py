@@ -371,3 +371,24 @@ def test_area_share_weights_the_draw():
         w = ss._weights(samples, share)
         assert abs(sum(s.weight for s in w if s.name.startswith("areaA")) - share) < 1e-9
         assert abs(sum(s.weight for s in w) - 1) < 1e-9
+
+
+def test_sweep_upward_extends_while_the_largest_wins():
+    """second_stage.sweep_upward (the scale and area-share rule): one step more while the largest
+    value tried wins, never past the limit; stops once a smaller value wins."""
+    from landslide_wsss.training import second_stage as ss
+    tried = []
+
+    def peak_at(p):
+        def trial(v):
+            tried.append(v)
+            return {"mean_iou": -abs(v - p)}
+        return trial
+    table, best = ss.sweep_upward([1.0, 1.6], peak_at(2.4), 0.8, 3.2)
+    assert best == "2.4" and tried == [1.0, 1.6, 2.4, 3.2] and list(table) == ["1", "1.6", "2.4", "3.2"]
+    tried.clear()
+    table, best = ss.sweep_upward([1.0, 1.6, 2.4], peak_at(1.0), 0.8, 3.2)
+    assert best == "1" and tried == [1.0, 1.6, 2.4]
+    tried.clear()
+    _, best = ss.sweep_upward([2.4], peak_at(9.0), 0.8, 3.2)
+    assert best == "3.2" and tried == [2.4, 3.2]

@@ -332,6 +332,22 @@ def teacher_cached(data, work, seed=0, log=print, model=None) -> dict:
     return choice
 
 
+def sweep_upward(values, trial, step: float, limit: float):
+    """The sweep rule of the working scale and the area A share: `trial(v)` (hold-out figures with
+    "mean_iou") for each value; while the largest value tried wins, one `step` more is tried (up to
+    `limit`). Returns ({f"{v:g}": figures}, the best key)."""
+    values, table = list(values), {}
+    k = 0
+    while k < len(values):
+        v = values[k]
+        k += 1
+        table[f"{v:g}"] = trial(v)
+        best = max(table, key=lambda key: table[key]["mean_iou"])
+        if v == values[-1] and float(best) == max(values) and v + step <= limit + 1e-9:
+            values.append(round(v + step, 2))  # the best is the largest tried: try one step more
+    return table, max(table, key=lambda key: table[key]["mean_iou"])
+
+
 def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEPS, model=None) -> dict:
     """The working scale, by the rule: a student of SCALE_STEPS steps on the pseudo-masks at each GSD,
     no self-training; the GSD with the best mean hold-out IoU wins, and while the coarsest one tried
@@ -342,12 +358,9 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
         return json.loads(out.read_text())
     teacher = teacher_cached(data, work, seed, log, model)
     targets = None  # the teacher's pseudo-masks: computed once, at the first GSD that needs them
-    table = {}
-    gsds = list(gsds)
-    k = 0
-    while k < len(gsds):
-        g = gsds[k]
-        k += 1
+
+    def trial(g):
+        nonlocal targets
         sub = work / "scale" / f"gsd{g:g}"
         sub.mkdir(parents=True, exist_ok=True)
         if not (sub / "weak_samples.safetensors").is_file():
@@ -356,12 +369,9 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
         if not (sub / "student.json").is_file():
             stage_student(data, sub, 0, 0, 0, seed, log, "student", steps=steps)
         res = json.loads((sub / "student.json").read_text())["holdout"]
-        table[f"{g:g}"] = res
         log(event="scale", gsd=g, **res)
-        best = max(table, key=lambda k: table[k]["mean_iou"])
-        if g == gsds[-1] and float(best) == max(gsds) and g + SCALE_STEP <= SCALE_MAX + 1e-9:
-            gsds.append(round(g + SCALE_STEP, 2))  # the best is the coarsest tried: try one step coarser
-    best = max(table, key=lambda k: table[k]["mean_iou"])
+        return res
+    table, best = sweep_upward(gsds, trial, SCALE_STEP, SCALE_MAX)
     result = {"gsd": float(best), "table": table, "steps": steps,
               "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per GSD; "
                       "one step coarser while the coarsest tried wins"}
