@@ -12,16 +12,19 @@ def disk(r: int) -> np.ndarray:
     return x * x + y * y <= r * r
 
 
+def _keep_components(mask: np.ndarray, keep) -> np.ndarray:
+    """`mask` with only the 8-connected components for which keep(labels, n) -> bool[n + 1] is set."""
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    kept = keep(lab, n)
+    kept[0] = False
+    return kept[lab]
+
+
 def remove_small(mask: np.ndarray, min_px: int) -> np.ndarray:
     """`mask` without its 8-connected components of fewer than `min_px` pixels."""
     if min_px <= 1 or not mask.any():
         return mask
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if not n:
-        return mask
-    keep = np.bincount(lab.ravel()) >= min_px
-    keep[0] = False
-    return keep[lab]
+    return _keep_components(mask, lambda lab, n: np.bincount(lab.ravel(), minlength=n + 1) >= min_px)
 
 
 def clean_mask(mask: np.ndarray, open_radius: int, min_px: int) -> np.ndarray:
@@ -36,10 +39,9 @@ def hysteresis(mask: np.ndarray, strong: np.ndarray) -> np.ndarray:
     low/high-threshold gate: a weak blob with no confident core is dropped whole)."""
     if not mask.any():
         return mask
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if not n:
-        return mask
-    keep = np.zeros(n + 1, bool)
-    keep[np.unique(lab[strong & mask])] = True
-    keep[0] = False
-    return keep[lab]
+
+    def cored(lab, n):
+        keep = np.zeros(n + 1, bool)
+        keep[np.unique(lab[strong & mask])] = True
+        return keep
+    return _keep_components(mask, cored)

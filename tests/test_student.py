@@ -392,3 +392,57 @@ def test_sweep_upward_extends_while_the_largest_wins():
     tried.clear()
     _, best = ss.sweep_upward([2.4], peak_at(9.0), 0.8, 3.2)
     assert best == "3.2" and tried == [2.4, 3.2]
+
+
+def test_gate_stage_caches_the_network_maps(tmp_path):
+    """second_stage.cache_maps: a scene scored twice runs the network once per tile batch, and the
+    masks under each (low, high) equal the uncached scorer's."""
+    from landslide_wsss.training.second_stage import cache_maps
+    net, _ = _trained_student()
+    path = _student_file(tmp_path, net, gsd=2.0)
+    data, _ = blob_scene(160, 160, boxes=((40, 40, 100, 100),), seed=3)
+    scene = write_tif(tmp_path / "s.tif", data, transform=from_origin(400_000.0, 3_500_000.0, 2.0, 2.0))
+    plain = api.load_scoring_model(path, method="student", device="cpu")
+    cached = cache_maps(api.load_scoring_model(path, method="student", device="cpu"))
+    calls = []
+    forward = cached.net.forward
+    cached.net.forward = lambda x: calls.append(1) or forward(x)
+    for low, high in ((0.5, None), (0.3, 0.9)):
+        for s in (plain, cached):
+            s.threshold, s.gate_high = low, high
+        a, b = (api.predict_scene(scene, model=s)[1] for s in (plain, cached))
+        assert np.array_equal(a, b)
+        n = len(calls)
+        if low == 0.5:
+            first = n
+    assert first > 0 and len(calls) == first
+
+
+def test_area_share_stage_reuses_the_sweep_student_and_follows_the_gsd(tmp_path, monkeypatch):
+    """stage_area_share: the scale sweep's student stands for AREA_SHARE (not retrained), the other
+    shares are trained on WORK's samples, the rule's choice is cached per GSD, and samples of
+    another GSD start it afresh. (The student trainer is replaced by a recorder here: what is
+    under test is the stage's bookkeeping; the trainer has its own tests.)"""
+    from landslide_wsss.training import second_stage as ss
+    samples = [st.Sample(np.zeros((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8), n, n.endswith(".png"))
+               for n in ("areaA_0", "ls_0.png")]
+    ss._save_samples(tmp_path / "weak_samples.safetensors", samples, {"gsd": 2.4})
+    swept = tmp_path / "scale" / "gsd2.4"
+    swept.mkdir(parents=True)
+    (swept / "student.json").write_text(json.dumps({"holdout": {"mean_iou": 0.40}}))
+    (swept / "student.safetensors").write_bytes(b"sweep")
+    trained = []
+
+    def fake_student(data, work, *a, area_share=None, **k):
+        trained.append(area_share)
+        (work / "student.json").write_text(json.dumps({"holdout": {"mean_iou": 0.40 + area_share / 10}}))
+    monkeypatch.setattr(ss, "stage_student", fake_student)
+    r = ss.stage_area_share("data", tmp_path, log=lambda **k: None)
+    assert trained == [0.5, 0.7] and r["share"] == 0.7 and r["gsd"] == 2.4
+    assert (tmp_path / "area_share" / "share0.3" / "student.safetensors").read_bytes() == b"sweep"
+    assert ss.stage_area_share("data", tmp_path, log=lambda **k: None) == r and trained == [0.5, 0.7]
+    ss._save_samples(tmp_path / "weak_samples.safetensors", samples, {"gsd": 1.6})
+    import shutil
+    shutil.rmtree(tmp_path / "area_share")
+    r = ss.stage_area_share("data", tmp_path, shares=(0.5,), log=lambda **k: None)
+    assert r["gsd"] == 1.6 and trained[2:] == [0.5, 0.7]

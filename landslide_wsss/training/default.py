@@ -38,6 +38,7 @@ Training states under runs/ allow resume after interruption.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -105,8 +106,10 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     gsd = scale["gsd"]
     samples = work / "weak_samples.safetensors"
     if samples.is_file() and abs(float(read_metadata(samples).get("gsd") or 0) - gsd) > 1e-6:
+        import shutil
         for f in ("weak_samples", "supervised_samples", "student", "supervised"):  # made at another GSD
             (work / f"{f}.safetensors").unlink(missing_ok=True)
+        shutil.rmtree(work / "area_share", ignore_errors=True)
     swept = work / "scale" / f"gsd{gsd:g}"
     if not samples.is_file() and (swept / "supervised_samples.safetensors").is_file():
         import shutil  # the sweep made this GSD's samples with the same teacher and split
@@ -115,15 +118,19 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
             (work / f"{f}.safetensors.part").replace(work / f"{f}.safetensors")
     if not samples.is_file():
         ss.stage_pseudo(data, work, seed, log, gsd=gsd, teacher=ss.teacher_cached(data, work, seed, log, out), model=out)
+    shares = ss.stage_area_share(data, work, seed, log)
+    share = shares["share"]  # the yardstick draws its crops alike
     name = "student" if which == "student" else "supervised"
-    if not (work / f"{name}.safetensors").is_file():
-        ss.stage_student(data, work, minutes, selftrain_minutes, 1 if which == "student" else 0, seed, log, name)
+    made = work / f"{name}.json"
+    if not made.is_file() or abs(json.loads(made.read_text()).get("area_share", -1) - share) > 1e-9:
+        ss.stage_student(data, work, minutes, selftrain_minutes, 1 if which == "student" else 0, seed, log, name,
+                         area_share=share)
     prefix = "student" if which == "student" else "unet"
     chosen = work / f"{name}.safetensors"
     if which == "student":
-        chosen = training_length(chosen, work / "scale" / f"gsd{gsd:g}" / "student.safetensors", log)
+        chosen = training_length(chosen, work / "area_share" / f"share{share:g}" / "student.safetensors", log)
     ss.embed(out, chosen, prefix, int8=which == "unet")
-    record_scale(out, prefix, scale)
+    record_scale(out, prefix, scale, shares)
 
 
 def training_length(full, short, log=print):
@@ -146,14 +153,16 @@ def training_length(full, short, log=print):
     return best
 
 
-def record_scale(out, prefix: str, scale: dict) -> None:
-    """The working-scale sweep that chose the component's GSD, into its metadata (only when the
-    component was trained at that GSD: a yardstick kept from an earlier run is not)."""
+def record_scale(out, prefix: str, scale: dict, shares: dict = None) -> None:
+    """The working-scale sweep that chose the component's GSD (and the area-share sweep), into its
+    metadata (only when the component was trained at that GSD: a yardstick kept from an earlier run is not)."""
     from ..checkpoint import update_model_file
 
     def put(m):
         if abs(float(m[prefix].get("gsd") or 0) - float(scale["gsd"])) < 1e-6:
             m[prefix]["scale"] = scale
+            if shares:
+                m[prefix]["area_share_rule"] = shares
     update_model_file(out, meta=put)
 
 

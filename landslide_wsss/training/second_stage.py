@@ -379,6 +379,52 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
     return result
 
 
+AREA_SHARES = (0.3, 0.5)               # shares of the crops from area A tried at the working GSD
+AREA_SHARE_STEP, AREA_SHARE_MAX = 0.2, 0.7  # while the largest share wins, one step more, up to this
+
+
+def stage_area_share(data, work, seed=0, log=print, shares=AREA_SHARES, steps=SCALE_STEPS) -> dict:
+    """The share of the student's crops drawn from area A, by the scale sweep's rule at the working
+    GSD: a SCALE_STEPS student per share on WORK's weak samples, no self-training; the best mean
+    hold-out IoU wins, and while the largest share tried wins, one AREA_SHARE_STEP more is tried.
+    The sweep's own student (made at AREA_SHARE, same samples, seed and steps) stands for that share.
+    Writes WORK/area_share.json; the trials' students lie under WORK/area_share/share*/."""
+    import shutil
+    work = Path(work)
+    out = work / "area_share.json"
+    samples = work / "weak_samples.safetensors"
+    gsd = float(load_samples(samples)[1].get("gsd", GSD))
+    if out.is_file():
+        result = json.loads(out.read_text())
+        if abs(result.get("gsd", -1) - gsd) < 1e-6:
+            return result
+    swept = work / "scale" / f"gsd{gsd:g}"
+
+    def trial(share):
+        sub = work / "area_share" / f"share{share:g}"
+        sub.mkdir(parents=True, exist_ok=True)
+        if not (sub / "student.json").is_file():
+            if abs(share - AREA_SHARE) < 1e-9 and (swept / "student.json").is_file():
+                for f in ("student.safetensors", "student.json"):
+                    shutil.copyfile(swept / f, sub / f)
+            else:
+                link = sub / "weak_samples.safetensors"
+                link.unlink(missing_ok=True)
+                link.symlink_to(samples.resolve())
+                stage_student(data, sub, 0, 0, 0, seed, log, "student", steps=steps, area_share=share)
+        res = json.loads((sub / "student.json").read_text())["holdout"]
+        log(event="area_share", share=share, **res)
+        return res
+    table, best = sweep_upward(list(shares), trial, AREA_SHARE_STEP, AREA_SHARE_MAX)
+    result = {"share": float(best), "gsd": gsd, "table": table, "steps": steps,
+              "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per share of "
+                      "area A crops; one step more while the largest tried wins"}
+    tmp = out.with_suffix(".part")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    return result
+
+
 def main(argv=None):
     import argparse
 
@@ -496,6 +542,26 @@ def break_scale_tie(data, out, work, scale: dict, seed=0, log=print) -> dict:
     return scale
 
 
+def cache_maps(scorer):
+    """The scorer with its network maps memoized per tile batch: the gate rule re-runs the same
+    hold-out tiles for every (low, high) and only the fuse step changes."""
+    import hashlib
+    cache, run = {}, scorer.predict_tiles
+
+    def predict_tiles(tiles, valid, terrain=None):
+        t, v = np.ascontiguousarray(tiles), np.ascontiguousarray(valid)
+        h = hashlib.blake2b(digest_size=16)
+        for a in (t, v):
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        key = h.hexdigest()
+        if key not in cache:
+            cache[key] = run(tiles, valid, terrain)
+        return {k: m.copy() for k, m in cache[key].items()}
+    scorer.predict_tiles = predict_tiles
+    return scorer
+
+
 def stage_gate(data, out, work, seed=0, log=print, prefixes=("student", "unet")) -> dict:
     """The hysteresis gate of the segmentation networks in model file `out`, by the rule
     (student.choose_gate) on the `evaluate` path's hold-out figures; writes threshold, gate_high
@@ -508,7 +574,7 @@ def stage_gate(data, out, work, seed=0, log=print, prefixes=("student", "unet"))
         comp = read_metadata(out).get(prefix)
         if not comp or "config" not in comp:
             continue
-        scorer = load_model(out, method="student" if prefix == "student" else "unet", device="cpu")
+        scorer = cache_maps(load_model(out, method="student" if prefix == "student" else "unet", device="cpu"))
         plain = float(comp.get("gate", {}).get("plain", {}).get("low", comp["threshold"]))
 
         def score(low, high, scorer=scorer, prefix=prefix):
