@@ -24,12 +24,14 @@ Stages (all by default, in this order; each can be re-run alone with --stage):
             method, the CycleGAN cue, the affinity refinement (none / SLIC superpixels) and the bands
             chosen on the hold-outs (choose_teacher) -> three-band pseudo-masks; the working GSD chosen
             by stage_scale (400-step students at 1.0 / 1.6 / 2.4 m, best mean hold-out IoU) -> the
+            share of crops from area A by stage_area_share (the same rule over 0.3 / 0.5 ...) -> the
             segmentation student (10 min) -> one self-training round (5 min, kept only if the hold-out
             improves); the length rule then keeps it or the sweep's 400-step student; embedded as student.*.
-  unet      the supervised yardstick: the student's network, data, GSD, crops and budget on the true
+  unet      the supervised yardstick: the student's network, data, GSD, area share, crops and budget on the true
             masks (--unet-minutes, 25 min), embedded as unet.* (int8).
   gate      the student's and the yardstick's mask threshold + hysteresis gate (blobs kept only with a
-            confident core), by the rule in student.choose_gate on the evaluate path's hold-out figures.
+            confident core), by the rule in student.choose_gate on the evaluate path's hold-out figures
+            (the network's maps computed once per hold-out tile, second_stage.cache_maps).
   select    the default method by the rule: best mean landslide IoU over the Bijie hold-out and the area A
             strip among the candidates (second_stage.SELECT_CANDIDATES), written as method_default.
 Re-running `train` replaces the file, so the other stages follow it in `all`.
