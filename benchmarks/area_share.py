@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from landslide_wsss.raster import atomic_output
 from landslide_wsss.training import second_stage as ss
 from landslide_wsss.training.common import Logger, set_threads
 
@@ -41,9 +42,8 @@ def main(argv=None) -> int:
     result = ss.stage_area_share(a.data, work, a.seed, Logger(work / "log.jsonl"),
                                  shares=[float(s) for s in a.shares.split(",")], steps=a.steps)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(a.out).with_suffix(".part")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(a.out)
+    with atomic_output(a.out, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
     for s, r in result["table"].items():
         print(f"share {s}: Bijie hold-out {r['bijie_holdout_iou']:.3f}  strip {r['areaA_strip_iou']:.3f}  "
               f"mean {r['mean_iou']:.3f}  (threshold {r['threshold']})")

@@ -429,20 +429,19 @@ def test_area_share_stage_reuses_the_sweep_student_and_follows_the_gsd(tmp_path,
     ss._save_samples(tmp_path / "weak_samples.safetensors", samples, {"gsd": 2.4})
     swept = tmp_path / "scale" / "gsd2.4"
     swept.mkdir(parents=True)
-    (swept / "student.json").write_text(json.dumps({"holdout": {"mean_iou": 0.40}}))
+    (swept / "student.json").write_text(json.dumps({"holdout": {"mean_iou": 0.40}, "gsd": 2.4}))
     (swept / "student.safetensors").write_bytes(b"sweep")
     trained = []
 
     def fake_student(data, work, *a, area_share=None, **k):
         trained.append(area_share)
-        (work / "student.json").write_text(json.dumps({"holdout": {"mean_iou": 0.40 + area_share / 10}}))
+        gsd = ss.load_samples(work / "weak_samples.safetensors")[1]["gsd"]
+        (work / "student.json").write_text(json.dumps({"holdout": {"mean_iou": 0.40 + area_share / 10}, "gsd": gsd}))
     monkeypatch.setattr(ss, "stage_student", fake_student)
     r = ss.stage_area_share("data", tmp_path, log=lambda **k: None)
     assert trained == [0.5, 0.7] and r["share"] == 0.7 and r["gsd"] == 2.4
     assert (tmp_path / "area_share" / "share0.3" / "student.safetensors").read_bytes() == b"sweep"
     assert ss.stage_area_share("data", tmp_path, log=lambda **k: None) == r and trained == [0.5, 0.7]
     ss._save_samples(tmp_path / "weak_samples.safetensors", samples, {"gsd": 1.6})
-    import shutil
-    shutil.rmtree(tmp_path / "area_share")
     r = ss.stage_area_share("data", tmp_path, shares=(0.5,), log=lambda **k: None)
     assert r["gsd"] == 1.6 and trained[2:] == [0.5, 0.7]

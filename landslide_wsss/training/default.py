@@ -108,10 +108,8 @@ def stage_second(data, out, seed, log_dir, threads, minutes, selftrain_minutes, 
     gsd = scale["gsd"]
     samples = work / "weak_samples.safetensors"
     if samples.is_file() and abs(float(read_metadata(samples).get("gsd") or 0) - gsd) > 1e-6:
-        import shutil
         for f in ("weak_samples", "supervised_samples", "student", "supervised"):  # made at another GSD
             (work / f"{f}.safetensors").unlink(missing_ok=True)
-        shutil.rmtree(work / "area_share", ignore_errors=True)
     swept = work / "scale" / f"gsd{gsd:g}"
     if not samples.is_file() and (swept / "supervised_samples.safetensors").is_file():
         import shutil  # the sweep made this GSD's samples with the same teacher and split

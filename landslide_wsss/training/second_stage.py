@@ -388,22 +388,27 @@ def stage_area_share(data, work, seed=0, log=print, shares=AREA_SHARES, steps=SC
     GSD: a SCALE_STEPS student per share on WORK's weak samples, no self-training; the best mean
     hold-out IoU wins, and while the largest share tried wins, one AREA_SHARE_STEP more is tried.
     The sweep's own student (made at AREA_SHARE, same samples, seed and steps) stands for that share.
-    Writes WORK/area_share.json; the trials' students lie under WORK/area_share/share*/."""
+    Writes WORK/area_share.json; the trials' students lie under WORK/area_share/share*/ and are
+    reused (a resumed sweep) only when made at the samples' GSD."""
     import shutil
+
+    from ..checkpoint import read_metadata
+    from ..raster import atomic_output
     work = Path(work)
     out = work / "area_share.json"
     samples = work / "weak_samples.safetensors"
-    gsd = float(load_samples(samples)[1].get("gsd", GSD))
-    if out.is_file():
-        result = json.loads(out.read_text())
-        if abs(result.get("gsd", -1) - gsd) < 1e-6:
-            return result
+    gsd = float(read_metadata(samples).get("gsd") or GSD)
+
+    def at_gsd(path):
+        return path.is_file() and abs(float(json.loads(path.read_text()).get("gsd") or -1) - gsd) < 1e-6
+    if at_gsd(out):
+        return json.loads(out.read_text())
     swept = work / "scale" / f"gsd{gsd:g}"
 
     def trial(share):
         sub = work / "area_share" / f"share{share:g}"
         sub.mkdir(parents=True, exist_ok=True)
-        if not (sub / "student.json").is_file():
+        if not at_gsd(sub / "student.json"):
             if abs(share - AREA_SHARE) < 1e-9 and (swept / "student.json").is_file():
                 for f in ("student.safetensors", "student.json"):
                     shutil.copyfile(swept / f, sub / f)
@@ -419,9 +424,8 @@ def stage_area_share(data, work, seed=0, log=print, shares=AREA_SHARES, steps=SC
     result = {"share": float(best), "gsd": gsd, "table": table, "steps": steps,
               "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per share of "
                       "area A crops; one step more while the largest tried wins"}
-    tmp = out.with_suffix(".part")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out)
+    with atomic_output(out, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
     return result
 
 
