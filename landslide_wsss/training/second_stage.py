@@ -95,6 +95,13 @@ def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int,
     return out
 
 
+def _write_json(path, obj) -> None:
+    """A stage's record (a resume marker too), written whole or not at all."""
+    from ..raster import atomic_output
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
+
+
 def _save_samples(path, samples: List[st.Sample], meta: dict) -> None:
     tensors = {}
     for i, s in enumerate(samples):
@@ -311,7 +318,7 @@ def stage_student(data, work, minutes, selftrain_minutes, rounds=1, seed=0, log=
            "teacher": meta["teacher"] if name == "student" else None,
            "area_share": area_share if area_share is not None else AREA_SHARE}
     save_checkpoint(work / f"{name}.safetensors", st.student_tensors(net), {"architecture": name, "in_bands": 3, "version": __version__, **out})
-    (work / f"{name}.json").write_text(json.dumps(out, indent=1))
+    _write_json(work / f"{name}.json", out)
     return out
 
 
@@ -328,7 +335,7 @@ def teacher_cached(data, work, seed=0, log=print, model=None) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     choice = choose_teacher(data, seed, log, model)
-    path.write_text(json.dumps(choice, indent=1))
+    _write_json(path, choice)
     return choice
 
 
@@ -375,7 +382,7 @@ def stage_scale(data, work, seed=0, log=print, gsds=SCALE_GSDS, steps=SCALE_STEP
     result = {"gsd": float(best), "table": table, "steps": steps,
               "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per GSD; "
                       "one step coarser while the coarsest tried wins"}
-    out.write_text(json.dumps(result, indent=1))
+    _write_json(out, result)
     return result
 
 
@@ -393,7 +400,6 @@ def stage_area_share(data, work, seed=0, log=print, shares=AREA_SHARES, steps=SC
     import shutil
 
     from ..checkpoint import read_metadata
-    from ..raster import atomic_output
     work = Path(work)
     out = work / "area_share.json"
     samples = work / "weak_samples.safetensors"
@@ -424,8 +430,7 @@ def stage_area_share(data, work, seed=0, log=print, shares=AREA_SHARES, steps=SC
     result = {"share": float(best), "gsd": gsd, "table": table, "steps": steps,
               "rule": "best mean hold-out IoU (Bijie hold-out + area A strip) of a short student per share of "
                       "area A crops; one step more while the largest tried wins"}
-    with atomic_output(out, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(result, indent=1))
+    _write_json(out, result)
     return result
 
 
@@ -542,7 +547,7 @@ def break_scale_tie(data, out, work, scale: dict, seed=0, log=print) -> dict:
             log(event="scale_tie", gsd=g, **ranked[g])
     best = max(ranked, key=lambda k: ranked[k]["mean_iou"])
     scale = {**scale, "gsd": float(best), "tie_break": {"within": SCALE_TIE, "evaluate_path": ranked, "chosen": best}}
-    (work / "scale.json").write_text(json.dumps(scale, indent=1))
+    _write_json(work / "scale.json", scale)
     return scale
 
 
