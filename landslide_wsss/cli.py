@@ -353,6 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     jsonl = getattr(args, "jsonl", False)
     from .errors import LandslideWSSSError
 
+    shown = warnings.showwarning
     _show_input_warnings(jsonl)
     try:
         if args.command == "train":
@@ -368,6 +369,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.debug:
             raise
         return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", 1, jsonl)
+    finally:
+        warnings.showwarning = shown
 
 
 def _show_input_warnings(jsonl: bool) -> None:

@@ -50,7 +50,7 @@ MODES = ("auto", "stretch", "none")
 TARGET_RANGE = (0.0, 255.0)   # the networks' value domain (8-bit)
 SAMPLE_PIXELS = 1_000_000     # a decimated read of at most this many pixels per scene
 REFLECTANCE_MAX = 1.5         # floats up to this (sampled maximum) are reflectances 0..1
-MIN_SPREAD_SHARE = 0.25       # warn when a band's p1..p99 spread is under this share of the training one
+MIN_SPREAD_SHARE = 0.15       # warn when a band's p1..p99 spread is under this share of the training one
 PERCENTILES = (1, 50, 99)
 HIST_BINS = 1024              # `measure`: histogram bins over the value range
 

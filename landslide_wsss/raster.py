@@ -8,7 +8,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Tuple
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -17,9 +17,6 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, OutputError
-
-if TYPE_CHECKING:
-    from .radiometry import BandMap
 
 # Refuse headers that claim more than this many pixels: a corrupt or hostile header must not make
 # us allocate terabytes (a 200k x 200k scene is still accepted).
@@ -41,7 +38,7 @@ class Scene:
     crs: CRS
     transform: rasterio.Affine
     bands_given: bool = True
-    radiometry: Optional["BandMap"] = None
+    radiometry: Optional[Any] = None  # a radiometry.BandMap (not imported: the geospatial core stays below it)
 
     @property
     def width(self) -> int:
