@@ -150,16 +150,24 @@ def detect(
         )
         if target_crs is not None:
             gdf = gdf.to_crs(check_crs("--target-crs", target_crs))
-        if preview is not None:
-            from .preview import render_preview
+        written = []  # a later output that fails takes the earlier ones of this run with it
+        try:
+            if preview is not None:
+                from .preview import render_preview
 
-            with atomic_output(preview, overwrite) as tmp:
-                render_preview(sc, paths, gdf, tmp, model.map_names)
-        if score_raster is not None:
-            with atomic_output(score_raster, overwrite) as tmp:
-                shutil.copyfile(paths["score"], tmp)
-        if out is not None:
-            write_gpkg(gdf, out, layer=layer, overwrite=overwrite)
+                with atomic_output(preview, overwrite) as tmp:
+                    render_preview(sc, paths, gdf, tmp, model.map_names)
+                written.append(Path(preview))
+            if score_raster is not None:
+                with atomic_output(score_raster, overwrite) as tmp:
+                    shutil.copyfile(paths["score"], tmp)
+                written.append(Path(score_raster))
+            if out is not None:
+                write_gpkg(gdf, out, layer=layer, overwrite=overwrite)
+        except BaseException:
+            for done in written:
+                done.unlink(missing_ok=True)
+            raise
     if progress:
         progress(1.0)
     return gdf

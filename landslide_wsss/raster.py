@@ -3,7 +3,9 @@ atomic single-band GeoTIFF outputs. No torch here."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -299,13 +301,19 @@ def check_output(path, overwrite: bool) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path in the same directory; rename it onto `path` only on success.
+    """Yield a temporary path in the same directory; move it onto `path` only on success.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and `path`
     is left as it was, so a reader never sees a half-written output.
+    Without overwrite, an output that another run wrote meanwhile is not replaced (OutputError): two
+    runs to one path never interleave a file, and the one that finishes second says so. A write that
+    fails on a full file system is one OutputError saying so.
     """
     path = check_output(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     os.unlink(tmp)  # writers (GDAL, sqlite) want to create the file themselves
     tmp = Path(tmp)
@@ -316,11 +324,59 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from other users
-        os.replace(tmp, path)
-    except BaseException:
+        _publish(tmp, path, overwrite)
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and not isinstance(exc, OutputError) and _no_space(exc, path.parent)
         for leftover in tmp.parent.glob(tmp.name + "*"):  # sqlite -journal / -wal files too
             leftover.unlink(missing_ok=True)
+        if full:
+            raise _write_error(path, exc) from None
         raise
+
+
+# Writers report a full disk under other names (sqlite: "no such table" after a failed page write,
+# GDAL: "Free disk space available is ..."): a write that fails with less than this free is taken as one.
+FULL_MARGIN = 256 * 1024
+
+
+def _no_space(exc: BaseException, directory: Path) -> bool:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(directory).free < FULL_MARGIN
+    except OSError:
+        return False
+
+
+def _write_error(path: Path, exc: BaseException) -> OutputError:
+    if _no_space(exc, path.parent):
+        return OutputError(f"{path}: no space left on the output's file system; nothing was written")
+    return OutputError(f"{path}: cannot write ({_short(exc)}); nothing was written")
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished file onto `path` in one step: a hard link (which refuses an existing path)
+    without overwrite, a rename with it."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputError(f"{path}: output appeared while this run was writing it (another run?); "
+                          "use --overwrite to replace it") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():  # a file system without hard links: the check and the rename are two steps
+            raise OutputError(f"{path}: output appeared while this run was writing it (another run?); "
+                              "use --overwrite to replace it") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 GEOTIFF_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2)

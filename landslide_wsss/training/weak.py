@@ -121,7 +121,67 @@ def holdout_rule(net, held) -> dict:
     return best
 
 
-def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, label_field: Optional[str] = "label",
+STATE_FILES = {"key.txt", "fit.safetensors", "selftrain.safetensors"}
+STATE_ARCHITECTURE = "student-training-state"
+
+
+def state_folder(out, state_dir=None) -> Path:
+    return Path(state_dir) if state_dir else Path(out).parent / (Path(out).name + ".state")
+
+
+def _check_state(state: Path, key: str) -> None:
+    """A resume state folder is ours and whole before anything resumes from it, else one InputError:
+    a file, or a folder holding files not ours, is never written into nor removed; our state of
+    other inputs is removed (a fresh start); a damaged or foreign checkpoint in it is refused."""
+    from ..checkpoint import read_metadata
+    from ..errors import ModelError
+
+    if not state.exists():
+        return
+    if not state.is_dir():
+        raise InputError(f"{state}: the resume state path is a file, not a train weak state folder; "
+                         "remove it or give another output")
+    names = {p.name for p in state.iterdir()}
+    if not names:
+        return
+    if names - STATE_FILES or "key.txt" not in names:
+        raise InputError(f"{state}: not a train weak state folder (it holds {sorted(names - STATE_FILES)[:3] or 'no key.txt'}); "
+                         "remove it or give another output")
+    try:
+        stored = (state / "key.txt").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        stored = None
+    if stored is None or len(stored) != len(key) or any(c not in "0123456789abcdef" for c in stored):
+        raise InputError(f"{state}: damaged resume state (key.txt unreadable); remove the folder to start afresh")
+    if stored != key:
+        shutil.rmtree(state)  # our state of other inputs: start afresh
+        return
+    for name in sorted(names - {"key.txt"}):
+        try:
+            meta = read_metadata(state / name)
+        except ModelError as exc:
+            raise InputError(f"{state}: damaged resume state ({exc}); remove the folder to start afresh") from None
+        if meta.get("architecture") != STATE_ARCHITECTURE or "optimizer" not in meta or "step" not in meta:
+            raise InputError(f"{state / name}: not a student training state (architecture {meta.get('architecture')!r}); "
+                             "remove the folder to start afresh")
+
+
+def train_weak(images: Sequence, labels, out, *, state_dir=None, **options) -> dict:
+    """Train a model from image-level labels (see the module docstring; options as _train_weak's).
+    A failed write (a full disk) removes the resume state folder this run made: nothing is left."""
+    from ..errors import OutputError
+
+    state = state_folder(out, state_dir)
+    made = not state.exists()
+    try:
+        return _train_weak(images, labels, out, state_dir=state_dir, **options)
+    except OutputError:
+        if made:
+            shutil.rmtree(state, ignore_errors=True)
+        raise
+
+
+def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, label_field: Optional[str] = "label",
                init=None, minutes: float = 30.0, tile_m: float = 64.0, negative_distance_m: float = 100.0,
                seed: int = 0, overwrite: bool = False, state_dir=None, progress: bool = True, log=None,
                radiometry: str = "auto") -> dict:
@@ -132,7 +192,7 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
 
     from ..checkpoint import dequantize, load_checkpoint, save_checkpoint
     from ..labels import labels_for_scenes
-    from ..raster import check_output
+    from ..raster import atomic_output, check_output
     from ..scorers.student import load_segmentation
     from ..wsss import DEFAULT_MODEL, load_model
     t0 = time.time()
@@ -169,13 +229,13 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     tiles = [(p, t) for p, tl in per_scene.items() for t in tl]
     counts = {"landslide_tiles": sum(t.label == 1 for _, t in tiles), "free_tiles": sum(t.label == 0 for _, t in tiles)}
     log(event="labels", **counts)
-    state = Path(state_dir) if state_dir else out.parent / (out.name + ".state")
+    state = state_folder(out, state_dir)
     key = _inputs_key(images, labels, {"layer": layer, "field": label_field, "init": str(init_path), "tile_m": tile_m,
                                        "neg": negative_distance_m, "seed": seed, "radiometry": radiometry})
-    if state.is_dir() and (state / "key.txt").is_file() and (state / "key.txt").read_text() != key:
-        shutil.rmtree(state)  # a state of other inputs: start afresh
+    _check_state(state, key)
     state.mkdir(parents=True, exist_ok=True)
-    (state / "key.txt").write_text(key)
+    with atomic_output(state / "key.txt", overwrite=True) as tmp:
+        tmp.write_text(key)
     train_tiles, hold = _split(tiles, seed)
     held_set = {id(t) for _, t in hold}
     teacher = load_model(init_path, method=teacher_method, device="cpu",
