@@ -6,7 +6,7 @@ GSD, area B's own 0.5 m mask aligned onto its grid (nearest, evaluation.mask_on_
 every scene at its working GSD (the student's 1.0 m), so the figures show what the scene's own
 resolution costs; a ResolutionWarning is noted where the package raises one.
 
-    python benchmarks/resolution.py [--gsd 0.25,0.5,1,2] [--device cpu] [--out benchmarks/results/resolution.json]
+    python benchmarks/resolution.py [--gsd 0.25,0.5,1,2,3,4] [--device cpu] [--out benchmarks/results/resolution.json]
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def resample_to(src: Path, dst: Path, gsd: float) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gsd", default="0.25,0.5,1,2")
+    ap.add_argument("--gsd", default="0.25,0.5,1,2,3,4")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(C.RESULTS / "resolution.json"))
     a = ap.parse_args(argv)

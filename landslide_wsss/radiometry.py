@@ -8,9 +8,9 @@ p1 / p50 / p99 / mean / std, see `measure`). Every scene is mapped band by band 
 
     out = clip((x - shift) / divisor + base, 0, 255)
 
-one (shift, divisor, base) per band, computed ONCE per scene from a decimated read of its valid
-pixels over the whole scene (at most SAMPLE_PIXELS, GDAL's overviews when the file has them), never
-per tile, and applied by `Scene.read` so that every consumer (detect, evaluate, train weak) sees the
+one (shift, divisor, base) per band, computed ONCE per scene from a sample of its valid pixels over
+the whole scene (at most SAMPLE_PIXELS: the whole of a small scene, a decimated read through the
+file's overviews, else a regular grid of windows; see `sample`), never per tile, and applied by `Scene.read` so that every consumer (detect, evaluate, train weak) sees the
 same values. The rules (`--radiometry`):
 
 auto (default)
@@ -157,18 +157,41 @@ def model_record(model=None, source=None) -> Optional[dict]:
 # A scene's sample and its map
 
 
-def sample(scene, max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
-    """(C, n) float64 values of valid pixels from a decimated read of the whole scene (nearest,
-    overviews when the file has them): the one sample every per-scene choice is made from."""
-    from rasterio.enums import Resampling
+SAMPLE_WINDOWS = 16  # without overviews: a SAMPLE_WINDOWS x SAMPLE_WINDOWS grid of windows
 
-    ds = scene.dataset
-    f = max(1, math.ceil(math.sqrt(scene.width * scene.height / max_pixels)))
-    shape = (len(scene.bands), max(1, math.ceil(scene.height / f)), max(1, math.ceil(scene.width / f)))
-    data = ds.read(scene.bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
-    valid = np.all(ds.read_masks(scene.bands, out_shape=shape, resampling=Resampling.nearest) > 0, axis=0)
-    valid &= np.isfinite(data).all(axis=0)
-    return data[:, valid]
+
+def sample(scene, max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
+    """(C, n) float64 values of valid pixels over the whole scene, at most about `max_pixels`: the one
+    sample every per-scene choice is made from. A small scene is read whole; a larger one through a
+    decimated read (nearest) when the file has overviews, else as a regular grid of windows (a
+    decimated read without overviews would decode every block of a scene larger than memory)."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    ds, bands = scene.dataset, scene.bands
+    w, h = scene.width, scene.height
+    if w * h <= max_pixels:
+        parts = [(ds.read(bands), ds.read_masks(bands))]
+    elif ds.overviews(bands[0]):
+        f = math.sqrt(w * h / max_pixels)
+        shape = (len(bands), max(1, int(h / f)), max(1, int(w / f)))
+        parts = [(ds.read(bands, out_shape=shape, resampling=Resampling.nearest),
+                  ds.read_masks(bands, out_shape=shape, resampling=Resampling.nearest))]
+    else:
+        n = SAMPLE_WINDOWS
+        side = max(1, int(math.sqrt(max_pixels / n ** 2)))
+        sw, sh = min(side, w), min(side, h)
+        parts = []
+        for r in np.linspace(0, h - sh, n).astype(int):
+            for c in np.linspace(0, w - sw, n).astype(int):
+                win = Window(int(c), int(r), sw, sh)
+                parts.append((ds.read(bands, window=win), ds.read_masks(bands, window=win)))
+    values = []
+    for data, masks in parts:
+        data = data.astype(np.float64).reshape(len(bands), -1)
+        valid = np.all(masks.reshape(len(bands), -1) > 0, axis=0) & np.isfinite(data).all(axis=0)
+        values.append(data[:, valid])
+    return np.concatenate(values, axis=1)
 
 
 def _scene_dtype(scene) -> np.dtype:

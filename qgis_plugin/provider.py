@@ -39,6 +39,7 @@ from .layers import (
 )
 from .runner import (
     DEVICES,
+    RADIOMETRY,
     DetectParams,
     EnvironmentProblem,
     LabelGridParams,
@@ -180,6 +181,7 @@ class DetectAlgorithm(_CliAlgorithm):
     THRESHOLD = "THRESHOLD"
     MIN_AREA = "MIN_AREA"
     DSM = "DSM"
+    RADIOMETRY = "RADIOMETRY"
     OUTPUT = "OUTPUT"
 
     def name(self):
@@ -221,6 +223,9 @@ class DetectAlgorithm(_CliAlgorithm):
                                                        optional=True))
         self.addParameter(QgsProcessingParameterFile(self.DSM, "Elevation GeoTIFF (DSM, optional)",
                                                      extension="tif", optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.RADIOMETRY, "Radiometry (auto: by data type; stretch: per-band percentiles onto the model's)",
+            options=list(RADIOMETRY), defaultValue=0))
         self.add_python_parameter()
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Landslides (GeoPackage)", type=QgsProcessing.TypeVectorPolygon))
@@ -256,6 +261,7 @@ class DetectAlgorithm(_CliAlgorithm):
             threshold=self._opt_number(parameters, self.THRESHOLD, context, False),
             min_area=self._opt_number(parameters, self.MIN_AREA, context, False),
             dsm=(self.parameterAsFile(parameters, self.DSM, context) or "").strip(),
+            radiometry=RADIOMETRY[self.parameterAsEnum(parameters, self.RADIOMETRY, context)],
             overwrite=True,  # Processing destinations are always replaced
         )
 

@@ -37,6 +37,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .environment import install_hint
 
 DEVICES = ("auto", "cpu", "cuda")
+RADIOMETRY = ("auto", "stretch", "none")  # `detect --radiometry`: how band values map onto the model's
 INTERRUPT_GRACE_S = 2.0
 TERMINATE_GRACE_S = 5.0
 METHODS_TIMEOUT_S = 120.0
@@ -74,6 +75,7 @@ class DetectParams:
     min_area: Optional[float] = None
     dsm: str = ""
     overwrite: bool = True
+    radiometry: str = "auto"  # auto | stretch | none
 
 
 @dataclass
@@ -170,6 +172,10 @@ def detect_args(params: DetectParams, output: str) -> List[str]:
         args += ["--threshold", _num(params.threshold)]
     if params.dsm:
         args += ["--dsm", params.dsm]
+    if params.radiometry and params.radiometry != "auto":
+        if params.radiometry not in RADIOMETRY:
+            raise RunError(f"radiometry must be one of {', '.join(RADIOMETRY)} (got {params.radiometry!r})")
+        args += ["--radiometry", params.radiometry]
     return args
 
 

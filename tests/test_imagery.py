@@ -260,7 +260,7 @@ class WorkingGsdScorer(ThresholdScorer):
     gsd = 1.0
 
 
-@pytest.mark.parametrize("pixel,warns", [(0.5, False), (1.0, False), (0.05, True), (3.0, True)])
+@pytest.mark.parametrize("pixel,warns", [(0.5, False), (1.0, False), (2.0, False), (0.05, True), (3.0, True)])
 def test_resolution_warning(tmp_path, pixel, warns):
     data, _ = blob_scene(h=120, w=120)
     path = write_tif(tmp_path / "s.tif", data, nodata=0, transform=from_origin(400_000.0, 3_500_000.0, pixel, pixel))
