@@ -246,7 +246,7 @@ def warn_resolution(sc: Scene, gsd: Optional[float]) -> None:
     if not gsd:
         return
     ratio = sc.gsd / float(gsd)
-    if not GSD_RANGE[0] <= ratio <= GSD_RANGE[1]:
+    if not GSD_RANGE[0] / 1.02 <= ratio <= GSD_RANGE[1] * 1.02:  # 2 %: a grid rounded to whole pixels stays in
         from .errors import ResolutionWarning
 
         how = "finer" if ratio < 1 else "coarser"
