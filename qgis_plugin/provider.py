@@ -323,6 +323,7 @@ class TrainAlgorithm(_CliAlgorithm):
     LABELS = "LABELS"
     LABEL_FIELD = "LABEL_FIELD"
     MINUTES = "MINUTES"
+    RADIOMETRY = "RADIOMETRY"
     OUTPUT = "OUTPUT"
     LABELS_LAYER = "labels"  # layer name of the temporary GeoPackage
 
@@ -351,6 +352,9 @@ class TrainAlgorithm(_CliAlgorithm):
                                                       optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.MINUTES, "Training time budget in minutes",
                                                        defaultValue=30.0, type=QgsProcessingParameterNumber.Double))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.RADIOMETRY, "Radiometry (auto: by data type; stretch: per-band percentiles onto the model's)",
+            options=list(RADIOMETRY), defaultValue=0))
         self.add_python_parameter()
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "Model file", fileFilter="landslide_wsss model (*.safetensors)"))
@@ -379,7 +383,8 @@ class TrainAlgorithm(_CliAlgorithm):
         params = TrainParams(
             images=self.images, labels=self.labels, layer=self.labels_layer, output=output,
             label_field=(self.parameterAsString(parameters, self.LABEL_FIELD, context) or "").strip() or "label",
-            minutes=self.parameterAsDouble(parameters, self.MINUTES, context))
+            minutes=self.parameterAsDouble(parameters, self.MINUTES, context),
+            radiometry=RADIOMETRY[self.parameterAsEnum(parameters, self.RADIOMETRY, context)])
         python = self.python(parameters, context)
         feedback.pushInfo(f"Training on {', '.join(params.images)} with labels {params.labels} using {python}")
         result = self.call_runner(run_train, python, params, feedback)
