@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -15,7 +16,7 @@ from typing import Optional
 import geopandas as gpd
 import pandas as pd
 
-from .errors import InputError, NothingToDetect
+from .errors import InputError, InputWarning, NothingToDetect
 from .pipeline import Progress, check_options, detect
 from .raster import check_output, list_rasters, open_scene
 from .vectorize import DEFAULT_LAYER, empty_frame, write_gpkg
@@ -50,9 +51,15 @@ def _detect_part(scene_path: str, part_path: str, options: dict) -> str:
     threads = options.pop("threads", None)
     if threads:
         runtime.set_threads(threads)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
         warnings.simplefilter("ignore", NothingToDetect)
         detect(scene_path, out=part_path, overwrite=True, **options)
+    for w in caught:  # a worker process has no CLI hook: one line each, as the CLI writes them
+        if issubclass(w.category, InputWarning):
+            sys.stderr.write(f"warning: {w.message}\n")
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return part_path
 
 
@@ -82,7 +89,8 @@ def detect_directory(
     """
     out_gpkg = check_output(out_gpkg, overwrite)
     check_options(**{k: options[k] for k in ("tile", "overlap", "threshold", "min_area_m2", "simplify_px", "batch_size",
-                                             "bands") if k in options})  # before the journal: bad options leave nothing
+                                             "bands", "assume_crs", "radiometry") if k in options},
+                  target_crs=target_crs)  # before the journal: bad options leave nothing
     scenes = list_rasters(scene_dir)
     crss = {}
     for p in scenes:

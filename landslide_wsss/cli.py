@@ -56,6 +56,15 @@ class _Reporter:
             self.bar.close()
 
 
+RADIOMETRY_HELP = ("how band values are mapped onto the model's training values, once per scene: auto "
+                   "(uint8 as is, other integers by their bit depth, floats <= 1.5 as reflectance), stretch "
+                   "(per-band p1..p99 onto the model's), none (as read); default auto")
+
+
+def _add_radiometry(p) -> None:
+    p.add_argument("--radiometry", default="auto", choices=("auto", "stretch", "none"), help=RADIOMETRY_HELP)
+
+
 def _add_detect(sub) -> None:
     p = sub.add_parser("detect", help="detect landslides in a GeoTIFF scene or a directory of scenes")
     p.add_argument("input", help="a GeoTIFF scene or a directory of them")
@@ -74,7 +83,8 @@ def _add_detect(sub) -> None:
     p.add_argument("--simplify", type=float, default=1.0, help="simplification tolerance in px (default 1)")
     p.add_argument("--batch-size", type=int, default=16, help="tiles per model batch (default 16)")
     p.add_argument("--assume-crs", help="CRS for rasters that have none, e.g. EPSG:32647")
-    p.add_argument("--target-crs", help="directory input: reproject every scene into this CRS")
+    p.add_argument("--target-crs", help="reproject the polygons into this CRS, e.g. EPSG:4326 (a directory: every scene's)")
+    _add_radiometry(p)
     p.add_argument("--workers", type=int, help="directory input: local worker processes (default: one per core)")
     p.add_argument("--scheduler", help="directory input: Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--score-raster", help="also write the fused score as a GeoTIFF (single scene)")
@@ -113,11 +123,12 @@ def _cmd_detect(args) -> int:
     _LogToEvents(args)
 
     from . import api
+    from .errors import InputWarning
 
     common = dict(
         method=args.method, tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
         min_area_m2=args.min_area, simplify_px=args.simplify, batch_size=args.batch_size,
-        assume_crs=args.assume_crs, threshold=args.threshold, runtime=args.runtime,
+        assume_crs=args.assume_crs, threshold=args.threshold, runtime=args.runtime, radiometry=args.radiometry,
     )
     report = _Reporter(args, "detect")
     try:
@@ -137,10 +148,10 @@ def _cmd_detect(args) -> int:
                 gdf = api.detect(
                     args.input, args.output, model=args.model, device=args.device,
                     overwrite=args.overwrite, score_raster=args.score_raster, preview=args.preview,
-                    progress=report, **common,
+                    target_crs=args.target_crs, progress=report, **common,
                 )
             for w in caught:
-                if issubclass(w.category, api.NothingToDetect):
+                if issubclass(w.category, (api.NothingToDetect, InputWarning)):
                     _warn(args, str(w.message))
     finally:
         report.close()
@@ -170,6 +181,7 @@ def _add_preview(sub) -> None:
                      ("--dsm", {}), ("--threshold", {"type": float}), ("--assume-crs", {}),
                      ("--min-area", {"type": float, "default": 100.0})]:
         p.add_argument(name, **kw)
+    _add_radiometry(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_preview)
@@ -184,7 +196,8 @@ def _cmd_preview(args) -> int:
         gdf = api.preview(args.input, args.output, model=args.model, device=args.device, overwrite=args.overwrite,
                           method=args.method, threshold=args.threshold, runtime=args.runtime,
                           tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
-                          assume_crs=args.assume_crs, min_area_m2=args.min_area, progress=report)
+                          assume_crs=args.assume_crs, min_area_m2=args.min_area, radiometry=args.radiometry,
+                          progress=report)
     finally:
         report.close()
     if not args.quiet:
@@ -205,7 +218,11 @@ def _add_evaluate(sub) -> None:
     s = esub.add_parser("scene", help="a georeferenced scene with a pixel mask (255 = ignore)")
     s.add_argument("--image", required=True)
     s.add_argument("--dsm")
-    s.add_argument("--mask", required=True)
+    s.add_argument("--mask", required=True, help="reference mask (1 landslide, 0 background, 255 ignored) on the "
+                   "image's grid, or one that can be aligned with it (CRS, overlap)")
+    s.add_argument("--bands", type=_int_list, help="1-based bands of the image, e.g. 1,2,3 (default: all, or red, "
+                   "green, blue by the file's colour interpretation)")
+    _add_radiometry(s)
     for q in (b, s):
         q.add_argument("--method", help="method name (default: the best weak method)")
         q.add_argument("--model", help="model file (default: the embedded model)")
@@ -219,13 +236,16 @@ def _add_evaluate(sub) -> None:
 def _cmd_evaluate(args) -> int:
     from . import evaluation
 
+    _LogToEvents(args)
+
     if args.kind == "bijie":
         res = evaluation.evaluate_bijie(args.data_dir, args.split, method=args.method, model_path=args.model,
                                         device=args.device, limit=args.limit, gallery=args.gallery,
                                         pr_plot=args.pr_plot, gsd=args.gsd, runtime=args.runtime)
     else:
         res = evaluation.evaluate_scene(args.image, args.mask, dsm=args.dsm, method=args.method,
-                                        model_path=args.model, device=args.device, runtime=args.runtime)
+                                        model_path=args.model, device=args.device, bands=args.bands,
+                                        radiometry=args.radiometry, runtime=args.runtime)
     if args.json:
         print(json.dumps(res))
     else:
@@ -394,6 +414,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     jsonl = getattr(args, "jsonl", False)
     from .errors import LandslideWSSSError
 
+    shown = warnings.showwarning
+    _show_input_warnings(jsonl)
     try:
         if args.command == "train":
             return _cmd_train(args, rest)
@@ -408,6 +430,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.debug:
             raise
         return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", 1, jsonl)
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_input_warnings(jsonl: bool) -> None:
+    """The package's input warnings (radiometry, resolution) as one `warning:` line each on stderr
+    (a JSON-lines message with --jsonl), not Python's two-line warning format."""
+    from .errors import InputWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, InputWarning):
+            return default(message, category, filename, lineno, file, line)
+        if jsonl:
+            _emit({"event": "message", "level": "warning", "text": str(message)})
+        else:
+            sys.stderr.write(f"warning: {message}\n")
+
+    warnings.showwarning = show
 
 
 def _fail(message: str, code: int, jsonl: bool) -> int:

@@ -20,3 +20,15 @@ class OutputError(LandslideWSSSError, OSError):
 
 class NothingToDetect(UserWarning):
     """The scene has no valid pixel: the result is an empty layer."""
+
+
+class InputWarning(UserWarning):
+    """The input is usable but lies far outside what the model was trained on (said once per scene)."""
+
+
+class RadiometryWarning(InputWarning):
+    """A scene's band values, mapped onto the model's radiometry, still fall far outside its training data."""
+
+
+class ResolutionWarning(InputWarning):
+    """A scene's native ground sampling distance is far from the model's working GSD."""

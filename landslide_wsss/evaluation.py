@@ -6,9 +6,10 @@ evaluate_bijie(data_dir, split_list, method=None, model_path=None, device="auto"
     SceneStats over that image, model.fuse gives the mask, compared with the original mask.
     A weak model switches to its tuned "bijie" parameter profile when it has one (thresholds tuned
     on the Bijie train hold-out; the scene parameters are tuned on the area A strip).
-evaluate_scene(image, mask, dsm=None, method=None, model_path=None, device="auto")
-    Runs api.predict_scene (the same tiling / stitching / fusion path as `detect`), compares
-    with the mask (255 = not covered, ignored).
+evaluate_scene(image, mask, dsm=None, method=None, model_path=None, device="auto", bands=None, radiometry="auto")
+    Checks that the mask shares the image's grid or can be aligned with it (CRS, overlap), then runs
+    api.predict_scene (the same bands, radiometry, tiling / stitching / fusion path as `detect`) and
+    compares with the mask (255 = not covered, ignored).
 Both return {"iou", "f1", "precision", "recall", "miou", "method", "seconds", ...}: landslide-class
 IoU etc. with pixel counts accumulated over the whole split; miou is the 2-class mean.
 """
@@ -197,16 +198,52 @@ def read_mask(path) -> np.ndarray:
     return out
 
 
+def mask_on_grid(mask, scene) -> np.ndarray:
+    """The reference mask (read_mask's 0 / 1 / 255) on the scene's grid, checked before any figure:
+    as read when both share a grid (a mask without a CRS must match the scene's size and geotransform,
+    or have none); reprojected (nearest) when both have a CRS and overlap, the scene's pixels the mask
+    does not cover being 255 (ignored); else InputError."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    path = Path(mask)
+    ref = read_mask(path)
+    with rasterio.open(path) as ds:
+        crs, transform = ds.crs, ds.transform
+    same_size = ref.shape == (scene.height, scene.width)
+    if crs is None:
+        if same_size and (transform.is_identity or transform.almost_equals(scene.transform)):
+            return ref
+        raise InputError(f"{path}: mask has no CRS and is not on the scene's grid "
+                         f"({ref.shape[1]}x{ref.shape[0]} px, scene {scene.width}x{scene.height}); cannot align them")
+    if crs == scene.crs and same_size and transform.almost_equals(scene.transform):
+        return ref
+    out = np.full((scene.height, scene.width), 255, np.uint8)
+    try:
+        reproject(ref, out, src_transform=transform, src_crs=crs, src_nodata=255, dst_transform=scene.transform,
+                  dst_crs=scene.crs, dst_nodata=255, resampling=Resampling.nearest)
+    except Exception as exc:  # noqa: BLE001 - GDAL/PROJ raise several types for CRS pairs it cannot transform
+        raise InputError(f"{path}: mask cannot be aligned with the scene ({str(exc).splitlines()[0][:160]})") from None
+    if not (out != 255).any():
+        raise InputError(f"{path}: mask does not overlap the scene {scene.path.name} (or covers none of it)")
+    return out
+
+
 def evaluate_scene(image, mask, dsm=None, method: Optional[str] = None, model_path=None, device: str = "auto",
                    model=None, tile: Optional[int] = None, overlap: Optional[int] = None,
-                   params: Optional[dict] = None, runtime: str = "auto") -> dict:
-    from .pipeline import predict_scene
+                   params: Optional[dict] = None, bands=None, radiometry: str = "auto",
+                   runtime: str = "auto") -> dict:
+    """bands: 1-based bands of the image (default: all, or red/green/blue by its colour interpretation);
+    radiometry: auto | stretch | none (radiometry.py). The mask must share the image's grid or be
+    alignable with it (mask_on_grid), checked before the model runs."""
+    from .pipeline import check_options, predict_scene
+    from .raster import open_scene
     t0 = time.time()
-    ref = read_mask(mask)
-    model = _model(model, model_path, method, device, params, runtime)
-    score, pred, valid = predict_scene(image, model, tile=tile, overlap=overlap, dsm=dsm)
-    if pred.shape != ref.shape:
-        raise InputError(f"{mask}: mask is {ref.shape[1]}x{ref.shape[0]}, scene is {pred.shape[1]}x{pred.shape[0]}")
+    check_options(bands=bands, radiometry=radiometry)
+    with open_scene(image, bands=bands) as sc:
+        ref = mask_on_grid(mask, sc)
+        model = _model(model, model_path, method, device, params, runtime)
+        score, pred, valid = predict_scene(sc, model, tile=tile, overlap=overlap, dsm=dsm, radiometry=radiometry)
     conf = Confusion().update(pred & valid, ref)
     out = conf.as_dict()
     out.update(method=model.name, seconds=round(time.time() - t0, 2), dataset="scene", image=str(image))

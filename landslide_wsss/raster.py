@@ -3,12 +3,14 @@ atomic single-band GeoTIFF outputs. No torch here."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -26,13 +28,19 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".gtif", ".vrt", ".img", ".jp2")
 
 @dataclass
 class Scene:
-    """An open raster scene: the dataset, the chosen bands (1-based), CRS and transform."""
+    """An open raster scene: the dataset, the chosen bands (1-based), CRS and transform.
+
+    bands_given: the bands were the caller's choice (False: all bands, by default).
+    radiometry:  the scene's map onto the model's value domain (radiometry.map_scene), applied by
+                 `read`; None: values as stored."""
 
     path: Path
     dataset: rasterio.io.DatasetReader
     bands: Tuple[int, ...]
     crs: CRS
     transform: rasterio.Affine
+    bands_given: bool = True
+    radiometry: Optional[Any] = None  # a radiometry.BandMap (not imported: the geospatial core stays below it)
 
     @property
     def width(self) -> int:
@@ -74,13 +82,16 @@ class Scene:
     def read(self, window: Window, boundless: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         """Read the chosen bands in `window` as float32 (C, h, w) plus the valid mask (h, w).
 
-        Invalid pixels (nodata, internal mask 0, NaN in any band) hold 0 in the data.
+        Values pass through the scene's radiometry map when it has one. Invalid pixels (nodata,
+        internal mask 0, NaN in any band) hold 0 in the data.
         With boundless=True, the window may reach outside the scene; outside is invalid.
         """
         data = self._padded(lambda w: self.dataset.read(self.bands, window=w), window, boundless)
         data = data.astype(np.float32, copy=False)
         valid = self._mask_valid(window, boundless)
         valid &= np.isfinite(data).all(axis=0)
+        if self.radiometry is not None:
+            data = self.radiometry.apply(data)
         data[:, ~valid] = 0.0
         return data, valid
 
@@ -138,7 +149,8 @@ def resampled_scene(scene: Scene, gsd: float) -> Scene:
     transform = scene.transform * rasterio.Affine.scale(scene.width / width, scene.height / height)
     vrt = WarpedVRT(scene.dataset, src_crs=scene.crs, crs=scene.crs, transform=transform, width=width,
                     height=height, resampling=Resampling.average if f > 1 else Resampling.bilinear)
-    return Scene(path=scene.path, dataset=vrt, bands=scene.bands, crs=scene.crs, transform=transform)
+    return Scene(path=scene.path, dataset=vrt, bands=scene.bands, crs=scene.crs, transform=transform,
+                 bands_given=scene.bands_given, radiometry=scene.radiometry)
 
 
 def needs_resampling(scene: Scene, gsd: Optional[float], tolerance: float = 0.02) -> bool:
@@ -183,6 +195,7 @@ def _check_dataset(path: Path, ds, bands, assume_crs) -> Scene:
         raise InputError(f"{path}: raster header claims {ds.width}x{ds.height} pixels, beyond what this tool accepts")
     if ds.width < 2 and ds.height < 2:
         raise InputError(f"{path}: a {ds.width}x{ds.height} raster is too small to hold a landslide")
+    given = bands is not None
     if bands is None:
         bands = tuple(range(1, ds.count + 1))
     bands = tuple(int(b) for b in bands)
@@ -202,16 +215,54 @@ def _check_dataset(path: Path, ds, bands, assume_crs) -> Scene:
     if crs is None:
         if not assume_crs:
             raise InputError(f"{path}: raster has no CRS; give one with --assume-crs EPSG:XXXX")
-        try:
-            crs = CRS.from_user_input(assume_crs)
-        except Exception:
-            raise InputError(f"--assume-crs {assume_crs!r}: not a CRS") from None
+        crs = check_crs("--assume-crs", assume_crs)
     # Touch the first block so that truncated files fail here, not in the middle of a run.
     try:
         ds.read(bands[0], window=Window(0, 0, min(ds.width, 16), min(ds.height, 16)))
     except Exception as exc:
         raise InputError(f"{path}: raster data cannot be read ({_short(exc)})") from None
-    return Scene(path=path, dataset=ds, bands=bands, crs=crs, transform=transform)
+    return Scene(path=path, dataset=ds, bands=bands, crs=crs, transform=transform, bands_given=given)
+
+
+def rgb_bands(ds) -> Optional[Tuple[int, int, int]]:
+    """(red, green, blue) band numbers from the file's colour interpretation, None when it names no
+    full set (the first band of each colour counts)."""
+    from rasterio.enums import ColorInterp
+
+    first = {}
+    for i, ci in enumerate(ds.colorinterp, start=1):
+        first.setdefault(ci, i)
+    want = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    return tuple(first[c] for c in want) if all(c in first for c in want) else None
+
+
+def fit_bands(scene: Scene, n: int, log=None) -> Scene:
+    """The scene with `n` bands for a model that takes `n`: as chosen; or, when the caller chose none
+    and the model takes red, green and blue, those three by the file's colour interpretation (said
+    in one info line); else InputError asking for --bands."""
+    import dataclasses
+
+    if len(scene.bands) == n:
+        return scene
+    rgb = rgb_bands(scene.dataset) if not scene.bands_given and n == 3 else None
+    if rgb is None:
+        raise InputError(
+            f"{scene.path}: {len(scene.bands)} band(s) chosen but the model expects {n}; choose bands with --bands"
+        )
+    if log is not None:
+        log.info("%s: %d bands and no --bands: using bands %s (red, green, blue by the file's colour interpretation)",
+                 scene.path.name, len(scene.bands), ",".join(map(str, rgb)))
+    return dataclasses.replace(scene, bands=rgb, bands_given=True)
+
+
+def check_crs(flag: str, text) -> Optional[CRS]:
+    """A user-given CRS string as a CRS (None stays None); InputError when it is not one."""
+    if text is None:
+        return None
+    try:
+        return CRS.from_user_input(text)
+    except Exception:  # noqa: BLE001 - pyproj/rasterio raise several types for bad strings
+        raise InputError(f"{flag} {text!r}: not a CRS (expected e.g. EPSG:32647 or a WKT / PROJ string)") from None
 
 
 def list_rasters(directory) -> list[Path]:
@@ -250,13 +301,19 @@ def check_output(path, overwrite: bool) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path in the same directory; rename it onto `path` only on success.
+    """Yield a temporary path in the same directory; move it onto `path` only on success.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and `path`
     is left as it was, so a reader never sees a half-written output.
+    Without overwrite, an output that another run wrote meanwhile is not replaced (OutputError): two
+    runs to one path never interleave a file, and the one that finishes second says so. A write that
+    fails on a full file system is one OutputError saying so.
     """
     path = check_output(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     os.unlink(tmp)  # writers (GDAL, sqlite) want to create the file themselves
     tmp = Path(tmp)
@@ -267,11 +324,59 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from other users
-        os.replace(tmp, path)
-    except BaseException:
+        _publish(tmp, path, overwrite)
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and not isinstance(exc, OutputError) and _no_space(exc, path.parent)
         for leftover in tmp.parent.glob(tmp.name + "*"):  # sqlite -journal / -wal files too
             leftover.unlink(missing_ok=True)
+        if full:
+            raise _write_error(path, exc) from None
         raise
+
+
+# Writers report a full disk under other names (sqlite: "no such table" after a failed page write,
+# GDAL: "Free disk space available is ..."): a write that fails with less than this free is taken as one.
+FULL_MARGIN = 256 * 1024
+
+
+def _no_space(exc: BaseException, directory: Path) -> bool:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(directory).free < FULL_MARGIN
+    except OSError:
+        return False
+
+
+def _write_error(path: Path, exc: BaseException) -> OutputError:
+    if _no_space(exc, path.parent):
+        return OutputError(f"{path}: no space left on the output's file system; nothing was written")
+    return OutputError(f"{path}: cannot write ({_short(exc)}); nothing was written")
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished file onto `path` in one step: a hard link (which refuses an existing path)
+    without overwrite, a rename with it."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputError(f"{path}: output appeared while this run was writing it (another run?); "
+                          "use --overwrite to replace it") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():  # a file system without hard links: the check and the rename are two steps
+            raise OutputError(f"{path}: output appeared while this run was writing it (another run?); "
+                              "use --overwrite to replace it") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 GEOTIFF_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2)
@@ -310,7 +415,8 @@ def block_windows(width: int, height: int, rows: int = 1024) -> Iterator[Window]
 
 __all__ = [
     "Scene", "open_scene", "list_rasters", "check_output", "atomic_output", "write_geotiff",
-    "geotiff_profile", "block_windows", "resampled_scene", "needs_resampling", "MAX_PIXELS",
+    "geotiff_profile", "block_windows", "resampled_scene", "needs_resampling", "MAX_PIXELS", "rgb_bands",
+    "fit_bands", "check_crs",
 ]
 
 

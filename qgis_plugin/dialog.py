@@ -27,7 +27,7 @@ from qgis.PyQt.QtWidgets import (
 from . import settings as saved
 from .environment import ENV_VAR, resolve_python
 from .layers import SourceError, default_bands, default_output, raster_source_path
-from .runner import DEVICES, DetectParams, RunError, list_methods, normalize_bands
+from .runner import DEVICES, RADIOMETRY, DetectParams, RunError, list_methods, normalize_bands
 
 DEFAULT_TEXT = "model default"
 
@@ -66,6 +66,11 @@ class DetectDialog(QDialog):
         self.overlap = _int_box(-1, 8192, s.overlap, step=16)
         self.threshold = _float_box(-0.01, 1.0, s.threshold, step=0.05, decimals=2)
         self.min_area = _float_box(-1.0, 1e10, s.min_area, step=100.0, decimals=1)
+        self.radiometry = QComboBox(self)
+        self.radiometry.addItems(list(RADIOMETRY))
+        self.radiometry.setToolTip("how band values are mapped onto the model's: auto (uint8 as is, other integers by "
+                                   "bit depth, floats <= 1.5 as reflectance), stretch (per-band percentiles onto the "
+                                   "model's), none (as read)")
         self.dsm = QgsFileWidget(self)
         self.dsm.setFilter("GeoTIFF (*.tif *.tiff);;All files (*)")
         self.dsm.lineEdit().setPlaceholderText("optional co-registered elevation GeoTIFF")
@@ -94,6 +99,7 @@ class DetectDialog(QDialog):
         form.addRow("Tile overlap (px)", self.overlap)
         form.addRow("Threshold", self.threshold)
         form.addRow("Minimum area (m²)", self.min_area)
+        form.addRow("Radiometry", self.radiometry)
         form.addRow("Elevation (DSM)", self.dsm)
         form.addRow("Output GeoPackage", self.output)
         form.addRow("", self.overwrite)
@@ -169,6 +175,7 @@ class DetectDialog(QDialog):
             threshold=_float_value(self.threshold),
             min_area=_float_value(self.min_area),
             dsm=self.dsm.filePath().strip(),
+            radiometry=self.radiometry.currentText(),
             overwrite=self.overwrite.isChecked(),
         )
 

@@ -39,6 +39,7 @@ from .layers import (
 )
 from .runner import (
     DEVICES,
+    RADIOMETRY,
     DetectParams,
     EnvironmentProblem,
     LabelGridParams,
@@ -180,6 +181,7 @@ class DetectAlgorithm(_CliAlgorithm):
     THRESHOLD = "THRESHOLD"
     MIN_AREA = "MIN_AREA"
     DSM = "DSM"
+    RADIOMETRY = "RADIOMETRY"
     OUTPUT = "OUTPUT"
 
     def name(self):
@@ -221,6 +223,9 @@ class DetectAlgorithm(_CliAlgorithm):
                                                        optional=True))
         self.addParameter(QgsProcessingParameterFile(self.DSM, "Elevation GeoTIFF (DSM, optional)",
                                                      extension="tif", optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.RADIOMETRY, "Radiometry (auto: by data type; stretch: per-band percentiles onto the model's)",
+            options=list(RADIOMETRY), defaultValue=0))
         self.add_python_parameter()
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Landslides (GeoPackage)", type=QgsProcessing.TypeVectorPolygon))
@@ -256,6 +261,7 @@ class DetectAlgorithm(_CliAlgorithm):
             threshold=self._opt_number(parameters, self.THRESHOLD, context, False),
             min_area=self._opt_number(parameters, self.MIN_AREA, context, False),
             dsm=(self.parameterAsFile(parameters, self.DSM, context) or "").strip(),
+            radiometry=RADIOMETRY[self.parameterAsEnum(parameters, self.RADIOMETRY, context)],
             overwrite=True,  # Processing destinations are always replaced
         )
 
@@ -317,6 +323,7 @@ class TrainAlgorithm(_CliAlgorithm):
     LABELS = "LABELS"
     LABEL_FIELD = "LABEL_FIELD"
     MINUTES = "MINUTES"
+    RADIOMETRY = "RADIOMETRY"
     OUTPUT = "OUTPUT"
     LABELS_LAYER = "labels"  # layer name of the temporary GeoPackage
 
@@ -345,6 +352,9 @@ class TrainAlgorithm(_CliAlgorithm):
                                                       optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.MINUTES, "Training time budget in minutes",
                                                        defaultValue=30.0, type=QgsProcessingParameterNumber.Double))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.RADIOMETRY, "Radiometry (auto: by data type; stretch: per-band percentiles onto the model's)",
+            options=list(RADIOMETRY), defaultValue=0))
         self.add_python_parameter()
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "Model file", fileFilter="landslide_wsss model (*.safetensors)"))
@@ -373,7 +383,8 @@ class TrainAlgorithm(_CliAlgorithm):
         params = TrainParams(
             images=self.images, labels=self.labels, layer=self.labels_layer, output=output,
             label_field=(self.parameterAsString(parameters, self.LABEL_FIELD, context) or "").strip() or "label",
-            minutes=self.parameterAsDouble(parameters, self.MINUTES, context))
+            minutes=self.parameterAsDouble(parameters, self.MINUTES, context),
+            radiometry=RADIOMETRY[self.parameterAsEnum(parameters, self.RADIOMETRY, context)])
         python = self.python(parameters, context)
         feedback.pushInfo(f"Training on {', '.join(params.images)} with labels {params.labels} using {python}")
         result = self.call_runner(run_train, python, params, feedback)

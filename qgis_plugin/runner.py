@@ -37,6 +37,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .environment import install_hint
 
 DEVICES = ("auto", "cpu", "cuda")
+RADIOMETRY = ("auto", "stretch", "none")  # `detect --radiometry`: how band values map onto the model's
 INTERRUPT_GRACE_S = 2.0
 TERMINATE_GRACE_S = 5.0
 METHODS_TIMEOUT_S = 120.0
@@ -74,6 +75,7 @@ class DetectParams:
     min_area: Optional[float] = None
     dsm: str = ""
     overwrite: bool = True
+    radiometry: str = "auto"  # auto | stretch | none
 
 
 @dataclass
@@ -108,6 +110,7 @@ class TrainParams:
     layer: str = ""  # layer of a multi-layer labels file
     label_field: str = "label"
     minutes: float = 30.0
+    radiometry: str = "auto"  # auto | stretch | none
 
 
 @dataclass
@@ -170,7 +173,7 @@ def detect_args(params: DetectParams, output: str) -> List[str]:
         args += ["--threshold", _num(params.threshold)]
     if params.dsm:
         args += ["--dsm", params.dsm]
-    return args
+    return args + _radiometry_args(params.radiometry)
 
 
 def label_grid_args(params: LabelGridParams, output: str) -> List[str]:
@@ -186,7 +189,15 @@ def train_args(params: TrainParams, output: str) -> List[str]:
         args += ["--layer", params.layer]
     args += ["--label-field", params.label_field or "label", "--minutes", _num(params.minutes),
              "-o", output, "--overwrite", "--jsonl"]
-    return args
+    return args + _radiometry_args(params.radiometry)
+
+
+def _radiometry_args(radiometry: str) -> List[str]:
+    if not radiometry or radiometry == "auto":
+        return []
+    if radiometry not in RADIOMETRY:
+        raise RunError(f"radiometry must be one of {', '.join(RADIOMETRY)} (got {radiometry!r})")
+    return ["--radiometry", radiometry]
 
 
 def _num(x: float) -> str:

@@ -62,7 +62,8 @@ def test_all_nodata_scene_gives_empty_layer_and_warning(tmp_path):
 
 
 def test_band_mismatch_is_input_error(tmp_path, tiny_model_path):
-    p = write_tif(tmp_path / "b.tif", np.ones((4, 32, 32), np.uint8))
+    # no colour interpretation (GDAL would call a plain 4-band byte file RGBA, and red/green/blue are then picked)
+    p = write_tif(tmp_path / "b.tif", np.ones((4, 32, 32), np.uint8), photometric="MINISBLACK")
     with pytest.raises(InputError, match="band"):
         api.detect(p, model=str(tiny_model_path))
     gdf = api.detect(p, model=str(tiny_model_path), bands=[1, 2, 3], tile=32)  # choosing bands fits

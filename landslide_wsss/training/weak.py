@@ -61,16 +61,21 @@ def _split(tiles, seed):
     return train, hold
 
 
-def _scene_samples(path, tiles, hold, teacher, bands, gsd, log):
+def _scene_samples(path, tiles, hold, teacher, bands, gsd, log, radiometry="auto", record=None):
     """Working-grid blocks of one scene with their three-band targets (held-out tiles ignored),
-    and the held-out tiles as (working image, label) for the rule."""
+    and the held-out tiles as (working image, label) for the rule. The scene is read as detect
+    reads it: red/green/blue picked as there, band values mapped onto the start model's radiometry."""
+    import logging
+
     from rasterio.windows import Window
 
     from ..evaluation import maps_at_gsd
-    from ..raster import needs_resampling, open_scene, resampled_scene
+    from ..radiometry import map_scene
+    from ..raster import fit_bands, needs_resampling, open_scene, resampled_scene
     from .affinity import refine, teacher_map
     held = []
-    with open_scene(path) as sc:
+    with open_scene(path) as opened:
+        sc = map_scene(fit_bands(opened, teacher.in_bands, logging.getLogger("landslide_wsss")), radiometry, record)
         ws = resampled_scene(sc, gsd) if needs_resampling(sc, gsd) else sc
         try:
             f = ws.width / sc.width  # working px per scene px
@@ -116,15 +121,78 @@ def holdout_rule(net, held) -> dict:
     return best
 
 
-def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, label_field: Optional[str] = "label",
+STATE_FILES = {"key.txt", "fit.safetensors", "selftrain.safetensors"}
+STATE_ARCHITECTURE = "student-training-state"
+
+
+def state_folder(out, state_dir=None) -> Path:
+    return Path(state_dir) if state_dir else Path(out).parent / (Path(out).name + ".state")
+
+
+def _check_state(state: Path, key: str) -> None:
+    """A resume state folder is ours and whole before anything resumes from it, else one InputError:
+    a file, or a folder holding files not ours, is never written into nor removed; our state of
+    other inputs is removed (a fresh start); a damaged or foreign checkpoint in it is refused."""
+    from ..checkpoint import read_metadata
+    from ..errors import ModelError
+
+    if not state.exists():
+        return
+    if not state.is_dir():
+        raise InputError(f"{state}: the resume state path is a file, not a train weak state folder; "
+                         "remove it or give another output")
+    names = {p.name for p in state.iterdir()}
+    if not names:
+        return
+    if names - STATE_FILES or "key.txt" not in names:
+        raise InputError(f"{state}: not a train weak state folder (it holds {sorted(names - STATE_FILES)[:3] or 'no key.txt'}); "
+                         "remove it or give another output")
+    try:
+        stored = (state / "key.txt").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        stored = None
+    if stored is None or len(stored) != len(key) or any(c not in "0123456789abcdef" for c in stored):
+        raise InputError(f"{state}: damaged resume state (key.txt unreadable); remove the folder to start afresh")
+    if stored != key:
+        shutil.rmtree(state)  # our state of other inputs: start afresh
+        return
+    for name in sorted(names - {"key.txt"}):
+        try:
+            meta = read_metadata(state / name)
+        except ModelError as exc:
+            raise InputError(f"{state}: damaged resume state ({exc}); remove the folder to start afresh") from None
+        if meta.get("architecture") != STATE_ARCHITECTURE or "optimizer" not in meta or "step" not in meta:
+            raise InputError(f"{state / name}: not a student training state (architecture {meta.get('architecture')!r}); "
+                             "remove the folder to start afresh")
+
+
+def train_weak(images: Sequence, labels, out, *, state_dir=None, **options) -> dict:
+    """Train a model from image-level labels (see the module docstring; options as _train_weak's).
+    A failed write (a full disk) removes the resume state folder this run made: nothing is left."""
+    from ..errors import OutputError
+
+    state = state_folder(out, state_dir)
+    made = not state.exists()
+    try:
+        return _train_weak(images, labels, out, state_dir=state_dir, **options)
+    except OutputError:
+        if made:
+            shutil.rmtree(state, ignore_errors=True)
+        raise
+
+
+def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, label_field: Optional[str] = "label",
                init=None, minutes: float = 30.0, tile_m: float = 64.0, negative_distance_m: float = 100.0,
-               seed: int = 0, overwrite: bool = False, state_dir=None, progress: bool = True, log=None) -> dict:
-    """Train a model from image-level labels (see the module docstring). Returns its metadata summary."""
+               seed: int = 0, overwrite: bool = False, state_dir=None, progress: bool = True, log=None,
+               radiometry: str = "auto") -> dict:
+    """Train a model from image-level labels (see the module docstring). Returns its metadata summary.
+    radiometry: auto | stretch | none, how the scenes' values are mapped onto the start model's
+    (landslide_wsss.radiometry); the output keeps the start model's radiometry record."""
     import torch
 
     from ..checkpoint import dequantize, load_checkpoint, save_checkpoint
     from ..labels import labels_for_scenes
-    from ..raster import check_output
+    from ..raster import atomic_output, check_output
     from ..scorers.student import load_segmentation
     from ..wsss import DEFAULT_MODEL, load_model
     t0 = time.time()
@@ -138,6 +206,8 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
         raise InputError(f"--tile-m {tile_m:g}: expected a positive size in metres")
     if not np.isfinite(negative_distance_m) or negative_distance_m < 0:
         raise InputError(f"--negative-distance {negative_distance_m:g}: expected >= 0 metres")
+    from ..radiometry import check_mode
+    check_mode(radiometry)
     out = check_output(out, overwrite)
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: a model file is written as *.safetensors")
@@ -159,21 +229,24 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     tiles = [(p, t) for p, tl in per_scene.items() for t in tl]
     counts = {"landslide_tiles": sum(t.label == 1 for _, t in tiles), "free_tiles": sum(t.label == 0 for _, t in tiles)}
     log(event="labels", **counts)
-    state = Path(state_dir) if state_dir else out.parent / (out.name + ".state")
+    state = state_folder(out, state_dir)
     key = _inputs_key(images, labels, {"layer": layer, "field": label_field, "init": str(init_path), "tile_m": tile_m,
-                                       "neg": negative_distance_m, "seed": seed})
-    if state.is_dir() and (state / "key.txt").is_file() and (state / "key.txt").read_text() != key:
-        shutil.rmtree(state)  # a state of other inputs: start afresh
+                                       "neg": negative_distance_m, "seed": seed, "radiometry": radiometry})
+    _check_state(state, key)
     state.mkdir(parents=True, exist_ok=True)
-    (state / "key.txt").write_text(key)
+    with atomic_output(state / "key.txt", overwrite=True) as tmp:
+        tmp.write_text(key)
     train_tiles, hold = _split(tiles, seed)
     held_set = {id(t) for _, t in hold}
     teacher = load_model(init_path, method=teacher_method, device="cpu",
                          params=dict(st.TEACHER_PARAMS))
+    from ..radiometry import model_record
+    record = meta.get("radiometry") or model_record(None, init_path)
     samples, held = [], []
     for p in images:
         mine = [t for q, t in tiles if q == p]
-        s, h = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], teacher, bands, gsd, log)
+        s, h = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], teacher, bands, gsd, log,
+                              radiometry, record)
         samples += s
         held += h
     if not any(s.positive for s in samples):
@@ -213,7 +286,8 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     meta["trained_on"] = {
         "scenes": [str(p) for p in images], "labels": str(labels), "layer": layer, "label_field": label_field,
         **counts, "held_out_tiles": len(hold), "gsd": gsd, "tile_m": tile_m, "negative_distance_m": negative_distance_m,
-        "init": str(init_path), "teacher": teacher_method, "bands": bands, "minutes_budget": minutes,
+        "init": str(init_path), "teacher": teacher_method, "bands": bands, "radiometry": radiometry,
+        "minutes_budget": minutes,
         "seconds": round(time.time() - t0, 1), "self_training_rounds": rounds, "holdout_start_model": base_rule,
         "holdout": rule, "fine_tuned_student_kept": keep, "history": hist[-3:],
     }
@@ -240,6 +314,8 @@ def main(argv=None) -> int:
                     help="points/outlines: tiles farther than this (m) from every label are landslide-free (default 100)")
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--radiometry", default="auto", choices=("auto", "stretch", "none"),
+                    help="how the scenes' band values are mapped onto the start model's (default auto; see detect --help)")
     ap.add_argument("-o", "--output", required=True, help="output model file (.safetensors)")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--quiet", action="store_true")
@@ -258,7 +334,7 @@ def main(argv=None) -> int:
         log = Logger(quiet=a.quiet)
     res = train_weak(a.image, a.labels, a.output, layer=a.layer, label_field=a.label_field, init=a.init,
                      minutes=a.minutes, tile_m=a.tile_m, negative_distance_m=a.negative_distance, seed=a.seed,
-                     overwrite=a.overwrite, progress=not (a.quiet or a.jsonl), log=log)
+                     overwrite=a.overwrite, progress=not (a.quiet or a.jsonl), log=log, radiometry=a.radiometry)
     if a.jsonl:
         _emit({"event": "result", "output": str(Path(a.output).resolve()), **{k: res[k] for k in (
             "landslide_tiles", "free_tiles", "held_out_tiles", "seconds")}, "holdout": res["holdout"]})

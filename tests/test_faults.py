@@ -1,0 +1,143 @@
+"""Faults around the outputs: a full file system (a small tmpfs, where mounting is permitted), two runs
+writing one output at once, a damaged or foreign `train weak` state folder."""
+import subprocess
+import threading
+
+import geopandas as gpd
+import numpy as np
+import pytest
+
+from conftest import ThresholdScorer
+from landslide_wsss import api
+from landslide_wsss.cli import main
+from landslide_wsss.errors import InputError, OutputError
+from test_student import _region, _ticked, start_model  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs with 20 KiB left: too small for any output. Skipped where mounting is not permitted."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode}): the full-disk case needs one")
+    try:
+        (mnt / "filler").write_bytes(b"\0" * 240_000)
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _one_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "no space left" in err[0], err
+    return err[0]
+
+
+def test_detect_on_a_full_disk_leaves_nothing(full_disk, utm_scene, capsys):
+    scene, _ = utm_scene
+    argv = ["detect", str(scene), "-o", str(full_disk / "o.gpkg"), "--quiet", "--device", "cpu",
+            "--score-raster", str(full_disk / "score.tif")]
+    assert main(argv) == 2
+    _one_error(capsys)
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_train_weak_on_a_full_disk_leaves_nothing(full_disk, tmp_path, start_model, capsys):  # noqa: F811
+    scene, mask = _region(tmp_path)
+    labels, _ = _ticked(tmp_path, scene, mask)
+    argv = ["train", "weak", "--image", str(scene), "--labels", str(labels), "--tile-m", "16", "--minutes", "0.3",
+            "--init", str(start_model), "-o", str(full_disk / "mine.safetensors"), "--quiet"]
+    assert main(argv) == 2
+    _one_error(capsys)
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_two_detects_to_one_output_never_interleave(tmp_path, utm_scene):
+    scene, _ = utm_scene
+    alone = api.detect(scene, None, model=ThresholdScorer(), min_area_m2=0)
+    out = tmp_path / "o.gpkg"
+    results = {}
+
+    def run(k, overwrite):
+        try:
+            results[k] = len(api.detect(scene, out, model=ThresholdScorer(), min_area_m2=0, overwrite=overwrite))
+        except OutputError as exc:
+            results[k] = exc
+
+    for overwrite in (True, False):
+        out.unlink(missing_ok=True)
+        threads = [threading.Thread(target=run, args=(k, overwrite)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if overwrite:  # both finish; the file is one of them, whole
+            assert results == {0: len(alone), 1: len(alone)}
+        else:  # exactly one creates it; the other (at its start or at its end) says so and replaces nothing
+            assert sorted(isinstance(r, OutputError) for r in results.values()) == [False, True], results
+            assert len(alone) in results.values()
+        back = gpd.read_file(out, layer="landslides")
+        assert len(back) == len(alone) and back.is_valid.all()
+        assert sorted(p.name for p in tmp_path.iterdir() if ".part" in p.name) == []
+
+
+def test_output_appearing_meanwhile_is_not_replaced(tmp_path):
+    """The step that guards the race above, made deterministic: a file written while this run worked."""
+    from landslide_wsss.raster import atomic_output
+    out = tmp_path / "o.txt"
+    with pytest.raises(OutputError, match="appeared while this run was writing"):
+        with atomic_output(out) as tmp:
+            tmp.write_text("mine")
+            out.write_text("theirs")
+    assert out.read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["o.txt"]
+
+
+@pytest.mark.parametrize("case", ["a-file", "foreign-folder", "garbled-key", "damaged-checkpoint", "foreign-checkpoint"])
+def test_bad_state_folder_is_one_clean_error(tmp_path, case):
+    from landslide_wsss.checkpoint import save_checkpoint
+    from landslide_wsss.training.weak import _check_state
+    import torch
+    key = "0123456789abcdef"
+    state = tmp_path / "m.safetensors.state"
+    if case == "a-file":
+        state.write_text("x")
+    else:
+        state.mkdir()
+        (state / "key.txt").write_text(key)
+    if case == "foreign-folder":
+        (state / "holiday.jpg").write_bytes(b"\xff\xd8")
+    elif case == "garbled-key":
+        (state / "key.txt").write_bytes(b"\x00\xff" * 8)
+    elif case == "damaged-checkpoint":
+        (state / "fit.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1" + b"\0" * 50)
+    elif case == "foreign-checkpoint":
+        save_checkpoint(state / "fit.safetensors", {"w": torch.zeros(2)},
+                        {"architecture": "wsss-classifier", "in_bands": 3, "version": "x"})
+    before = sorted(p.name for p in state.iterdir()) if state.is_dir() else None
+    with pytest.raises(InputError, match="state"):
+        _check_state(state, key)
+    assert (sorted(p.name for p in state.iterdir()) if state.is_dir() else None) == before  # nothing removed
+
+
+def test_state_of_other_inputs_is_replaced_and_a_foreign_folder_refused_by_the_cli(tmp_path, start_model, capsys):  # noqa: F811
+    from landslide_wsss.training.weak import _check_state
+    state = tmp_path / "old.state"
+    state.mkdir()
+    (state / "key.txt").write_text("fedcba9876543210")
+    _check_state(state, "0123456789abcdef")  # ours, of other inputs: a fresh start
+    assert not state.exists()
+    scene, mask = _region(tmp_path)
+    labels, _ = _ticked(tmp_path, scene, mask)
+    out = tmp_path / "mine.safetensors"
+    foreign = tmp_path / "mine.safetensors.state"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine, keep")
+    argv = ["train", "weak", "--image", str(scene), "--labels", str(labels), "--tile-m", "16", "--minutes", "0.3",
+            "--init", str(start_model), "-o", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "not a train weak state folder" in err[0]
+    assert (foreign / "notes.txt").read_text() == "mine, keep" and not out.exists()
+    assert np.array_equal(sorted(p.name for p in foreign.iterdir()), ["notes.txt"])
