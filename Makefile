@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-core test-qgis setup-qgis bench bench-quick plugin-zip train-default evaluate clean
+.PHONY: setup demo test test-core test-qgis setup-qgis bench bench-quick plugin-zip dist train-default evaluate clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,16 @@ QGIS_SYS_PYTHON := /usr/bin/python3
 
 plugin-zip:
 	$(PYTHON) scripts/build_plugin_zip.py
+
+# dist: dist/landslide_wsss-VERSION-py3-none-any.whl (the embedded model files in landslide_wsss/weights/
+# included) and the plugin zip for other machines, carrying that wheel (the plugin installs its own
+# environment from it, the requirements from the package index) and no path to this checkout.
+# Needs only a Python with pip (setuptools comes from the package index); build/ goes first: setuptools
+# would copy files deleted since the last build into the wheel.
+dist:
+	rm -rf build dist/landslide_wsss-*.whl
+	$(PYTHON) -m pip wheel -q --no-deps -w dist .
+	$(PYTHON) scripts/build_plugin_zip.py --portable --wheel "$$(ls dist/landslide_wsss-*.whl)"
 
 setup-qgis:
 	scripts/install_qgis.sh
