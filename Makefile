@@ -34,7 +34,8 @@ clean:
 # setup-qgis: Debian's QGIS 3.22 via apt (if missing) + .venv-qgis (/usr/bin/python3, system site packages,
 #             pytest-qgis 5.0.2, constraints-qgis.txt).
 # test-qgis:  the real-QGIS tests in tests/qgis (own pytest.ini; never collected by `make test`); they run
-#             the detector through the project's .venv. Skips (exit 0) where QGIS is not installed.
+#             the detector through the project's .venv, and the plugin's own install from `make dist`'s
+#             zip (requirements from the package index). Skips (exit 0) where QGIS is not installed.
 VENV_QGIS := .venv-qgis
 QGIS_SYS_PYTHON := /usr/bin/python3
 
@@ -54,7 +55,7 @@ dist:
 setup-qgis:
 	scripts/install_qgis.sh
 
-test-qgis: setup
+test-qgis: setup dist
 	@if ! $(QGIS_SYS_PYTHON) -c "import qgis.core" >/dev/null 2>&1; then \
 		echo "test-qgis SKIPPED: QGIS is not installed here (make setup-qgis installs it)"; exit 0; fi; \
 	test -x $(VENV_QGIS)/bin/python || SKIP_APT=1 scripts/install_qgis.sh; \
