@@ -103,7 +103,6 @@ class DetectDialog(QDialog):
         form.addRow("Output GeoPackage", self.output)
         form.addRow("", self.overwrite)
         form.addRow("Python interpreter", self.python)
-        form.addRow("", self.install_row)
         self.error_label = QLabel(self)
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #b00020")
@@ -113,6 +112,7 @@ class DetectDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.install_row)  # (below the form: a wrapped label in a form row gets clipped)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
@@ -203,10 +203,9 @@ class DetectDialog(QDialog):
         else:
             self.install_button.setText("Install environment")
             self.install_label.setText(
-                f"No landslide_wsss environment is set up. Install one in your QGIS profile folder "
-                f"({managed_env(profile)}): a Python environment with landslide_wsss and its requirements, "
-                "downloaded from the Python package index (a few hundred MB; a few minutes). "
-                "Or give the Python interpreter of an environment of your own above.")
+                "No landslide_wsss environment is set up yet. Install one: a Python environment with "
+                "landslide_wsss and its requirements from the Python package index (a few hundred MB, a few "
+                f"minutes), in {managed_env(profile)}. Or give the Python interpreter of your own above.")
 
     def start_install(self) -> None:
         try:
