@@ -6,7 +6,9 @@ makes <profile_dir>/landslide_wsss/venv: a virtual environment from a Python >= 
 ships one, else python3 on PATH), `pip install` of the carried wheel (its requirements come from the package
 index, or whatever index the user's pip configuration names), a check that `landslide_wsss.cli methods`
 runs, and last the marker file that makes environment.resolve_python count the environment. A failed or
-cancelled install removes the folder, so nothing half-made is ever used. Tests drive this module directly.
+cancelled install removes the folder, so nothing half-made is ever used. With a finished install there
+already (an update to a newer carried wheel), pip upgrades it in place, and a failed update keeps it when
+it still passes the check. Tests drive this module directly.
 """
 from __future__ import annotations
 
@@ -145,7 +147,7 @@ def install_environment(
     to make the environment from (default: find_base_python()). `pip_args`: extra `pip install` options
     (an index URL, --no-deps). `env`: the environment variables of the child processes (default: QGIS's,
     without its Python/GDAL/PROJ variables). Raises NoNetwork, InstallError or Canceled; on any of them
-    the environment folder is gone.
+    the environment folder is gone, unless it was a finished install before and still passes the check.
     """
     started = time.monotonic()
     progress = on_progress or (lambda p: None)
@@ -155,41 +157,60 @@ def install_environment(
         raise InstallError("this plugin carries no landslide_wsss wheel (a plugin zip built by `make dist` does); "
                            "install landslide_wsss yourself and give the plugin its interpreter")
     venv = managed_env(profile_dir)
-    child = child_env(env)
-    step = _Steps(child, is_canceled)
+    step = _Steps(child_env(env), is_canceled)
+    previous = read_marker(venv) if interpreter(venv).is_file() else None
+    python = str(interpreter(venv))
     try:
-        if venv.exists():
-            say(f"Removing the previous environment at {venv}")
-            shutil.rmtree(venv)
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        progress(1.0)
-        base = find_base_python([base_python] if base_python else None)
-        say(f"Creating a Python {'.'.join(map(str, base.version))} environment at {venv} (from {base.path})")
-        step.run([base.path, "-m", "venv", str(venv)], "creating the virtual environment")
-        python = str(interpreter(venv))
+        if previous is not None:  # an update: pip replaces the package in the working environment
+            say(f"Updating the environment at {venv}")
+            base_path = str(previous.get("base_python", ""))
+        else:
+            if venv.exists():  # what an interrupted install left
+                shutil.rmtree(venv)
+            venv.parent.mkdir(parents=True, exist_ok=True)
+            progress(1.0)
+            base = find_base_python([base_python] if base_python else None)
+            base_path = base.path
+            say(f"Creating a Python {'.'.join(map(str, base.version))} environment at {venv} (from {base.path})")
+            step.run([base.path, "-m", "venv", str(venv)], "creating the virtual environment")
         progress(15.0)
         say(f"Installing {wheel.name} and its requirements")
         pip = _PipProgress(progress, say, start=15.0, end=90.0)
         step.run([python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar",
-                  "off", "--no-warn-script-location", *pip_args, str(wheel)], "pip install", on_line=pip.line,
-                 classify=_pip_failure)
+                  "off", "--no-warn-script-location", "--upgrade", *pip_args, str(wheel)], "pip install",
+                 on_line=pip.line, classify=_pip_failure)
         progress(90.0)
         say("Checking the installed detector")
-        out = step.run([python, "-m", "landslide_wsss.cli", "methods", "--json"], "the check of the installed detector")
-        listing = _last_json(out)
-        if not listing or "default" not in listing:
-            raise InstallError("the installed detector did not list its methods:\n" + "\n".join(out[-5:]))
-        version = step.run([python, "-c", "import landslide_wsss; print(landslide_wsss.__version__)"],
-                           "the version check")[-1].strip()
+        version = _check(step, python)
         result = InstallResult(python=python, env=str(venv), package_version=version, wheel=wheel.name,
-                               base_python=base.path, seconds=round(time.monotonic() - started, 1))
+                               base_python=base_path, seconds=round(time.monotonic() - started, 1))
         _write_marker(venv, result)
         progress(100.0)
         say(f"landslide_wsss {version} installed in {venv} ({result.seconds:.0f} s)")
         return result
     except BaseException:
-        shutil.rmtree(venv, ignore_errors=True)  # never leave a half-made environment behind
+        # Never leave a half-made environment behind; a failed update keeps the old one if it still works.
+        if previous is None or not _still_works(python, env):
+            shutil.rmtree(venv, ignore_errors=True)
         raise
+
+
+def _check(step: "_Steps", python: str) -> str:
+    """The installed detector lists its methods; returns the installed package version."""
+    out = step.run([python, "-m", "landslide_wsss.cli", "methods", "--json"], "the check of the installed detector")
+    listing = _last_json(out)
+    if not listing or "default" not in listing:
+        raise InstallError("the installed detector did not list its methods: " + " | ".join(out[-3:]))
+    return step.run([python, "-c", "import landslide_wsss; print(landslide_wsss.__version__)"],
+                    "the version check")[-1].strip()
+
+
+def _still_works(python: str, env: Optional[dict]) -> bool:
+    try:
+        _check(_Steps(child_env(env), None), python)
+        return True
+    except RunError:
+        return False
 
 
 def install_status(profile_dir, wheel: Optional[Path] = None) -> str:

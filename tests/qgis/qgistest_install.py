@@ -141,6 +141,25 @@ def test_no_network_gives_one_clear_message_and_leaves_nothing(plugin, portable_
     assert sorted(p.name for p in (profile / "landslide_wsss").iterdir()) == []
 
 
+def test_failed_update_of_a_broken_environment_removes_it(plugin, portable_plugin, tmp_path, monkeypatch):
+    """A finished install that no longer works (here: its pip is gone) is updated in place; when that
+    fails too, the folder goes, so the dialog offers a fresh install instead of a broken interpreter."""
+    import landslide_wsss_plugin.environment as env
+    import landslide_wsss_plugin.installer as installer
+
+    unreachable_index(monkeypatch)
+    profile = tmp_path / "profile"
+    venv = make_venv(env.managed_env(profile))
+    (venv / env.MARKER).write_text(json.dumps({"wheel": "landslide_wsss-0.0.0-py3-none-any.whl"}))
+    assert installer.install_status(profile) == "outdated"
+    steps = []
+    with pytest.raises(installer.InstallError) as exc:
+        installer.install_environment(profile, on_message=steps.append)
+    assert "No module named pip" in str(exc.value)
+    assert steps[0] == f"Updating the environment at {venv}"
+    assert not venv.exists() and installer.install_status(profile) == "missing"
+
+
 def test_cancel_stops_the_install_and_leaves_nothing(plugin, portable_plugin, tmp_path):
     import time
 
