@@ -45,11 +45,11 @@ def _die_with_parent() -> None:
 
 def _detect_part(scene_path: str, part_path: str, options: dict) -> str:
     """One task of detect_directory: detect one scene into its own small GeoPackage (atomic)."""
-    import torch
+    from . import runtime
 
     threads = options.pop("threads", None)
     if threads:
-        torch.set_num_threads(threads)
+        runtime.set_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NothingToDetect)
         detect(scene_path, out=part_path, overwrite=True, **options)

@@ -13,9 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any, Dict, Mapping, Tuple
 
-import torch
+import numpy as np
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .errors import ModelError
 from .raster import atomic_output
@@ -27,6 +26,8 @@ REQUIRED = {"format": int, "architecture": str, "in_bands": int, "version": str}
 
 def save_checkpoint(path, tensors: Mapping[str, torch.Tensor], metadata: Dict[str, Any]) -> Path:
     """Write tensors + metadata atomically (temp file in the same directory, then rename)."""
+    from safetensors.torch import save_file
+
     meta = {"format": FORMAT, **metadata}
     _check_metadata(meta, str(path))
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -54,6 +55,8 @@ def int8_tensors(module, prefix: str) -> Dict[str, torch.Tensor]:
     """Like fp16_tensors, with every conv / linear weight (ndim >= 2) stored as symmetric int8 per
     output channel plus its fp32 scale (`KEY.qscale`): a quarter of fp32, for the components that
     must fit the model file's budget. `load_checkpoint` dequantizes them transparently."""
+    import torch
+
     out = {}
     state = module.state_dict() if isinstance(module, torch.nn.Module) else module  # a network or its state
     for k, v in state.items():
@@ -76,6 +79,30 @@ def dequantize(tensors: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         base, scale = k[: -len(QSCALE)], out.pop(k)
         q = out[base]
         out[base] = q.float() * _per_channel(scale, q.ndim)
+    return out
+
+
+def read_arrays(path, prefixes) -> Dict[str, np.ndarray]:
+    """The tensors under `prefixes` as float32 numpy arrays (int8 weights dequantized as
+    `load_checkpoint` does, fp16 widened), keyed by their name in the file: what the onnxruntime
+    path feeds its graphs, read without torch."""
+    path, _ = _open(path)
+    keep = tuple(f"{p}." for p in prefixes)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            raw = {k: f.get_tensor(k) for k in f.keys() if k.startswith(keep)}
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise ModelError(f"{path}: damaged model file ({exc})") from None
+    out = {}
+    for k, v in raw.items():
+        if k.endswith(QSCALE):
+            continue
+        scale = raw.get(k + QSCALE)
+        if scale is not None:  # the same product as dequantize(): q * per-channel scale, in fp32
+            v = v.astype(np.float32) * scale.astype(np.float32).reshape(-1, *([1] * (v.ndim - 1)))
+        elif v.dtype.kind == "f":
+            v = v.astype(np.float32)
+        out[k] = np.ascontiguousarray(v)
     return out
 
 
@@ -102,10 +129,16 @@ def update_model_file(path, tensors: Mapping[str, torch.Tensor] = None, drop=(),
     """Rewrite a model file atomically: remove the tensors under the `drop` prefixes, add `tensors`,
     apply `meta(metadata)` in place; everything else is copied as stored (int8 stays int8)."""
     old, metadata = load_checkpoint(path, raw=True)
-    dropped = tuple(f"{p}." for p in drop)
+    # a component whose weights change loses its ONNX graphs (runtime.py): they may no longer fit;
+    # `landslide-wsss export graphs` (run by the trainers at the end) writes them anew
+    touched = set(drop) | {k.split(".", 1)[0] for k in (tensors or {})}
+    stale = tuple(f"onnx.{c}." for c in touched if c != "onnx")
+    dropped = tuple(f"{p}." for p in drop) + stale
     new = {k: v for k, v in old.items() if not (dropped and k.startswith(dropped))}
     new.update(tensors or {})
     metadata = {k: v for k, v in metadata.items() if k != "format"}
+    if stale and metadata.get("onnx"):
+        metadata["onnx"] = {c: g for c, g in metadata["onnx"].items() if c not in touched}
     if meta is not None:
         meta(metadata)
     return save_checkpoint(path, new, metadata)
@@ -141,7 +174,7 @@ def _open(path) -> Tuple[Path, Dict[str, Any]]:
     if hlen > min(os.path.getsize(path), 100_000_000):
         raise ModelError(f"{path}: damaged model file (header length {hlen})")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             raw = (f.metadata() or {}).get(META_KEY)
     except Exception as exc:
         raise ModelError(f"{path}: damaged model file ({exc})") from None

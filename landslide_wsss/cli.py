@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from . import __version__
 from .cliutil import Parser as _Parser, emit as _emit
+from .runtime import RUNTIMES
 
 
 
@@ -62,6 +63,8 @@ def _add_detect(sub) -> None:
     p.add_argument("--model", help="model file (.safetensors); default: the embedded model")
     p.add_argument("--method", help="method name (default: the model's best method)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                   help="engine of the network forward: onnxruntime or torch (default auto: onnxruntime where the method allows)")
     p.add_argument("--tile", type=int, help="tile size in px (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/8)")
     p.add_argument("--bands", type=_int_list, help="1-based bands to use, e.g. 1,2,3 (default: all)")
@@ -114,7 +117,7 @@ def _cmd_detect(args) -> int:
     common = dict(
         method=args.method, tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
         min_area_m2=args.min_area, simplify_px=args.simplify, batch_size=args.batch_size,
-        assume_crs=args.assume_crs, threshold=args.threshold,
+        assume_crs=args.assume_crs, threshold=args.threshold, runtime=args.runtime,
     )
     report = _Reporter(args, "detect")
     try:
@@ -162,6 +165,7 @@ def _add_preview(sub) -> None:
     p.add_argument("input", help="a GeoTIFF scene")
     p.add_argument("-o", "--output", required=True, help="output PNG")
     for name, kw in [("--model", {}), ("--method", {}), ("--device", {"default": "auto"}),
+                     ("--runtime", {"default": "auto", "choices": RUNTIMES}),
                      ("--tile", {"type": int}), ("--overlap", {"type": int}), ("--bands", {"type": _int_list}),
                      ("--dsm", {}), ("--threshold", {"type": float}), ("--assume-crs", {}),
                      ("--min-area", {"type": float, "default": 100.0})]:
@@ -178,7 +182,7 @@ def _cmd_preview(args) -> int:
     report = _Reporter(args, "preview")
     try:
         gdf = api.preview(args.input, args.output, model=args.model, device=args.device, overwrite=args.overwrite,
-                          method=args.method, threshold=args.threshold,
+                          method=args.method, threshold=args.threshold, runtime=args.runtime,
                           tile=args.tile, overlap=args.overlap, bands=args.bands, dsm=args.dsm,
                           assume_crs=args.assume_crs, min_area_m2=args.min_area, progress=report)
     finally:
@@ -206,6 +210,7 @@ def _add_evaluate(sub) -> None:
         q.add_argument("--method", help="method name (default: the best weak method)")
         q.add_argument("--model", help="model file (default: the embedded model)")
         q.add_argument("--device", default="auto")
+        q.add_argument("--runtime", default="auto", choices=RUNTIMES, help="onnxruntime or torch (default auto)")
         q.add_argument("--json", action="store_true", help="print one JSON object")
         q.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -217,10 +222,10 @@ def _cmd_evaluate(args) -> int:
     if args.kind == "bijie":
         res = evaluation.evaluate_bijie(args.data_dir, args.split, method=args.method, model_path=args.model,
                                         device=args.device, limit=args.limit, gallery=args.gallery,
-                                        pr_plot=args.pr_plot, gsd=args.gsd)
+                                        pr_plot=args.pr_plot, gsd=args.gsd, runtime=args.runtime)
     else:
         res = evaluation.evaluate_scene(args.image, args.mask, dsm=args.dsm, method=args.method,
-                                        model_path=args.model, device=args.device)
+                                        model_path=args.model, device=args.device, runtime=args.runtime)
     if args.json:
         print(json.dumps(res))
     else:
@@ -311,6 +316,45 @@ def _cmd_methods(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export networks of a model file to ONNX")
+    esub = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    o = esub.add_parser("onnx", help="one self-contained ONNX model in the form the Deepness QGIS plugin runs")
+    o.add_argument("model_file", nargs="?", help="model file (default: the embedded model; or --model)")
+    o.add_argument("--model", help="model file (default: the embedded model)")
+    o.add_argument("--method", help="student (default) or unet (the supervised yardstick)")
+    o.add_argument("--tile", type=int, help="square tile size in px (default: the network's)")
+    o.add_argument("-o", "--output", required=True, help="output .onnx")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    g = esub.add_parser("graphs", help="(re)write the ONNX graphs a model file carries for the light runtime")
+    g.add_argument("model_file", help="model file (.safetensors), rewritten in place")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .errors import InputError
+    from .runtime import available
+
+    if not (available("torch") and available("onnx")):
+        raise InputError("export needs torch and onnx: pip install 'landslide_wsss[train]'")
+    from . import onnx_export
+
+    if args.kind == "graphs":
+        done = onnx_export.embed_graphs(args.model_file)
+        print(f"{args.model_file}: ONNX graphs " + ", ".join(f"{c} ({', '.join(g)})" for c, g in done.items()))
+        return 0
+    if args.model and args.model_file:
+        raise InputError("give the model file once (positional or --model)")
+    from .raster import check_output
+    from .wsss import DEFAULT_MODEL
+
+    out = check_output(args.output, args.overwrite)
+    path = onnx_export.export_deepness(args.model or args.model_file or DEFAULT_MODEL, out, method=args.method,
+                                       tile=args.tile)
+    print(f"{path}: ONNX model for Deepness ({args.method or 'default method'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="landslide-wsss", description="Weakly supervised landslide mapping for GeoTIFF scenes.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -323,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(sub)
     _add_methods(sub)
     _add_labels(sub)
+    _add_export(sub)
     return parser
 
 

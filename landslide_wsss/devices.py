@@ -7,6 +7,10 @@ from .errors import InputError
 def resolve_device(device: str = "auto") -> str:
     import torch
 
+    from .runtime import threads
+    if threads():  # a local worker's share of the cores (runtime.set_threads)
+        torch.set_num_threads(threads())
+
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):

@@ -29,11 +29,11 @@ BIJIE_GSD = 0.8  # TripleSat crops of the Bijie dataset
 AMUNET_GSD = 0.5  # the AMU-Net areas
 
 
-def _model(model, model_path, method, device, params=None):
+def _model(model, model_path, method, device, params=None, runtime: str = "auto"):
     if model is not None:
         return model
     from .wsss import load_model
-    return load_model(model_path, method=method, device=device, params=params)
+    return load_model(model_path, method=method, device=device, params=params, runtime=runtime)
 
 
 def image_stats(maps: Dict[str, np.ndarray], valid: Optional[np.ndarray] = None) -> SceneStats:
@@ -126,7 +126,8 @@ def save_pr_plot(path, hist_pos: np.ndarray, hist_neg: np.ndarray, title: str) -
 
 def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_path=None, device: str = "auto",
                    model=None, limit: Optional[int] = None, params: Optional[dict] = None,
-                   gallery=None, gallery_max: int = 48, pr_plot=None, gsd: float = BIJIE_GSD) -> dict:
+                   gallery=None, gallery_max: int = 48, pr_plot=None, gsd: float = BIJIE_GSD,
+                   runtime: str = "auto") -> dict:
     """See the module docstring. gsd: the images' ground sampling distance (metres). gallery: a folder for per-image overlay PNGs (the first
     `gallery_max` images); pr_plot: a PNG of precision/recall/IoU against the score threshold."""
     from .datasets.bijie import read_split
@@ -138,7 +139,7 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     if not split.is_file() and (data_dir / split).is_file():
         split = data_dir / split
     names = read_split(split)[:limit] if limit else read_split(split)
-    model = _model(model, model_path, method, device, params)
+    model = _model(model, model_path, method, device, params, runtime)
     saved = copy.deepcopy(getattr(model, "params", None))
     profile = bool(getattr(model, "use_profile", None) and model.use_profile("bijie"))
     conf = Confusion()
@@ -198,11 +199,11 @@ def read_mask(path) -> np.ndarray:
 
 def evaluate_scene(image, mask, dsm=None, method: Optional[str] = None, model_path=None, device: str = "auto",
                    model=None, tile: Optional[int] = None, overlap: Optional[int] = None,
-                   params: Optional[dict] = None) -> dict:
+                   params: Optional[dict] = None, runtime: str = "auto") -> dict:
     from .pipeline import predict_scene
     t0 = time.time()
     ref = read_mask(mask)
-    model = _model(model, model_path, method, device, params)
+    model = _model(model, model_path, method, device, params, runtime)
     score, pred, valid = predict_scene(image, model, tile=tile, overlap=overlap, dsm=dsm)
     if pred.shape != ref.shape:
         raise InputError(f"{mask}: mask is {ref.shape[1]}x{ref.shape[0]}, scene is {pred.shape[1]}x{pred.shape[0]}")

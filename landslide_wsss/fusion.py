@@ -89,6 +89,16 @@ class FusionParams:
 DIFF_MODES = ("l2", "brighter")
 
 
+def normalize_spectral(x, scale: float = 255.0):
+    """Map raw spectral values in [0, scale] to [-1, 1] (x / 127.5 - 1 for uint8): the CycleGAN's
+    input. numpy or torch."""
+    return x * (2.0 / scale) - 1.0
+
+
+def denormalize_spectral(x, scale: float = 255.0):
+    return (x + 1.0) * (scale / 2.0)
+
+
 def difference_map(x, g_x, sigma: float = 1.0, mode: str = "l2") -> np.ndarray:
     """Per-pixel distance between x and G(x), both normalized to [-1, 1].
 

@@ -20,8 +20,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from .devices import resolve_device
 from .errors import InputError, NothingToDetect
+from .runtime import RUNTIMES
 from .raster import (
     Scene, atomic_output, block_windows, check_output, geotiff_profile, needs_resampling, open_scene,
     open_terrain, resampled_scene,
@@ -47,21 +47,25 @@ def _gdal_env():
 
 
 
-def load_scoring_model(model=None, method: Optional[str] = None, device: str = "auto") -> ScoringModel:
-    """A ScoringModel from an instance, a model file path, or None (the embedded default model)."""
+def load_scoring_model(model=None, method: Optional[str] = None, device: str = "auto",
+                       runtime: str = "auto") -> ScoringModel:
+    """A ScoringModel from an instance, a model file path, or None (the embedded default model);
+    `runtime` (auto | onnx | torch) picks the engine of the network forward."""
     if model is not None and hasattr(model, "predict_tiles"):
         return model
-    device = resolve_device(device)
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if model is not None:
         from .checkpoint import read_metadata
 
         meta = read_metadata(model)
         if meta["architecture"] == "pixelnet":
+            from .devices import resolve_device
             from .models.pixelnet import PixelNetScorer
 
-            return PixelNetScorer.load(model, device=device)
+            return PixelNetScorer.load(model, device=resolve_device(device))
     from .wsss import load_model
-    return load_model(model, method=method, device=device)
+    return load_model(model, method=method, device=device, runtime=runtime)
 
 
 def predict_scene(
@@ -70,6 +74,7 @@ def predict_scene(
     *,
     method: Optional[str] = None,
     device: str = "auto",
+    runtime: str = "auto",
     tile: Optional[int] = None,
     overlap: Optional[int] = None,
     bands: Optional[Sequence[int]] = None,
@@ -85,7 +90,7 @@ def predict_scene(
     check_options(tile, overlap, batch_size=batch_size, bands=bands)
     with _gdal_env(), tempfile.TemporaryDirectory(prefix="lwsss-") as work:
         with scene_context(scene, bands, assume_crs) as sc:
-            model = load_scoring_model(model, method, device)  # after the scene checks, as in detect
+            model = load_scoring_model(model, method, device, runtime)  # after the scene checks, as in detect
             paths = _run_scene(sc, model, Path(work), tile, overlap, dsm, batch_size, progress)
         with rasterio.open(paths["score"]) as s, rasterio.open(paths["mask"]) as m, rasterio.open(paths["valid"]) as v:
             return s.read(1), m.read(1) > 0, v.read(1) > 0
@@ -98,6 +103,7 @@ def detect(
     device: str = "auto",
     *,
     method: Optional[str] = None,
+    runtime: str = "auto",
     tile: Optional[int] = None,
     overlap: Optional[int] = None,
     bands: Optional[Sequence[int]] = None,
@@ -118,6 +124,8 @@ def detect(
     out:          GeoPackage to write (atomically); None returns the frame only.
     model:        a ScoringModel, a model file (.safetensors), or None for the embedded default.
     method:       --method name (default: the model's own default).
+    runtime:      auto | onnx | torch: the engine of the network forward (auto: onnxruntime where the
+                  method and model file allow it, else torch).
     threshold:    override the model's main threshold (0..1; the CAM threshold of the weak methods).
     min_area_m2:  drop polygons smaller than this (m², through UTM for geographic CRSs).
     simplify_px:  simplification tolerance in pixels (0 = exact pixel outlines).
@@ -129,7 +137,7 @@ def detect(
         if target is not None:
             check_output(target, overwrite)
     with _gdal_env(), scene_context(scene, bands, assume_crs) as sc, tempfile.TemporaryDirectory(prefix="lwsss-") as work:
-        model = load_scoring_model(model, method, device)  # after the scene checks: bad input fails fast
+        model = load_scoring_model(model, method, device, runtime)  # after the scene checks: bad input fails fast
         if threshold is not None:
             model = with_threshold(model, threshold)
         work = Path(work)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 import numpy as np
-import torch
 
 from .errors import ModelError
 from .registry import METHODS, REFINEMENTS
@@ -25,33 +24,20 @@ from .scorers.weak import WeakScorer
 
 
 
-def refinement_of(method: Optional[str]) -> Optional[str]:
-    if not method:
-        return None
-    base = method[: -len("-cyclegan")] if method.endswith("-cyclegan") else method
-    return base if base in REFINEMENTS else None
-
-
-def scorer_class(method: Optional[str], default=WeakScorer):
-    """The scorer class for a method name: RefinedScorer for the refinements, else `default`."""
-    return RefinedScorer if refinement_of(method) else default
-
-
 class RefinedScorer(WeakScorer):
     def __init__(self, classifier, meta: dict, method: Optional[str] = None, generator=None,
-                 device: str = "cpu", params: Optional[dict] = None):
-        method = method or meta.get("method_default")
-        ref = refinement_of(method)
+                 device: str = "cpu", params: Optional[dict] = None, networks=None):
+        spec = METHODS.get(method or meta.get("method_default"))
+        ref = spec.refinement if spec is not None else None
         if ref is None:
             raise ModelError(f"method {method!r} is not a refinement ({', '.join(REFINEMENTS)})")
         if METHODS[ref].component != "classifier" and meta.get("refinement") != ref:  # needs its own weights
             raise ModelError(f"method {ref!r} needs its own weights: train them with `landslide-wsss train {ref} "
                              f"--out FILE` and pass --model FILE")
         cam_method = meta.get("refinement_cam") or REFINEMENTS[ref]
-        cyc = method.endswith("-cyclegan")
-        super().__init__(classifier, meta, method=cam_method + ("-cyclegan" if cyc else ""), generator=generator,
-                         device=device, params=params)
-        self.name = method
+        super().__init__(classifier, meta, method=cam_method + ("-cyclegan" if spec.generator else ""), generator=generator,
+                         device=device, params=params, networks=networks)
+        self.name = spec.name
         self.refinement = ref
         self.uses_terrain = ref == "terrain-crop"
         if self.uses_terrain:
@@ -63,6 +49,8 @@ class RefinedScorer(WeakScorer):
         out = super().predict_tiles(tiles, valid, terrain)
         if self.refinement != "terrain-crop":
             return out
+        import torch
+
         from .cam.terrain_crop import refine_batch
         valid = np.asarray(valid, bool)
         slope = None if terrain is None else np.asarray(terrain, np.float32)[:, 1] * valid

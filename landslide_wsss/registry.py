@@ -6,6 +6,8 @@ kind        weak        classifier + CAM method (+ CycleGAN difference for NAME-
             student     segmentation network trained on pseudo-masks (the second stage)
             supervised  the same network trained on true masks (the yardstick `unet`)
 component   the part of the model file it reads (prefix of the tensors)
+scorer      the scorer class that serves it (module:Class, imported when the method is loaded)
+onnx        whether its forward runs on onnxruntime (the light install); the others need torch
 """
 from __future__ import annotations
 
@@ -21,10 +23,21 @@ class Method:
     kind: str
     description: str
     cam: Optional[str] = None        # CAM method read at inference
+    refinement: Optional[str] = None # the CAM refinement it applies (kind "refined")
     generator: bool = False          # needs the CycleGAN generator
     terrain: bool = False            # reads the DSM when one is given
     component: str = "classifier"    # tensors it needs in the model file
     trainer: Optional[str] = None    # `landslide-wsss train NAME`
+    scorer: str = "landslide_wsss.scorers.weak:WeakScorer"
+    onnx: bool = False               # forward-only, runs on onnxruntime
+
+    def scorer_class(self):
+        """The class that serves this method (its module is imported only now: torch stays out of
+        the light install unless a torch-only method is asked for)."""
+        import importlib
+
+        module, _, cls = self.scorer.partition(":")
+        return getattr(importlib.import_module(module), cls)
 
 
 _CAMS = {
@@ -40,20 +53,29 @@ _REFINEMENTS = {
 }
 
 
+SEGMENTATION = "landslide_wsss.scorers.student:SegmentationScorer"
+REFINED = "landslide_wsss.refinements:RefinedScorer"
+ONNX_CAMS = ("cam",)  # gradient-based CAMs need torch; Score-CAM's masked passes are not exported yet
+ONNX_REFINEMENTS = ("rcm-mam",)  # plain CAM on its own classifier; the others run torch code at inference
+
+
 def _build() -> Dict[str, Method]:
     out: Dict[str, Method] = {}
     out["student"] = Method("student", "student", "segmentation student trained on CAM pseudo-masks + self-training "
-                            "(one pass per tile, at its working GSD)", component="student", trainer="default")
+                            "(one pass per tile, at its working GSD)", component="student", trainer="default",
+                            scorer=SEGMENTATION, onnx=True)
     out["unet"] = Method("unet", "supervised", "supervised yardstick: the student's network trained on true masks",
-                         component="unet", trainer="unet")
+                         component="unet", trainer="unet", scorer=SEGMENTATION, onnx=True)
     for cam, text in _CAMS.items():
-        out[cam] = Method(cam, "weak", text, cam=cam, trainer="classifier")
+        out[cam] = Method(cam, "weak", text, cam=cam, trainer="classifier", onnx=cam in ONNX_CAMS)
         out[f"{cam}-cyclegan"] = Method(f"{cam}-cyclegan", "weak", f"{text}, gating the CycleGAN difference",
-                                        cam=cam, generator=True, trainer="cyclegan")
+                                        cam=cam, generator=True, trainer="cyclegan", onnx=cam in ONNX_CAMS)
     for ref, (cam, terrain, comp, text) in _REFINEMENTS.items():
-        out[ref] = Method(ref, "refined", text, cam=cam, terrain=terrain, component=comp, trainer=ref)
+        out[ref] = Method(ref, "refined", text, cam=cam, refinement=ref, terrain=terrain, component=comp, trainer=ref,
+                          scorer=REFINED, onnx=ref in ONNX_REFINEMENTS)
         out[f"{ref}-cyclegan"] = Method(f"{ref}-cyclegan", "refined", f"{text}, gating the CycleGAN difference",
-                                        cam=cam, generator=True, terrain=terrain, component=comp, trainer=ref)
+                                        cam=cam, refinement=ref, generator=True, terrain=terrain, component=comp,
+                                        trainer=ref, scorer=REFINED, onnx=ref in ONNX_REFINEMENTS)
     return out
 
 

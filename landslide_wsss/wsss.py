@@ -26,12 +26,10 @@ from pathlib import Path
 from typing import Optional
 
 from . import __version__
-from .devices import resolve_device
 from .errors import ModelError
-from .scorers.weak import DEFAULT_PARAMS, UNetScorer, WeakScorer  # noqa: F401 (re-exported for the trainers)
+from .scorers.weak import ARCHITECTURE, DEFAULT_PARAMS, _load_classifier, classifier_from_file  # noqa: F401 (re-exported; torch-free)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "default.safetensors"
-ARCHITECTURE = "wsss-classifier"
 
 def classifier_metadata(model, tile: int, training: dict, params: dict, validation: Optional[dict] = None,
                         gsd: Optional[float] = None) -> dict:
@@ -51,21 +49,6 @@ def classifier_metadata(model, tile: int, training: dict, params: dict, validati
         "training": training,
         "validation": validation or {},
     }
-
-
-def _load_classifier(tensors, meta, path):
-    from .checkpoint import check_state_dict
-    from .models.classifier import build_classifier
-
-    cfg = dict(meta.get("classifier") or {})
-    cfg.setdefault("in_bands", meta["in_bands"])
-    model = build_classifier(cfg)
-    sd = {k[len("classifier."):]: v.float() for k, v in tensors.items() if k.startswith("classifier.")}
-    if not sd:
-        raise ModelError(f"{path}: no classifier in this model file")
-    check_state_dict(model, sd, path)
-    model.load_state_dict(sd)
-    return model.eval()
 
 
 def _load_unet(tensors, meta, path):
@@ -107,52 +90,49 @@ def describe_methods(path=None) -> dict:
     return out
 
 
-def load_model(path=None, method: Optional[str] = None, device: str = "auto", params: Optional[dict] = None):
+def load_model(path=None, method: Optional[str] = None, device: str = "auto", params: Optional[dict] = None,
+               runtime: str = "auto"):
     """Load a ScoringModel from a model file (the embedded default model when path is None).
-    The method (default: the file's own `method_default`) is looked up in the registry."""
+    The method (default: the file's own `method_default`) is looked up in the registry, whose entry
+    names the scorer class that builds it; `runtime` picks the engine of the network forward
+    (runtime.choose: onnxruntime where the method and file allow it, else torch)."""
     from . import registry
-    from .checkpoint import load_checkpoint, read_metadata
+    from .checkpoint import read_metadata
+    from .runtime import choose
 
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file() and path == DEFAULT_MODEL:
         raise ModelError(f"{path}: the embedded default model is missing; train it with "
                          "`python -m landslide_wsss.training.default`")
-    device = resolve_device(device)
     meta = read_metadata(path)
-    if meta["architecture"] == "unet":  # a file of `landslide-wsss train unet`: the U-Net alone
+    if meta["architecture"] == "unet":  # a file of `landslide-wsss train unet`: the earlier U-Net alone
         if method not in (None, "unet"):
             raise ModelError(f"{path}: a U-Net model file runs only --method unet")
-        tensors, meta = load_checkpoint(path, prefixes=("unet",))
-        return UNetScorer(_load_unet(tensors, meta, path), meta, device=device)
+        return _earlier_unet(path, device)
     spec = registry.get(method or meta.get("method_default") or DEFAULT_PARAMS["method"])
-    if spec.kind in ("student", "supervised"):
-        tensors, meta = load_checkpoint(path, prefixes=(spec.component,))  # only what the method reads
-        comp = meta.get(spec.component) or {}
-        if spec.name == "unet" and comp.get("arch") == "unet":  # the earlier U-Net yardstick
-            return UNetScorer(_load_unet(tensors, meta, path), meta, device=device)
-        from .scorers.student import load_segmentation
-        scorer = load_segmentation(tensors, meta, path, spec.component, spec.name, device)
-        if scorer is None:
-            raise ModelError(f"{path}: method {spec.name!r} needs a {spec.component} network and this model file "
-                             f"has none (train one with `landslide-wsss train {spec.trainer}`)")
-        return scorer
-    if meta["architecture"] != ARCHITECTURE:
-        raise ModelError(f"{path}: architecture {meta['architecture']!r} is not a weakly supervised classifier model")
-    embedded = spec.component != "classifier" and meta.get(spec.component)
-    source = spec.component if embedded else "classifier"
-    tensors, meta = load_checkpoint(path, prefixes=(source, "generator") if spec.generator else (source,))
-    if embedded:  # a refinement carried inside the file: its own classifier under its component
-        tensors = {"classifier." + k[len(source) + 1:]: v for k, v in tensors.items() if k.startswith(source + ".")} | \
-                  {k: v for k, v in tensors.items() if k.startswith("generator.")}
-        meta = {**meta, **meta[source], "refinement": source}
-    classifier = _load_classifier(tensors, meta, path)
-    generator = None
-    if spec.generator and any(k.startswith("generator.") for k in tensors):
-        from .models.cyclegan import load_generator
-        generator = load_generator(tensors, meta)
-    from .refinements import scorer_class  # terrain-crop, rcm-mam, adversarial-erasing (+ -cyclegan)
-    cls = scorer_class(spec.name, WeakScorer)
-    return cls(classifier, meta, method=spec.name, generator=generator, device=device, params=params)
+    if spec.name == "unet" and (meta.get("unet") or {}).get("arch") == "unet":
+        return _earlier_unet(path, device)
+    engine = choose(runtime, spec, meta)
+    return spec.scorer_class().from_file(path, meta, spec, device=_device(device, engine), runtime=engine,
+                                         params=params)
+
+
+def _device(device: str, engine: str) -> str:
+    if engine == "torch":
+        from .devices import resolve_device
+        return resolve_device(device)
+    from .runtime import providers
+    providers(device)  # a clean error for a device this onnxruntime cannot use
+    return device or "auto"
+
+
+def _earlier_unet(path, device):
+    from .checkpoint import load_checkpoint
+    from .devices import resolve_device
+    from .scorers.weak import UNetScorer
+
+    tensors, meta = load_checkpoint(path, prefixes=("unet",))
+    return UNetScorer(_load_unet(tensors, meta, path), meta, device=resolve_device(device))
 
 
 def embed_refinement(model_path, refined_path, name: str) -> None:

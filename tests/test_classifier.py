@@ -122,13 +122,11 @@ def test_model_file_roundtrip(tmp_path):
     meta = classifier_metadata(m, tile=32, training={}, params=dict(DEFAULT_PARAMS))
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, {f"classifier.{k}": v for k, v in m.state_dict().items()}, meta)
-    scorer = load_model(path, method="cam", device="cpu")
+    scorer = load_model(path, method="cam", device="cpu", params={"bf16": False})
     x = np.random.default_rng(0).uniform(0, 255, (2, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
         ref = torch.sigmoid(m(m.normalize(torch.from_numpy(x)))).numpy()
-    scorer.params["bf16"] = False
-    scorer.bf16 = False
-    p = scorer.probabilities(scorer.classifier.normalize(torch.from_numpy(x))).numpy()
+    p = scorer.networks.probabilities(x, batch=2)
     assert np.allclose(p, ref, atol=1e-5)
     assert scorer.in_bands == 3 and scorer.tile_size == 32 and scorer.map_names == ("cam",)
 

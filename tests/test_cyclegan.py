@@ -226,11 +226,11 @@ def test_weak_scorer_difference_uses_the_stored_mode(tmp_path):
     tensors.update({f"classifier.{k}": v for k, v in clf.state_dict().items()})
     save_checkpoint(model, tensors, meta)
     scorer = load_model(model, method="cam-cyclegan", device="cpu")
-    assert scorer.generator.difference_mode == "brighter"
+    assert scorer.networks.difference_mode == "brighter"
     tiles = np.random.default_rng(0).uniform(0, 255, (2, 3, 32, 32)).astype(np.float32)
     diff = scorer.predict_tiles(tiles, np.ones((2, 32, 32), bool))["diff"]
     spec = normalize_spectral(torch.from_numpy(tiles))
-    g = translate(scorer.generator, spec)
+    g = translate(scorer.networks.generator, spec)
     np.testing.assert_allclose(diff, difference_map(spec, g, mode="brighter"), atol=1e-6)
 
 

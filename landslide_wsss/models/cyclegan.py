@@ -140,13 +140,7 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> nn.Module:
 # normalization
 
 
-def normalize_spectral(x, scale: float = 255.0):
-    """Map raw spectral values in [0, scale] to [-1, 1] (x / 127.5 - 1 for uint8). numpy or torch."""
-    return x * (2.0 / scale) - 1.0
-
-
-def denormalize_spectral(x, scale: float = 255.0):
-    return (x + 1.0) * (scale / 2.0)
+from ..fusion import denormalize_spectral, normalize_spectral  # noqa: E402,F401 (numpy; the light runtime uses them too)
 
 
 # ----------------------------------------------------------------------------------------------

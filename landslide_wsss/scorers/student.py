@@ -8,10 +8,9 @@ back to the scene's grid.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..errors import ModelError
@@ -30,16 +29,56 @@ def mirror_fill(tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.pad(tile[:, :h, :w], ((0, 0), (0, th - h), (0, tw - w)), mode="symmetric")
 
 
+def pad_to_stride(x: np.ndarray, stride: int) -> np.ndarray:
+    """(N, C, H, W) padded at the bottom / right to multiples of `stride`, as the network does it
+    in torch (reflect, or edge where the side is too short to reflect)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if not (ph or pw):
+        return x
+    mode = "reflect" if h > ph and w > pw else "edge"
+    return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+
+
+def torch_forward(net, device: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw tiles -> probability with the torch network (bf16 autocast + channels_last on CPU)."""
+    import torch
+
+    dev = torch.device(device)
+    net = net.to(dev).eval()
+    bf16 = dev.type == "cpu"
+    if bf16:
+        net = net.to(memory_format=torch.channels_last)
+
+    def forward(tiles: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(dev)
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            xn = net.normalize(x).contiguous(memory_format=torch.channels_last)
+            return torch.sigmoid(net(xn).float())[:, 0].cpu().numpy()
+
+    forward.net = net  # training code reaches the network through the scorer
+    return forward
+
+
+def onnx_forward(network, stride: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw tiles -> probability with the stored ONNX graph (sides padded to the stride and cropped)."""
+
+    def forward(tiles: np.ndarray) -> np.ndarray:
+        h, w = tiles.shape[-2:]
+        return network(tiles=pad_to_stride(tiles, stride))["prob"][:, :h, :w]
+
+    return forward
+
+
 class SegmentationScorer:
     uses_terrain = False
     map_names = ("prob",)
     chunk = 2  # tiles per network pass
 
-    def __init__(self, net, component: dict, name: str, version: str, device: str = "cpu"):
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        if self.device.type == "cpu":
-            self.net = self.net.to(memory_format=torch.channels_last)
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], component: dict, name: str, version: str,
+                 runtime: str = "torch"):
+        self.forward = forward
+        self.runtime = runtime
         self.name = name
         self.version = version
         self.meta = component
@@ -49,21 +88,42 @@ class SegmentationScorer:
         self.gsd = float(component["gsd"]) if component.get("gsd") else None
         self.threshold = float(component.get("threshold", 0.5))
         self.gate_high = component.get("gate_high")  # None: no hysteresis gate
-        self.bf16 = self.device.type == "cpu"
+
+    @property
+    def net(self):
+        """The torch network (torch runtime only; the trainers read it)."""
+        return self.forward.net
+
+    @classmethod
+    def from_file(cls, path, meta: dict, spec, device: str = "cpu", runtime: str = "torch", params=None):
+        """The `spec.component` network of a model file, on `runtime`."""
+        if params:
+            raise ModelError(f"method {spec.name!r} takes no CAM parameters")
+        comp = meta.get(spec.component)
+        if not comp or not comp.get("config"):
+            raise ModelError(f"{path}: method {spec.name!r} needs a {spec.component} network and this model file "
+                             f"has none (train one with `landslide-wsss train {spec.trainer}`)")
+        version = str(meta.get("version", __version__))
+        if runtime == "onnx":
+            from ..runtime import load_network
+
+            info = meta["onnx"][spec.component]["prob"]
+            net = load_network(path, meta, spec.component, "prob", device=device)
+            return cls(onnx_forward(net, int(info.get("stride", 16))), comp, spec.name, version, runtime)
+        from ..checkpoint import load_checkpoint
+
+        tensors, meta = load_checkpoint(path, prefixes=(spec.component,))  # only what the method reads
+        return load_segmentation(tensors, meta, path, spec.component, spec.name, device)
 
     def predict_tiles(self, tiles, valid, terrain=None):
         tiles = np.asarray(tiles, np.float32)
         if tiles.ndim != 4 or tiles.shape[1] < self.in_bands:
             raise ModelError(f"model expects {self.in_bands} band(s), got tiles of shape {tiles.shape}")
         valid = np.asarray(valid, bool)
-        tiles = np.stack([mirror_fill(t[: self.in_bands], v) for t, v in zip(tiles, valid)])
-        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
-        out = []
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            for i in range(0, len(x), self.chunk):
-                xn = self.net.normalize(x[i:i + self.chunk]).contiguous(memory_format=torch.channels_last)
-                out.append(torch.sigmoid(self.net(xn).float())[:, 0].cpu())
-        prob = torch.cat(out).numpy() if out else np.zeros((0,) + tiles.shape[2:], np.float32)
+        tiles = np.stack([mirror_fill(t[: self.in_bands], v) for t, v in zip(tiles, valid)]) if len(tiles) else \
+            tiles[:, : self.in_bands]
+        out = [self.forward(tiles[i:i + self.chunk]) for i in range(0, len(tiles), self.chunk)]
+        prob = np.concatenate(out) if out else np.zeros((0,) + tiles.shape[2:], np.float32)
         return {"prob": (prob * valid).astype(np.float32)}
 
     def fuse(self, maps, stats):
@@ -76,7 +136,7 @@ class SegmentationScorer:
 
 
 def load_segmentation(tensors, meta, path, prefix: str, name: str, device: str = "cpu") -> Optional[SegmentationScorer]:
-    """The `prefix` component of a model file as a scorer, or None when the file has none."""
+    """The `prefix` component of a model file as a torch scorer, or None when the file has none."""
     from ..checkpoint import check_state_dict
     from ..models.student import build_student
 
@@ -87,4 +147,4 @@ def load_segmentation(tensors, meta, path, prefix: str, name: str, device: str =
     sd = {k[len(prefix) + 1:]: v.float() for k, v in tensors.items() if k.startswith(prefix + ".")}
     check_state_dict(net, sd, path)
     net.load_state_dict(sd)
-    return SegmentationScorer(net, comp, name, str(meta.get("version", __version__)), device=device)
+    return SegmentationScorer(torch_forward(net, device), comp, name, str(meta.get("version", __version__)))

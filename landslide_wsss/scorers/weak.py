@@ -8,16 +8,45 @@ import copy
 from typing import Dict, Mapping, Optional
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..errors import ModelError
-from ..registry import CAM_METHODS
+from ..registry import CAM_METHODS, METHODS
 from ..morphology import clean_mask
 from ..params import CamParams, defaults, from_mapping
 from ..scoring import SceneStats
 
 DEFAULT_PARAMS = defaults()  # params.CamParams: the typed fields, their defaults and checks
+ARCHITECTURE = "wsss-classifier"  # metadata `architecture` of a weakly supervised model file
+
+
+def classifier_from_file(path, meta: dict, component: str = "classifier"):
+    """The torch classifier stored under `component` (the file's own, or a refinement's carried
+    inside it) and the metadata it runs with (the refinement's settings over the file's)."""
+    from ..checkpoint import load_checkpoint
+
+    tensors, _ = load_checkpoint(path, prefixes=(component,))
+    if component != "classifier":
+        tensors = {"classifier." + k[len(component) + 1:]: v for k, v in tensors.items()}
+        meta = {**meta, **meta[component], "refinement": component}
+    return _load_classifier(tensors, meta, path), meta
+
+
+def _load_classifier(tensors, meta, path):
+    from ..checkpoint import check_state_dict
+    from ..models.classifier import build_classifier
+
+    cfg = dict(meta.get("classifier") or {})
+    cfg.setdefault("in_bands", meta["in_bands"])
+    model = build_classifier(cfg)
+    sd = {k[len("classifier."):]: v.float() for k, v in tensors.items() if k.startswith("classifier.")}
+    if not sd:
+        raise ModelError(f"{path}: no classifier in this model file")
+    check_state_dict(model, sd, path)
+    model.load_state_dict(sd)
+    return model.eval()
+
+
 
 
 def cam_reference(stats: SceneStats, params: Mapping, key: str = "cam") -> float:
@@ -33,15 +62,93 @@ def cam_reference(stats: SceneStats, params: Mapping, key: str = "cam") -> float
     return float(max(r, float(params.get("abs_floor", 0.0)), 1e-12))
 
 
+class TorchNetworks:
+    """The weak scorer's three forwards on torch: gate probabilities, CAM maps, G(x)."""
+
+    runtime = "torch"
+
+    def __init__(self, classifier, cam_method: str, options: dict, generator=None, device: str = "cpu",
+                 bf16: bool = True):
+        import torch
+
+        from ..cam import make_cam
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.classifier = classifier.to(self.device).eval()
+        self.generator = generator.to(self.device).eval() if generator is not None else None
+        self.bf16 = bf16 and self.device.type == "cpu"
+        self.cam = make_cam(cam_method, self.classifier, bf16=self.bf16, **options)
+        if self.device.type == "cpu":
+            self.classifier = self.classifier.to(memory_format=torch.channels_last)
+        self.difference_mode = getattr(generator, "difference_mode", "l2")
+
+    def normalized(self, tiles: np.ndarray):
+        x = self.torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        return self.classifier.normalize(x).contiguous(memory_format=self.torch.channels_last)
+
+    def probabilities(self, tiles: np.ndarray, batch: int) -> np.ndarray:
+        torch = self.torch
+        xn = self.normalized(tiles)
+        out = []
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            for i in range(0, len(xn), batch):
+                out.append(torch.sigmoid(self.classifier(xn[i:i + batch]).float()).cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+    def cam_maps(self, tiles: np.ndarray) -> np.ndarray:
+        return self.cam(self.normalized(tiles)).float().cpu().numpy()
+
+    def translate(self, spec: np.ndarray) -> np.ndarray:
+        from ..models.cyclegan import translate
+        return translate(self.generator, spec, autocast=None if self.bf16 else False)  # None: bf16 where fast
+
+
+class OnnxNetworks:
+    """The same three forwards from the model file's ONNX graphs (plain CAM only)."""
+
+    runtime = "onnx"
+
+    def __init__(self, path, meta: dict, component: str, cam_method: str, options: dict, generator: bool,
+                 device: str = "auto"):
+        from ..runtime import load_network
+
+        graphs = meta["onnx"][component]
+        cam = graphs.get("cam") or {}
+        if cam_method != "cam" or [float(s) for s in options.get("scales", [1.0])] != cam.get("scales") or \
+                bool(options.get("flip")) != cam.get("flip"):
+            raise ModelError(f"the ONNX graphs hold plain CAM at scales {cam.get('scales')} flip {cam.get('flip')}; "
+                             "other CAM settings run with --runtime torch")
+        self.tile_size = int(cam.get("tile_size", 0))
+        self.probs = load_network(path, meta, component, "probs", device)
+        self.cam = load_network(path, meta, component, "cam", device)
+        self.generator = load_network(path, meta, "generator", "translate", device) if generator else None
+        self.difference_mode = str((meta.get("generator") or {}).get("difference") or "l2")
+
+    def probabilities(self, tiles: np.ndarray, batch: int) -> np.ndarray:
+        out = [self.probs(tiles=tiles[i:i + batch])["probs"] for i in range(0, len(tiles), batch)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def cam_maps(self, tiles: np.ndarray) -> np.ndarray:
+        if tiles.shape[-1] != self.tile_size or tiles.shape[-2] != self.tile_size:
+            raise ModelError(f"the ONNX CAM graph takes {self.tile_size} px tiles; --tile {tiles.shape[-1]} "
+                             "runs with --runtime torch")
+        return self.cam(tiles=tiles)["cam"]
+
+    def translate(self, spec: np.ndarray) -> np.ndarray:
+        from .student import pad_to_stride
+        h, w = spec.shape[-2:]
+        return self.generator(x=pad_to_stride(spec, 4))["y"][..., :h, :w]
+
+
 class WeakScorer:
     """ScoringModel: classifier gate -> CAM (-> CycleGAN difference) -> per-scene fusion."""
 
     uses_terrain = False
 
     def __init__(self, classifier, meta: dict, method: Optional[str] = None, generator=None,
-                 device: str = "cpu", params: Optional[dict] = None):
-        from ..cam import make_cam
-
+                 device: str = "cpu", params: Optional[dict] = None, networks=None):
+        """`classifier` (+ `generator`): torch networks; or `networks`, the forwards on another runtime."""
         self.meta = meta
         self.params = copy.deepcopy(DEFAULT_PARAMS)
         self.params.update(copy.deepcopy(meta.get("params") or {}))
@@ -52,12 +159,13 @@ class WeakScorer:
         except (ValueError, TypeError) as exc:
             raise ModelError(f"model parameters: {exc}") from None
         method = method or meta.get("method_default") or self.params["method"]
-        base = method[:-len("-cyclegan")] if method.endswith("-cyclegan") else method
-        if base not in CAM_METHODS:
+        spec = METHODS.get(method)
+        if spec is None or spec.kind != "weak":
             raise ModelError(f"method {method!r} is not a CAM method of this model ({', '.join(CAM_METHODS)})")
+        base = spec.cam
         self._apply_tuned((self.params.get("per_method") or {}).get(base), base)
-        self.cyclegan = method.endswith("-cyclegan")
-        if self.cyclegan and generator is None:
+        self.cyclegan = spec.generator
+        if self.cyclegan and generator is None and (networks is None or networks.generator is None):
             raise ModelError(f"method {method!r} needs a CycleGAN generator, and this model file has none")
         self.name = method
         self.base_method = base
@@ -66,17 +174,57 @@ class WeakScorer:
         self.tile_size = int(meta.get("tile_size", 128))
         self.gsd = float(meta["gsd"]) if meta.get("gsd") else None  # working GSD (m); None: the scene's own
         self.map_names = ("cam", "diff") if self.cyclegan else ("cam",)
-        self.device = torch.device(device)
-        self.classifier = classifier.to(self.device).eval()
-        self.generator = generator.to(self.device).eval() if generator is not None else None
-        self.bf16 = bool(self.params.get("bf16", True)) and self.device.type == "cpu"
+        self.networks = networks or TorchNetworks(classifier, base, self.cam_options(base, meta), generator,
+                                                   device, bool(self.params.get("bf16", True)))
+        self.runtime = self.networks.runtime
+
+    def cam_options(self, base: str, meta: dict) -> dict:
         opts = dict(scales=self.params.get("scales", [1.0]), flip=bool(self.params.get("flip", False)),
-                    bf16=self.bf16, target_layer=meta.get("cam_layer", "layer4"))
+                    target_layer=meta.get("cam_layer", "layer4"))
         if base == "scorecam":
             opts.update({k: v for k, v in (self.params.get("scorecam") or {}).items() if v is not None})
-        self.cam = make_cam(base, self.classifier, **opts)
-        if self.device.type == "cpu":
-            self.classifier = self.classifier.to(memory_format=torch.channels_last)
+        return opts
+
+    # the torch networks, for the refinements and the trainers
+    @property
+    def classifier(self):
+        return self.networks.classifier
+
+    @property
+    def cam(self):
+        return self.networks.cam
+
+    @property
+    def device(self):
+        return self.networks.device
+
+    @property
+    def bf16(self):
+        return self.networks.bf16
+
+    @classmethod
+    def from_file(cls, path, meta: dict, spec, device: str = "cpu", runtime: str = "torch", params=None):
+        """The scorer of registry method `spec` from a model file, its forwards on `runtime`."""
+        if meta["architecture"] != ARCHITECTURE:
+            raise ModelError(f"{path}: architecture {meta['architecture']!r} is not a weakly supervised classifier model")
+        embedded = spec.component != "classifier" and meta.get(spec.component)
+        source = spec.component if embedded else "classifier"
+        smeta = {**meta, **meta[source], "refinement": source} if embedded else meta
+        if runtime == "onnx":
+            probe = cls.__new__(cls)  # the merged, typed settings decide which CAM graph is needed
+            probe.params = {**copy.deepcopy(DEFAULT_PARAMS), **(smeta.get("params") or {}), **(params or {})}
+            cam_method = smeta.get("refinement_cam") or spec.cam
+            networks = OnnxNetworks(path, meta, source, cam_method, probe.cam_options(cam_method, smeta),
+                                    spec.generator, device)
+            return cls(None, smeta, method=spec.name, device=device, params=params, networks=networks)
+        classifier, smeta = classifier_from_file(path, meta, source)
+        generator = None
+        if spec.generator and meta.get("generator"):
+            from ..checkpoint import load_checkpoint
+            from ..models.cyclegan import load_generator
+            tensors, _ = load_checkpoint(path, prefixes=("generator",))
+            generator = load_generator(tensors, meta)
+        return cls(classifier, smeta, method=spec.name, generator=generator, device=device, params=params)
 
     def _apply_tuned(self, per: Optional[dict], base: str) -> None:
         """Tuned normalization / threshold of one method (training/tune.py)."""
@@ -98,39 +246,26 @@ class WeakScorer:
         return True
 
     # -- scoring
-    @torch.no_grad()
-    def probabilities(self, x_norm: torch.Tensor) -> torch.Tensor:
-        out = []
-        bs = int(self.params.get("batch_size", 32))
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            for i in range(0, len(x_norm), bs):
-                out.append(torch.sigmoid(self.classifier(x_norm[i:i + bs]).float()))
-        return torch.cat(out) if out else torch.zeros(0)
-
     def predict_tiles(self, tiles: np.ndarray, valid: np.ndarray, terrain: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
         tiles = np.asarray(tiles, np.float32)
         if tiles.ndim != 4 or tiles.shape[1] < self.in_bands:
             raise ModelError(f"model expects {self.in_bands} band(s), got tiles of shape {tiles.shape}")
-        tiles = tiles[:, : self.in_bands]
+        tiles = np.ascontiguousarray(tiles[:, : self.in_bands])
         n, _, h, w = tiles.shape
         valid = np.asarray(valid, bool)
-        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
-        xn = self.classifier.normalize(x).contiguous(memory_format=torch.channels_last)
-        probs = self.probabilities(xn).cpu()
-        self.last_probs = probs.numpy()
-        keep = torch.nonzero(probs >= float(self.params.get("gate", 0.5))).flatten()
+        bs = int(self.params.get("batch_size", 32))
+        probs = self.networks.probabilities(tiles, bs)
+        self.last_probs = probs
+        keep = np.flatnonzero(probs >= float(self.params.get("gate", 0.5)))
         cam = np.zeros((n, h, w), np.float32)
         diff = np.zeros((n, h, w), np.float32) if self.cyclegan else None
-        bs = int(self.params.get("batch_size", 32))
         for i in range(0, len(keep), bs):
             idx = keep[i:i + bs]
-            cam[idx.numpy()] = self.cam(xn[idx]).float().cpu().numpy()
+            cam[idx] = self.networks.cam_maps(tiles[idx])
             if self.cyclegan:
-                from ..fusion import difference_map
-                from ..models.cyclegan import normalize_spectral, translate
-                spec = normalize_spectral(x[idx])
-                g = translate(self.generator, spec)
-                diff[idx.numpy()] = difference_map(spec, g, mode=self.generator.difference_mode)
+                from ..fusion import difference_map, normalize_spectral
+                spec = normalize_spectral(tiles[idx])
+                diff[idx] = difference_map(spec, self.networks.translate(spec), mode=self.networks.difference_mode)
         cam *= valid
         out = {"cam": cam}
         if self.cyclegan:
@@ -168,8 +303,11 @@ class UNetScorer:
 
     uses_terrain = False
     map_names = ("prob",)
+    runtime = "torch"
 
     def __init__(self, net, meta: dict, device: str = "cpu"):
+        import torch
+
         self.net = net.to(device).eval()
         self.meta = meta
         self.name = "unet"
@@ -182,6 +320,8 @@ class UNetScorer:
         self.bf16 = self.device.type == "cpu"
 
     def predict_tiles(self, tiles, valid, terrain=None):
+        import torch
+
         tiles = np.asarray(tiles, np.float32)[:, : self.in_bands]
         x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
         out = []

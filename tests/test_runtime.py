@@ -1,0 +1,142 @@
+"""The light runtime: the network forward on onnxruntime from the graphs a model file carries, the
+same maps and polygons as torch, detection without torch, and the Deepness export."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from landslide_wsss.errors import ModelError
+from landslide_wsss.wsss import DEFAULT_MODEL, load_model
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def sample_tiles(tmp_path_factory):
+    """Tiles of the generated sample scene (real texture, landslide-like scars)."""
+    import rasterio
+
+    from landslide_wsss.sample import make_sample_scene
+    path, _ = make_sample_scene(tmp_path_factory.mktemp("sample") / "s.tif")
+    with rasterio.open(path) as src:
+        img = src.read().astype(np.float32)
+    return img
+
+
+def _crops(img, size, n=2):
+    h, w = img.shape[1:]
+    rows = np.linspace(0, h - size, n).astype(int)
+    return np.stack([img[:, r:r + size, (w - size) // 2:(w - size) // 2 + size] for r in rows])
+
+
+@pytest.mark.parametrize("method", ["student", "unet"])
+def test_segmentation_maps_equal_torch_fp32(method, sample_tiles):
+    onnx = load_model(method=method, device="cpu", runtime="onnx")
+    ref = load_model(method=method, device="cpu", runtime="torch")
+    assert (onnx.runtime, ref.runtime) == ("onnx", "torch")
+    x = _crops(sample_tiles, onnx.tile_size)
+    got = onnx.predict_tiles(x, np.ones((len(x),) + x.shape[2:], bool))["prob"]
+    net = ref.net.float()
+    with torch.no_grad():
+        want = torch.sigmoid(net(net.normalize(torch.from_numpy(x)))).numpy()[:, 0]
+    assert want.max() > 0.05  # the comparison sees real activations, not a dark map
+    np.testing.assert_allclose(got, want, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["cam", "cam-cyclegan", "rcm-mam"])
+def test_weak_maps_equal_torch_fp32(method, sample_tiles):
+    params = {"gate": 0.0, "bf16": False}  # every tile through the CAM, torch in fp32
+    onnx = load_model(method=method, device="cpu", runtime="onnx", params=params)
+    ref = load_model(method=method, device="cpu", runtime="torch", params=params)
+    x = _crops(sample_tiles, onnx.tile_size, n=3)
+    valid = np.ones((len(x),) + x.shape[2:], bool)
+    got, want = onnx.predict_tiles(x, valid), ref.predict_tiles(x, valid)
+    np.testing.assert_allclose(onnx.last_probs, ref.last_probs, atol=1e-3)
+    for name in want:
+        assert want[name].max() > 0
+        np.testing.assert_allclose(got[name], want[name], atol=1e-3 * max(1.0, float(want[name].max())))
+
+
+def _polygons(path):
+    import geopandas as gpd
+    return gpd.read_file(path)
+
+
+def test_same_polygons_on_the_sample_scene_and_no_torch_needed(tmp_path):
+    """`detect` with torch made unimportable writes the polygons the torch runtime writes."""
+    from landslide_wsss.sample import make_sample_scene
+    scene, _ = make_sample_scene(tmp_path / "s.tif")
+    block = "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; " \
+            "from landslide_wsss.cli import main; sys.exit(main(sys.argv[1:]))"
+    light = subprocess.run([sys.executable, "-c", block, "detect", str(scene), "-o", str(tmp_path / "onnx.gpkg"),
+                            "--quiet"], capture_output=True, text=True)
+    assert light.returncode == 0, light.stderr
+    heavy = subprocess.run([sys.executable, "-m", "landslide_wsss.cli", "detect", str(scene), "-o",
+                            str(tmp_path / "torch.gpkg"), "--quiet", "--runtime", "torch"], capture_output=True, text=True)
+    assert heavy.returncode == 0, heavy.stderr
+    a, b = _polygons(tmp_path / "onnx.gpkg"), _polygons(tmp_path / "torch.gpkg")
+    assert len(a) > 0 and len(a) == len(b)
+    ua, ub = a.union_all(), b.union_all()
+    # torch runs bf16 autocast on the CPU, onnxruntime fp32: outlines may move by a pixel
+    assert ua.intersection(ub).area / ua.union(ub).area > 0.98
+    # a method that needs gradients says which extra to install
+    grad = subprocess.run([sys.executable, "-c", block, "detect", str(scene), "-o", str(tmp_path / "g.gpkg"),
+                           "--method", "gradcam"], capture_output=True, text=True)
+    assert grad.returncode == 2
+    assert grad.stderr.startswith("error:") and "landslide_wsss[train]" in grad.stderr
+    assert not (tmp_path / "g.gpkg").exists()
+
+
+def test_runtime_onnx_refused_where_it_cannot_run(tmp_path):
+    with pytest.raises(ModelError, match="runs only on torch"):
+        load_model(method="gradcam", runtime="onnx")
+    # a file without graphs (a component retrained after export loses its graphs)
+    import shutil
+
+    from landslide_wsss.checkpoint import load_checkpoint, read_metadata, update_model_file
+    copy = tmp_path / "m.safetensors"
+    shutil.copy(DEFAULT_MODEL, copy)
+    tensors, _ = load_checkpoint(copy, prefixes=("student",), raw=True)
+    update_model_file(copy, tensors)
+    assert "student" not in read_metadata(copy)["onnx"] and "unet" in read_metadata(copy)["onnx"]
+    with pytest.raises(ModelError, match="no ONNX graphs"):
+        load_model(copy, method="student", runtime="onnx")
+    assert load_model(copy, method="student", runtime="auto").runtime == "torch"
+    with pytest.raises(Exception, match="--runtime"):
+        load_model(copy, method="student", runtime="tensorrt")
+
+
+def test_deepness_export(tmp_path, sample_tiles):
+    """`export onnx` writes one model in Deepness's form: 0-1 input, class probabilities out, its
+    metadata keys JSON-encoded; the landslide channel is the student's probability."""
+    import onnx
+    import onnxruntime as ort
+
+    out = tmp_path / "student.onnx"
+    run = subprocess.run([sys.executable, "-m", "landslide_wsss.cli", "export", "onnx", "-o", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    model = onnx.load(str(out))
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert props["model_type"] == "Segmentor"
+    assert props["class_names"] == {"0": "background", "1": "landslide"}
+    meta = load_model(method="student", runtime="onnx")
+    assert props["resolution"] == pytest.approx(meta.gsd * 100)
+    assert props["tile_size"] == meta.tile_size and 0 <= props["tiles_overlap"] < 100
+    assert props["seg_thresh"] == pytest.approx(meta.threshold)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.shape[1:] == [3, meta.tile_size, meta.tile_size] and inp.type == "tensor(float)"
+    x = _crops(sample_tiles, meta.tile_size, n=1)
+    probs = sess.run(None, {inp.name: x / 255.0})[0]
+    assert probs.shape == (1, 2, meta.tile_size, meta.tile_size)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs[:, 1], meta.predict_tiles(x, np.ones((1,) + x.shape[2:], bool))["prob"], atol=1e-3)
+    again = subprocess.run([sys.executable, "-m", "landslide_wsss.cli", "export", "onnx", "-o", str(out)],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.startswith("error:")
