@@ -264,3 +264,19 @@ def test_fresh_profile_installs_its_environment_and_detects(detector_python, tmp
     assert os.path.isfile(job["output"])
     bad = [m for m in result["log"] if m["level"] == 2 and (PLUGIN_NAME in m["message"] or "Traceback" in m["message"])]
     assert not bad, bad
+
+
+def test_dialog_cancel_stops_the_install(plugin, portable_plugin, qgis_iface, raster_layer, monkeypatch):
+    monkeypatch.delenv("LANDSLIDE_WSSS_PYTHON", raising=False)
+    managed = os.path.join(QgsApplication.qgisSettingsDirPath(), "landslide_wsss", "venv")
+    shutil.rmtree(managed, ignore_errors=True)
+    dlg = open_dialog(plugin, qgis_iface, raster_layer)
+    dlg.install_button.click()
+    task = dlg.install_task
+    assert wait_for(lambda: os.path.isdir(managed) or task.done, 60)  # `python -m venv` is at work
+    dlg.install_cancel.click()
+    assert wait_for(lambda: task.done, 60)
+    process_events(0.1)
+    assert task.result is None and dlg.error_label.text() == "installation cancelled; nothing was left behind"
+    assert not os.path.exists(managed)
+    assert dlg.install_button.isVisibleTo(dlg) and not dlg.install_cancel.isVisibleTo(dlg)
