@@ -27,7 +27,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import settings as saved
-from .environment import ENV_VAR, carried_wheel, install_hint, interpreter, managed_env
+from .environment import ENV_VAR, carried_wheel, install_hint, interpreter, managed_env, read_marker
 from .install_task import running_install, start_install
 from .installer import InstallError, NoNetwork, install_status
 from .layers import SourceError, default_bands, default_output, raster_source_path
@@ -157,7 +157,7 @@ class DetectDialog(QDialog):
         self.install_label.setWordWrap(True)
         self.install_button = QPushButton("Install environment", row)
         self.install_button.setObjectName("landslide_wsss_install")
-        self.install_button.clicked.connect(self.start_install)
+        self.install_button.clicked.connect(self.begin_install)
         self.install_progress = QProgressBar(row)
         self.install_progress.setObjectName("landslide_wsss_install_progress")
         self.install_progress.setRange(0, 100)
@@ -198,8 +198,9 @@ class DetectDialog(QDialog):
                                        "package to install. " + install_hint(found=True))
         elif python == managed and status == "outdated":
             self.install_button.setText("Update environment")
-            self.install_label.setText(f"The plugin's environment was made for an older landslide_wsss; "
-                                       f"update it to {wheel.name}.")
+            made_from = read_marker(managed_env(profile)).get("wheel", "another package")
+            self.install_label.setText(f"The plugin's environment holds {made_from}; this plugin carries "
+                                       f"{wheel.name}. Update the environment to it.")
         else:
             self.install_button.setText("Install environment")
             self.install_label.setText(
@@ -207,7 +208,7 @@ class DetectDialog(QDialog):
                 "landslide_wsss and its requirements from the Python package index (a few hundred MB, a few "
                 f"minutes), in {managed_env(profile)}. Or give the Python interpreter of your own above.")
 
-    def start_install(self) -> None:
+    def begin_install(self) -> None:
         try:
             task = start_install(saved.profile_dir(), carried_wheel())
         except InstallError as exc:

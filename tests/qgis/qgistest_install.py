@@ -280,3 +280,24 @@ def test_dialog_cancel_stops_the_install(plugin, portable_plugin, qgis_iface, ra
     assert task.result is None and dlg.error_label.text() == "installation cancelled; nothing was left behind"
     assert not os.path.exists(managed)
     assert dlg.install_button.isVisibleTo(dlg) and not dlg.install_cancel.isVisibleTo(dlg)
+
+
+def test_dialog_offers_update_when_the_plugin_carries_another_wheel(plugin, portable_plugin, qgis_iface,
+                                                                    raster_layer, monkeypatch):
+    import landslide_wsss_plugin.environment as env
+
+    monkeypatch.delenv("LANDSLIDE_WSSS_PYTHON", raising=False)
+    venv = env.managed_env(QgsApplication.qgisSettingsDirPath())
+    shutil.rmtree(venv, ignore_errors=True)
+    try:
+        make_venv(venv)
+        (venv / env.MARKER).write_text(json.dumps({"wheel": "landslide_wsss-0.0.1-py3-none-any.whl"}))
+        dlg = open_dialog(plugin, qgis_iface, raster_layer)
+        assert dlg.python_path() == str(env.interpreter(venv))  # the old environment is still used
+        assert dlg.install_row.isVisibleTo(dlg) and dlg.install_button.text() == "Update environment"
+        assert "landslide_wsss-0.0.1-py3-none-any.whl" in dlg.install_label.text()
+        assert env.carried_wheel().name in dlg.install_label.text()
+        assert dlg.buttons.button(dlg.buttons.Ok).isEnabled()
+        dlg.reject()
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
