@@ -205,7 +205,7 @@ class DetectDialog(QDialog):
             self.install_button.setText("Install environment")
             self.install_label.setText(
                 "No landslide_wsss environment is set up yet. Install one: a Python environment with "
-                "landslide_wsss and its requirements from the Python package index (a few hundred MB, a few "
+                "landslide_wsss and its requirements from the Python package index (several hundred MB, a few "
                 f"minutes), in {managed_env(profile)}. Or give the Python interpreter of your own above.")
 
     def begin_install(self) -> None:
