@@ -355,6 +355,21 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _add_model_card(sub) -> None:
+    p = sub.add_parser("model-card", help="write MODEL_CARD.md from a model file's metadata")
+    p.add_argument("--model", help="model file (default: the embedded model)")
+    p.add_argument("-o", "--output", default="MODEL_CARD.md", help="output markdown (default MODEL_CARD.md)")
+    p.set_defaults(func=_cmd_model_card)
+
+
+def _cmd_model_card(args) -> int:
+    from .model_card import write
+    from .wsss import DEFAULT_MODEL
+
+    print(write(args.model or DEFAULT_MODEL, args.output))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="landslide-wsss", description="Weakly supervised landslide mapping for GeoTIFF scenes.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -368,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_methods(sub)
     _add_labels(sub)
     _add_export(sub)
+    _add_model_card(sub)
     return parser
 
 
