@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-core test-qgis setup-qgis bench bench-quick plugin-zip train-default evaluate clean
+.PHONY: setup demo test test-core test-qgis setup-qgis bench bench-quick plugin-zip dist train-default evaluate clean
 
 setup: $(STAMP)
 
@@ -34,17 +34,28 @@ clean:
 # setup-qgis: Debian's QGIS 3.22 via apt (if missing) + .venv-qgis (/usr/bin/python3, system site packages,
 #             pytest-qgis 5.0.2, constraints-qgis.txt).
 # test-qgis:  the real-QGIS tests in tests/qgis (own pytest.ini; never collected by `make test`); they run
-#             the detector through the project's .venv. Skips (exit 0) where QGIS is not installed.
+#             the detector through the project's .venv, and the plugin's own install from `make dist`'s
+#             zip (requirements from the package index). Skips (exit 0) where QGIS is not installed.
 VENV_QGIS := .venv-qgis
 QGIS_SYS_PYTHON := /usr/bin/python3
 
 plugin-zip:
 	$(PYTHON) scripts/build_plugin_zip.py
 
+# dist: dist/landslide_wsss-VERSION-py3-none-any.whl (the embedded model files in landslide_wsss/weights/
+# included) and the plugin zip for other machines, carrying that wheel (the plugin installs its own
+# environment from it, the requirements from the package index) and no path to this checkout.
+# Needs only a Python with pip (setuptools comes from the package index); build/ goes first: setuptools
+# would copy files deleted since the last build into the wheel.
+dist:
+	rm -rf build dist/landslide_wsss-*.whl
+	$(PYTHON) -m pip wheel -q --no-deps -w dist .
+	$(PYTHON) scripts/build_plugin_zip.py --portable --wheel "$$(ls dist/landslide_wsss-*.whl)"
+
 setup-qgis:
 	scripts/install_qgis.sh
 
-test-qgis: setup
+test-qgis: setup dist
 	@if ! $(QGIS_SYS_PYTHON) -c "import qgis.core" >/dev/null 2>&1; then \
 		echo "test-qgis SKIPPED: QGIS is not installed here (make setup-qgis installs it)"; exit 0; fi; \
 	test -x $(VENV_QGIS)/bin/python || SKIP_APT=1 scripts/install_qgis.sh; \

@@ -19,15 +19,19 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from . import settings as saved
-from .environment import ENV_VAR, resolve_python
+from .environment import ENV_VAR, carried_wheel, install_hint, interpreter, managed_env, read_marker
+from .install_task import running_install, start_install
+from .installer import InstallError, NoNetwork, install_status
 from .layers import SourceError, default_bands, default_output, raster_source_path
-from .runner import DEVICES, RADIOMETRY, DetectParams, RunError, list_methods, normalize_bands
+from .runner import DEVICES, RADIOMETRY, Canceled, DetectParams, RunError, list_methods, normalize_bands
 
 DEFAULT_TEXT = "model default"
 
@@ -80,11 +84,12 @@ class DetectDialog(QDialog):
         self.overwrite = QCheckBox("Replace the output if it exists", self)
         self.overwrite.setChecked(s.overwrite)
         self.python = QgsFileWidget(self)
-        py, origin = resolve_python(s.python)
+        py, origin = saved.resolve(s.python)
         self.python.setFilePath(py or "")
-        self.python.lineEdit().setPlaceholderText(".../landslide_wsss/.venv/bin/python")
+        self.python.lineEdit().setPlaceholderText("empty: install the environment below")
         self.python.setToolTip(f"Python of the landslide_wsss environment (found via: {origin}). "
                                f"The environment variable {ENV_VAR} overrides the saved value.")
+        self.install_row = self._make_install_row()
 
         form = QFormLayout()
         form.addRow("Raster layer", self.layer_combo)
@@ -113,6 +118,7 @@ class DetectDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.install_row)  # (below the form: a wrapped label in a form row gets clipped)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
@@ -123,6 +129,11 @@ class DetectDialog(QDialog):
         self.refresh_methods()
         self.model.fileChanged.connect(self.refresh_methods)
         self.python.fileChanged.connect(self.refresh_methods)
+        self.python.fileChanged.connect(self.update_install_row)
+        self.install_task = None
+        if running_install() is not None:  # an install started from an earlier dialog
+            self._follow(running_install())
+        self.update_install_row()
 
     def refresh_methods(self, *_) -> None:
         """The method combo: "default (NAME)" first, then the model's other available methods."""
@@ -141,7 +152,112 @@ class DetectDialog(QDialog):
             if name != listing.default:
                 self.method.addItem(name, name)
         self.method.setCurrentIndex(max(0, self.method.findData(current or "")))
-        self.error_label.setText(f"Method list unavailable: {listing.error}" if listing.error else "")
+        # (no interpreter at all: the install row below says what to do)
+        self.error_label.setText(f"Method list unavailable: {listing.error}" if listing.error and python else "")
+
+    # -- the plugin's own environment -------------------------------------------------------
+    def _make_install_row(self) -> QWidget:
+        row = QWidget(self)
+        self.install_label = QLabel(row)
+        self.install_label.setObjectName("landslide_wsss_install_label")
+        self.install_label.setWordWrap(True)
+        self.install_button = QPushButton("Install environment", row)
+        self.install_button.setObjectName("landslide_wsss_install")
+        self.install_button.clicked.connect(self.begin_install)
+        self.install_progress = QProgressBar(row)
+        self.install_progress.setObjectName("landslide_wsss_install_progress")
+        self.install_progress.setRange(0, 100)
+        self.install_cancel = QPushButton("Cancel", row)
+        self.install_cancel.setObjectName("landslide_wsss_install_cancel")
+        self.install_cancel.clicked.connect(self.cancel_install)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.install_button)
+        buttons.addWidget(self.install_progress, 1)
+        buttons.addWidget(self.install_cancel)
+        layout = QVBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.install_label)
+        layout.addLayout(buttons)
+        return row
+
+    def update_install_row(self, *_) -> None:
+        """Offer the install when no interpreter is set or found, or when the plugin's own environment
+        was made from an older wheel than the one it carries now; show its progress while it runs."""
+        profile = saved.profile_dir()
+        wheel = carried_wheel()
+        status = install_status(profile, wheel)
+        python = self.python_path()
+        managed = str(interpreter(managed_env(profile)))
+        running = self.install_task is not None and not self.install_task.done
+        offer = running or not python or not os.path.isfile(python) or (python == managed and status == "outdated")
+        self.install_row.setVisible(offer)
+        self.install_progress.setVisible(running)
+        self.install_cancel.setVisible(running)
+        self.install_button.setVisible(not running)
+        self.install_button.setEnabled(wheel is not None)
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(not running)
+        if running or not offer:
+            return
+        if wheel is None:
+            self.install_label.setText("No landslide_wsss environment found, and this plugin build carries no "
+                                       "package to install. " + install_hint(found=True))
+        elif python == managed and status == "outdated":
+            self.install_button.setText("Update environment")
+            made_from = read_marker(managed_env(profile)).get("wheel", "another package")
+            self.install_label.setText(f"The plugin's environment holds {made_from}; this plugin carries "
+                                       f"{wheel.name}. Update the environment to it.")
+        else:
+            self.install_button.setText("Install environment")
+            self.install_label.setText(
+                "No landslide_wsss environment is set up yet. Install one: a Python environment with "
+                "landslide_wsss and its requirements from the Python package index (several hundred MB, a few "
+                f"minutes), in {managed_env(profile)}. Or give the Python interpreter of your own above.")
+
+    def begin_install(self) -> None:
+        try:
+            task = start_install(saved.profile_dir(), carried_wheel())
+        except InstallError as exc:
+            self.error_label.setText(str(exc))
+            return
+        self._follow(task)
+
+    def _follow(self, task) -> None:
+        self.install_task = task
+        task.progressChanged.connect(self._install_progress)
+        task.message.connect(self._install_message)
+        task.ended.connect(self._install_ended)
+        self.install_progress.setValue(int(task.progress()))
+        self.install_label.setText(task.last_message or "Installing the landslide_wsss environment…")
+        self.error_label.setText("")
+        self.update_install_row()
+
+    def cancel_install(self) -> None:
+        if self.install_task is not None and not self.install_task.done:
+            self.install_task.cancel()
+
+    def _install_progress(self, value: float) -> None:
+        self.install_progress.setValue(int(value))
+
+    def _install_message(self, text: str) -> None:
+        self.install_label.setText(text)
+
+    def _install_ended(self) -> None:
+        task = self.install_task
+        if task.result is not None:
+            self.python.setFilePath(task.result.python)  # (refreshes the method list)
+            self.update_install_row()
+            self.install_label.setText(f"Installed landslide_wsss {task.result.package_version} "
+                                       f"in {task.result.env}.")
+            self.install_row.setVisible(True)
+            self.install_button.setVisible(False)
+            return
+        self.update_install_row()
+        err = task.error
+        if isinstance(err, NoNetwork):
+            self.error_label.setText(f"No network: {err}")
+        else:
+            self.error_label.setText(f"Installation failed: {err}" if not isinstance(err, Canceled) else str(err))
 
     def _layer_changed(self, layer) -> None:
         self.bands.setText(default_bands(layer))
@@ -188,6 +304,10 @@ class DetectDialog(QDialog):
         except (SourceError, RunError) as exc:
             self.error_label.setText(str(exc))
             return
+        if not self.python_path():
+            self.error_label.setText("Install the environment first (Install environment), or give the Python "
+                                     "interpreter of a landslide_wsss environment.")
+            return
         saved.save(saved.SavedSettings(
             python=self._python_to_save(), model=p.model, method=p.method, device=p.device, tile=p.tile,
             overlap=p.overlap, threshold=p.threshold, min_area=p.min_area,
@@ -197,7 +317,7 @@ class DetectDialog(QDialog):
     def _python_to_save(self) -> str:
         # Do not freeze a value that only came from the environment variable or the project default.
         chosen = self.python_path()
-        resolved, origin = resolve_python(saved.load().python)
+        resolved, origin = saved.resolve()
         if chosen == (resolved or "") and origin != "plugin settings":
             return saved.load().python
         return chosen

@@ -11,11 +11,11 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QProgressBar, QPushButton
 
 from .dialog import DetectDialog
-from .environment import resolve_python
+from .install_task import running_install
 from .layers import SourceError, add_result_layer, raster_source_path
 from .provider import LandslideProvider
 from .runner import Canceled, EnvironmentProblem, RunError, probe_environment
-from .settings import load as load_settings
+from .settings import resolve as resolve_settings
 from .task import LOG_TAG, DetectTask
 
 ACTION_NAME = "landslide_wsss_detect"
@@ -62,6 +62,8 @@ class LandslideWSSSPlugin:
     def unload(self):
         if self.task is not None and not self.task.done:
             self.task.cancel()
+        if running_install() is not None:  # its folder is removed: nothing half-installed stays
+            running_install().cancel()
         try:
             self.iface.currentLayerChanged.disconnect(self.update_action_state)
         except (TypeError, RuntimeError):
@@ -92,7 +94,7 @@ class LandslideWSSSPlugin:
         self.action.setEnabled(layer is not None and layer.type() == QgsMapLayerType.RasterLayer)
 
     def check_environment(self) -> Optional[str]:
-        python, origin = resolve_python(load_settings().python)
+        python, origin = resolve_settings()
         problem = probe_environment(python)
         self.environment_message = problem
         if problem:
@@ -131,7 +133,7 @@ class LandslideWSSSPlugin:
         except (SourceError, RunError) as exc:
             self.push(str(exc), Qgis.Warning)
             return
-        self.start(params, dialog.python_path() or resolve_python(load_settings().python)[0])
+        self.start(params, dialog.python_path() or resolve_settings()[0])
 
     def start(self, params, python: Optional[str]) -> Optional[DetectTask]:
         """Start a background run (also the entry point for scripts)."""

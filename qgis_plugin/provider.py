@@ -28,7 +28,6 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from .environment import resolve_python
 from .layers import (
     SourceError,
     raster_source_path,
@@ -52,7 +51,7 @@ from .runner import (
     run_train,
 )
 from .settings import last_trained_model, remember_trained_model
-from .settings import load as load_settings
+from .settings import resolve as resolve_settings
 
 ICON = os.path.join(os.path.dirname(__file__), "icon.png")
 ENV_HELP = ("It runs in the landslide_wsss Python environment (parameter 'Python interpreter', the plugin "
@@ -135,7 +134,7 @@ class _CliAlgorithm(QgsProcessingAlgorithm):
 
     def python(self, parameters, context) -> str:
         return (self.parameterAsFile(parameters, self.PYTHON, context) or "").strip() or \
-            resolve_python(load_settings().python)[0]
+            resolve_settings()[0]
 
     def raster_path(self, layer) -> str:
         try:
@@ -164,7 +163,7 @@ class _CliAlgorithm(QgsProcessingAlgorithm):
 
 def methods_help() -> str:
     """The methods of the embedded model, for the help texts (cached `methods --json`)."""
-    listing = list_methods(resolve_python(load_settings().python)[0])
+    listing = list_methods(resolve_settings()[0])
     if listing.error:
         return f"(The method list is not available: {listing.error})"
     return f"Methods of the embedded model (default {listing.default}): " + ", ".join(listing.available) + "."

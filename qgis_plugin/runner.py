@@ -388,7 +388,7 @@ def run_cli(
         stdout_done = False
         while True:
             if is_canceled and is_canceled():
-                _stop(proc)
+                stop_process(proc)
                 raise Canceled(f"{what} cancelled; nothing was written")
             try:
                 line = lines.get(timeout=poll_s)
@@ -427,7 +427,7 @@ def run_cli(
         return result, messages
     finally:
         if proc.poll() is None:
-            _stop(proc)
+            stop_process(proc)
         for stream in (proc.stdout, proc.stderr):
             try:
                 stream.close()
@@ -463,7 +463,7 @@ def _parse(line: str):
     return event if isinstance(event, dict) else None
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
     """Stop the child and its process group: SIGINT (the CLI cleans up and exits 130), then SIGTERM,
     then SIGKILL, each after a short grace period. Whatever it leaves behind is in the private run
     folder, which the caller deletes."""
@@ -509,7 +509,8 @@ def _failure(python: str, args: List[str], what: str, rc: int, error: Optional[s
         detail = " ".join(unknown) if unknown else "--jsonl/--json"
         return EnvironmentProblem(
             f"the landslide_wsss installed for {python} is too old for this plugin (no {detail}). "
-            "Update it: git pull && make setup in the landslide_wsss repository.")
+            "Update it: 'Install environment' in the Landslide WSSS dialog for the plugin's own environment, "
+            "or git pull && make setup in a landslide_wsss source checkout.")
     # Exit 2 is a deliberate "bad input" answer; anything else that smells of a failed import means
     # the environment itself is broken (a missing or mismatched torch, GDAL, ... wheel).
     if rc != 2 and any(m in (error or stderr_text) for m in _ENV_MARKERS):

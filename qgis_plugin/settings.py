@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
-from qgis.core import QgsSettings
+from qgis.core import QgsApplication, QgsSettings
 
 from .environment import resolve_python
 
@@ -58,9 +58,20 @@ def save(values: SavedSettings) -> None:
         s.setValue(PREFIX + key, "" if value is None else (str(value).lower() if isinstance(value, bool) else value))
 
 
+def profile_dir() -> str:
+    """The QGIS profile folder, where the plugin installs its own environment."""
+    return QgsApplication.qgisSettingsDirPath()
+
+
+def resolve(setting: Optional[str] = None) -> Tuple[Optional[str], str]:
+    """(interpreter, where it came from): env var > `setting` (default: the saved one) > project .venv >
+    the plugin's own environment in the profile folder."""
+    return resolve_python(load().python if setting is None else setting, profile_dir())
+
+
 def configured_python() -> Optional[str]:
-    """The interpreter the plugin will use now (env var > settings > project .venv)."""
-    return resolve_python(load().python)[0]
+    """The interpreter the plugin will use now."""
+    return resolve()[0]
 
 
 def remember_trained_model(path: str) -> None:

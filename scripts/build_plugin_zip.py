@@ -3,10 +3,14 @@
 
     python3 scripts/build_plugin_zip.py            # -> dist/landslide_wsss_plugin-0.1.0.zip
     python3 scripts/build_plugin_zip.py --stage D  # also/only lay the plugin folder out in D/ (tests)
+    python3 scripts/build_plugin_zip.py --wheel dist/landslide_wsss-0.1.0-py3-none-any.whl --portable
+                                                   # the zip `make dist` writes, for other machines
 
 The zip holds one folder, landslide_wsss_plugin/, with the sources of qgis_plugin/, the repository's
-metadata.txt (the source of truth) and LICENSE, and build_info.json (the repository path, so a plugin built
-from a checkout finds that checkout's .venv/bin/python by itself). Standard library only.
+metadata.txt (the source of truth) and LICENSE, and build_info.json: the version, and (unless --portable)
+the repository path, so a plugin built from a checkout finds that checkout's .venv/bin/python by itself.
+With --wheel it also carries the package wheel in wheels/, from which the plugin installs its own
+environment (qgis_plugin/installer.py). Standard library only.
 """
 from __future__ import annotations
 
@@ -17,11 +21,12 @@ import shutil
 import sys
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "qgis_plugin"
 PLUGIN_NAME = "landslide_wsss_plugin"
-SKIP_DIRS = {"__pycache__", ".pytest_cache", "tests"}
+SKIP_DIRS = {"__pycache__", ".pytest_cache", "tests", "wheels"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej"}
 REQUIRED = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
             "repository", "tracker", "icon", "tags", "hasProcessingProvider")
@@ -53,31 +58,53 @@ def plugin_files():
     yield ROOT / "LICENSE", "LICENSE"
 
 
-def build_info(meta: dict) -> str:
-    return json.dumps({"version": meta["version"], "repository_path": str(ROOT)}, indent=2) + "\n"
+def build_info(meta: dict, wheel: Optional[Path] = None, portable: bool = False) -> str:
+    info = {"version": meta["version"]}
+    if not portable:
+        info["repository_path"] = str(ROOT)
+    if wheel is not None:
+        info["wheel"] = wheel.name
+    return json.dumps(info, indent=2) + "\n"
 
 
-def stage(dest: Path, meta: dict) -> Path:
+def all_files(wheel: Optional[Path]):
+    yield from plugin_files()
+    if wheel is not None:
+        yield wheel, f"wheels/{wheel.name}"
+
+
+def check_wheel(wheel: Optional[Path]) -> Optional[Path]:
+    if wheel is None:
+        return None
+    if not wheel.is_file() or not wheel.name.startswith("landslide_wsss-") or wheel.suffix != ".whl":
+        sys.exit(f"error: not a landslide_wsss wheel: {wheel}")
+    return wheel
+
+
+def stage(dest: Path, meta: dict, wheel: Optional[Path] = None, portable: bool = False) -> Path:
     """Lay the plugin folder out as QGIS installs it: dest/landslide_wsss_plugin/..."""
+    wheel = check_wheel(wheel)
     target = dest / PLUGIN_NAME
     if target.exists():
         shutil.rmtree(target)
-    for src, rel in plugin_files():
+    for src, rel in all_files(wheel):
         out = target / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, out)
-    (target / "build_info.json").write_text(build_info(meta), encoding="utf-8")
+    (target / "build_info.json").write_text(build_info(meta, wheel, portable), encoding="utf-8")
     return target
 
 
-def build_zip(meta: dict, out_dir: Path) -> Path:
+def build_zip(meta: dict, out_dir: Path, wheel: Optional[Path] = None, portable: bool = False) -> Path:
+    wheel = check_wheel(wheel)
     out_dir.mkdir(parents=True, exist_ok=True)
     zpath = out_dir / f"{PLUGIN_NAME}-{meta['version']}.zip"
     tmp = zpath.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for src, rel in plugin_files():
-            zf.write(src, f"{PLUGIN_NAME}/{rel}")
-        zf.writestr(f"{PLUGIN_NAME}/build_info.json", build_info(meta))
+        for src, rel in all_files(wheel):
+            # a wheel is a zip already: stored, not compressed again
+            zf.write(src, f"{PLUGIN_NAME}/{rel}", zipfile.ZIP_STORED if rel.endswith(".whl") else None)
+        zf.writestr(f"{PLUGIN_NAME}/build_info.json", build_info(meta, wheel, portable))
     tmp.replace(zpath)
     return zpath
 
@@ -87,12 +114,16 @@ def main(argv=None) -> int:
     ap.add_argument("--dist", default=str(ROOT / "dist"), help="output folder for the zip (default: dist/)")
     ap.add_argument("--stage", metavar="DIR", help="also copy the plugin folder into DIR (a QGIS plugins folder)")
     ap.add_argument("--no-zip", action="store_true", help="only --stage, no zip")
+    ap.add_argument("--wheel", help="carry this landslide_wsss wheel (wheels/), for the plugin's own install")
+    ap.add_argument("--portable", action="store_true",
+                    help="record no path to this checkout (a zip for other machines)")
     args = ap.parse_args(argv)
     meta = read_metadata()
+    wheel = Path(args.wheel) if args.wheel else None
     if args.stage:
-        print(stage(Path(args.stage), meta))
+        print(stage(Path(args.stage), meta, wheel, args.portable))
     if not args.no_zip:
-        print(build_zip(meta, Path(args.dist)))
+        print(build_zip(meta, Path(args.dist), wheel, args.portable))
     return 0
 
 

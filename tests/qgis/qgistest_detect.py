@@ -209,7 +209,7 @@ def test_processing_with_missing_environment(plugin, raster_layer, tmp_path, mon
     monkeypatch.setenv("LANDSLIDE_WSSS_PYTHON", str(tmp_path / "nowhere" / "python"))
     with pytest.raises(QgsProcessingException) as exc:
         processing.run("landslide_wsss:detect", {"INPUT": raster_layer, "OUTPUT": str(tmp_path / "x.gpkg")})
-    assert "make setup" in str(exc.value)
+    assert "Install environment" in str(exc.value)
     assert not (tmp_path / "x.gpkg").exists()
 
 
@@ -261,13 +261,13 @@ def test_broken_environment_button_and_processing(plugin, qgis_iface, raster_lay
     task = plugin.task
     assert task is not None
     assert wait_for(lambda: task.done, TIMEOUT)
-    assert task.result is None and "broken" in str(task.error) and "make setup" in str(task.error)
-    assert any("make setup" in m for m in qgis_iface.messageBar().get_messages(Qgis.Warning))
+    assert task.result is None and "broken" in str(task.error) and "Install environment" in str(task.error)
+    assert any("Install environment" in m for m in qgis_iface.messageBar().get_messages(Qgis.Warning))
     assert not (tmp_path / "b.gpkg").exists()
     with pytest.raises(QgsProcessingException) as exc:
         processing.run("landslide_wsss:detect", {"INPUT": raster_layer, "PYTHON": str(broken_env),
                                                  "OUTPUT": str(tmp_path / "p.gpkg")})
-    assert "torch_that_is_not_installed" in str(exc.value) and "make setup" in str(exc.value)
+    assert "torch_that_is_not_installed" in str(exc.value) and "Install environment" in str(exc.value)
     assert not (tmp_path / "p.gpkg").exists()
 
 

@@ -122,9 +122,9 @@ def test_missing_environment_gives_a_message_not_a_crash(plugin, qgis_iface, ras
     monkeypatch.setenv("LANDSLIDE_WSSS_PYTHON", str(tmp_path / "no-such-env" / "bin" / "python"))
     qgis_iface.messageBar().clear_messages()
     problem = plugin.check_environment()
-    assert problem and "make setup" in problem and "LANDSLIDE_WSSS_PYTHON" in problem
+    assert problem and "Install environment" in problem and "LANDSLIDE_WSSS_PYTHON" in problem
     warn = messages(qgis_iface, Qgis.Warning)
-    assert any("make setup" in m for m in warn)
+    assert any("Install environment" in m for m in warn)
     # Running anyway: the dialog opens, Run does not start anything and says what to install.
     activate(qgis_iface, raster_layer)
     action_of(qgis_iface).trigger()
@@ -133,7 +133,7 @@ def test_missing_environment_gives_a_message_not_a_crash(plugin, qgis_iface, ras
     dlg.buttons.button(dlg.buttons.Ok).click()
     process_events(0.1)
     assert plugin.task is None
-    assert any("make setup" in m for m in messages(qgis_iface, Qgis.Warning))
+    assert any("Install environment" in m for m in messages(qgis_iface, Qgis.Warning))
     assert not (tmp_path / "scene_landslides.gpkg").exists()
 
 
@@ -141,7 +141,7 @@ def test_broken_environment_python_without_package(plugin, qgis_iface, monkeypat
     # An interpreter that runs but has no landslide_wsss (Debian's python here).
     monkeypatch.setenv("LANDSLIDE_WSSS_PYTHON", "/usr/bin/python3")
     problem = plugin.check_environment()
-    assert problem and "landslide_wsss" in problem and "make setup" in problem
+    assert problem and "landslide_wsss" in problem and "Install environment" in problem
 
 
 def test_plugin_loads_when_environment_missing(plugins_dir, qgis_iface, qgis_processing, monkeypatch, tmp_path):
@@ -153,7 +153,7 @@ def test_plugin_loads_when_environment_missing(plugins_dir, qgis_iface, qgis_pro
     assert qgis.utils.startPlugin(PLUGIN_NAME) is True
     process_events(0.2)  # the environment check runs once QGIS is idle
     try:
-        assert any("make setup" in m for m in messages(qgis_iface, Qgis.Warning))
+        assert any("Install environment" in m for m in messages(qgis_iface, Qgis.Warning))
         assert not messages(qgis_iface, Qgis.Critical)
     finally:
         assert qgis.utils.unloadPlugin(PLUGIN_NAME) is True
