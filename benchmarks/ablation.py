@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from landslide_wsss.paths import DATA_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 M = "runs/models/"
 ROWS = [  # (row name, method, model file, what it measures)
@@ -169,7 +171,7 @@ def table(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--only", help="comma-separated row names or methods")
     ap.add_argument("--dataset", choices=["bijie_val", "areaB"])
     ap.add_argument("--table-only", action="store_true")

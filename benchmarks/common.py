@@ -17,11 +17,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from landslide_wsss.paths import DATA_DIR, DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-DATA = Path(os.environ.get("LANDSLIDE_WSSS_DATA", ROOT.parent / "shared" / "data"))
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
+DATA = DATA_DIR
 BIJIE = DATA / "bijie"
 AMUNET = DATA / "amunet"
 TILE = 128
@@ -104,7 +104,7 @@ def timed(fn: Callable[[], object], repeat: int = 3, device: str = "cpu") -> dic
 
 
 def default_model_path() -> Path:
-    return ROOT / "landslide_wsss" / "weights" / "default.safetensors"
+    return DEFAULT_MODEL
 
 
 def _sha(path) -> str:

@@ -24,6 +24,7 @@ from landslide_wsss.training import affinity
 from landslide_wsss.training import second_stage as ss
 from landslide_wsss.training import student as st
 from landslide_wsss.training.common import set_threads
+from landslide_wsss.paths import DATA_DIR
 
 
 def _untrained(teacher):
@@ -50,7 +51,7 @@ def holdout_maps(data, method, cue, seed=0):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--out", default="benchmarks/results/pseudo_masks.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cues", default="none,trained,untrained")

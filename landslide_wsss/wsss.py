@@ -28,9 +28,9 @@ from typing import Optional
 from . import __version__
 from .devices import resolve_device
 from .errors import ModelError
+from .paths import DEFAULT_MODEL  # noqa: F401 (re-exported: wsss.DEFAULT_MODEL)
 from .scorers.weak import DEFAULT_PARAMS, UNetScorer, WeakScorer  # noqa: F401 (re-exported for the trainers)
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 ARCHITECTURE = "wsss-classifier"
 
 def classifier_metadata(model, tile: int, training: dict, params: dict, validation: Optional[dict] = None,

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..paths import DATA_DIR, DEFAULT_MODEL
 from .common import augment, load_optimizer_tensors, optimizer_tensors
 from ..models.cyclegan import (
     PatchDiscriminator,
@@ -415,7 +416,7 @@ def train_cyclegan(A: np.ndarray, B: np.ndarray, cfg: CycleGANConfig, out_dir, r
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m landslide_wsss.training.cyclegan", description=__doc__.split("\n")[0])
     repo = Path(__file__).resolve().parents[2]
-    p.add_argument("--data", default=str(repo.parent / "shared" / "data"))
+    p.add_argument("--data", default=str(DATA_DIR))
     p.add_argument("--out", default=str(repo / "runs" / "cyclegan"))
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--ngf", type=int, default=16)
@@ -428,7 +429,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy shared CPU)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--export", metavar="STATE", help="only store G_A of STATE (or a g_a_epoch file) into --model")
-    p.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"))
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
     a = p.parse_args(argv)
     if a.export:
         from ..models.cyclegan import add_generator_to_model

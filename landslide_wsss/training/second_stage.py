@@ -437,10 +437,11 @@ def stage_area_share(data, work, seed=0, log=print, shares=AREA_SHARES, steps=SC
 def main(argv=None):
     import argparse
 
+    from ..paths import DATA_DIR
     from .common import Logger, set_threads
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["scale", "pseudo", "student", "supervised", "all"])
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--work", default="runs/second_stage")
     ap.add_argument("--minutes", type=float, default=25)
     ap.add_argument("--selftrain-minutes", type=float, default=12)
