@@ -1,4 +1,4 @@
-"""Ablation of the CAM refinements (issue 4) on Bijie val and AMU-Net area B.
+"""Ablation of the CAM refinements on Bijie val and AMU-Net area B.
 
     nice .venv/bin/python benchmarks/ablation.py [--data ../shared/data] [--only NAME,...] [--table-only]
 
@@ -144,7 +144,7 @@ def table(args):
             else:
                 lines.append(f"| {name} | {Path(model).name} | {ds} | {rec['status']} | | | | | | |")
     (REPO / "runs/ablation.json").write_text(json.dumps(rows, indent=1))
-    md = ["# Ablation of the CAM refinements (issue 4)", "",
+    md = ["# Ablation of the CAM refinements", "",
           "Landslide-class IoU / F1 / precision / recall (pixel counts over the whole split; mask 255 ignored) "
           "and the two-class mIoU. Extra inference seconds are against the plain `cam` row (`cam-cyclegan` for the "
           "`-cyclegan` rows), measured on a shared, heavily loaded 2-core CPU: compare orders of magnitude only.",

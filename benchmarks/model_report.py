@@ -12,7 +12,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from landslide_wsss.checkpoint import read_metadata  # noqa: E402
-from landslide_wsss.wsss import DEFAULT_MODEL  # noqa: E402
+from landslide_wsss.paths import DEFAULT_MODEL  # noqa: E402
+
+NAMES = {"student": "student", "unet": "yardstick"}  # model-file component -> the name in the text
 
 
 def _f(v, nd=3):
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
     for comp in ("student", "unet"):
         tr = (meta.get(comp) or {}).get("training") or {}
         if tr.get("rounds"):
-            print(f"### {comp}: hold-out per round (kept rounds: {tr.get('kept_rounds')})\n")
+            print(f"### {NAMES[comp]}: hold-out per round (kept rounds: {tr.get('kept_rounds')})\n")
             print(table(["round", "Bijie hold-out IoU", "area A strip IoU", "mean", "threshold"],
                         [(i, r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"], r["threshold"])
                          for i, r in enumerate(tr["rounds"])]), "\n")
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
         gate = (meta.get(comp) or {}).get("gate") or {}
         if gate.get("chosen"):
             c = gate["chosen"]
-            print(f"### {comp}: hysteresis gate (chosen: low {c['low']}, high {c['high']}; {gate['rule']})\n")
+            print(f"### {NAMES[comp]}: hysteresis gate (chosen: low {c['low']}, high {c['high']}; {gate['rule']})\n")
             print(table(["setting", "low", "high", "Bijie hold-out IoU", "area A strip IoU", "mean"],
                         [(k, r["low"], r["high"], r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"])
                          for k, r in (("plain threshold", gate["plain"]), ("best gate", gate["best_gate"]),

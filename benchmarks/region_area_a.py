@@ -75,7 +75,7 @@ def main(argv=None):
         res[f"train_{name}"] = {"wall_s": round(time.time() - t0, 1), **{k: summary[k] for k in (
             "landslide_tiles", "free_tiles", "held_out_tiles", "holdout", "fine_tuned_student_kept")}}
         runs[name] = work / f"{name}.safetensors"
-    evals = [(n, m, "student") for n, m in runs.items()] + [("embedded_unet_supervised", None, "unet")]
+    evals = [(n, m, "student") for n, m in runs.items()] + [("embedded_yardstick", None, "unet")]
     for name, model, method in evals:
         r = evaluate_scene(d / "areaB_rgb.tif", d / "areaB_mask.tif", model_path=model, method=method)
         res[f"areaB_{name}"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()

@@ -241,7 +241,7 @@ TRAINERS = _trainers()
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model (classifier, cyclegan, unet, default, refinements)",
+    p = sub.add_parser("train", help=f"train a model ({', '.join(sorted(TRAINERS))})",
                        add_help=False)
     p.add_argument("what", choices=sorted(TRAINERS))
     p.set_defaults(func=_cmd_train)
