@@ -45,8 +45,9 @@ def holdout_maps(data, method, cue, seed=0):
         teacher = _untrained(teacher)
     names, labels, _, ho = ss._bijie_split(data, seed)
     a_img, a_valid, a_mask, cut = ss._area_a(data)
+    a_gsd = ss._area_a_gsd(data)
     return ss._holdout_teacher_maps(teacher, Path(data) / "bijie", [names[i] for i in ho if labels[i] == 1],
-                                    a_img, a_valid, a_mask, cut, int(round(ss.AREA_TILE_M / ss.AMUNET_GSD)))
+                                    a_img, a_valid, a_mask, cut, int(round(ss.AREA_TILE_M / a_gsd)), a_gsd)
 
 
 def main():
