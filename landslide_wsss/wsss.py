@@ -28,7 +28,7 @@ from typing import Optional
 from . import __version__
 from .devices import resolve_device
 from .errors import ModelError
-from .paths import DEFAULT_MODEL  # noqa: F401 (re-exported: wsss.DEFAULT_MODEL)
+from .paths import DEFAULT_MODEL
 from .scorers.weak import DEFAULT_PARAMS, UNetScorer, WeakScorer  # noqa: F401 (re-exported for the trainers)
 
 ARCHITECTURE = "wsss-classifier"
