@@ -17,21 +17,19 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from landslide_wsss.paths import DATA_DIR, DEFAULT_MODEL
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from landslide_wsss.paths import DATA_DIR, DEFAULT_MODEL  # noqa: E402
+from landslide_wsss.training.data import CONFIG as DEFAULT_CONFIG, TILE  # noqa: E402 (the default model's layout)
+
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = DATA_DIR
 BIJIE = DATA / "bijie"
 AMUNET = DATA / "amunet"
-TILE = 128
-# The default model's layout (landslide_wsss/training/default.py CONFIG).
-DEFAULT_CONFIG = {"arch": "resnet18", "in_bands": 3, "output_stride": 16, "width": 32}
 # Used only for a randomly initialised classifier (the default model carries its own).
 RANDOM_MEAN, RANDOM_STD = [110.0, 110.0, 100.0], [50.0, 50.0, 50.0]
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 # ---------------------------------------------------------------------------------------------
