@@ -180,7 +180,7 @@ def test_detect_on_real_amunet_area_a(tmp_path, tiny_model_path):
     info = pyogrio.read_info(out, layer="landslides")
     assert info["crs"] == "EPSG:32647"
     gdf = gpd.read_file(out)
-    assert gdf.is_valid.all() and (gdf.area_m2 >= 100).all()
+    assert len(gdf) and gdf.is_valid.all() and (gdf.area_m2 >= 100).all()  # polygons, none below the default min area
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_dsm_reaches_only_models_that_use_terrain(tmp_path, uses):
         assert t.shape[1:] == (2, 64, 64) and t[:, 0].min() >= 3000
         assert np.median(t[:, 1]) == pytest.approx(45.0, abs=0.5)
     else:
-        assert all(t is None for t in model.seen)
+        assert model.seen and all(t is None for t in model.seen)
     with pytest.raises(InputError):  # a bad DSM is refused for every model
         api.detect(p, model=Recorder(), dsm=tmp_path / "missing.tif")
 
