@@ -1,4 +1,4 @@
-"""Ablation of the CAM refinements (issue 4) on Bijie val and AMU-Net area B.
+"""Ablation of the CAM refinements on Bijie val and AMU-Net area B.
 
     nice .venv/bin/python benchmarks/ablation.py [--data ../shared/data] [--only NAME,...] [--table-only]
 
@@ -23,6 +23,8 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from landslide_wsss.paths import DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 M = "runs/models/"
@@ -142,7 +144,7 @@ def table(args):
             else:
                 lines.append(f"| {name} | {Path(model).name} | {ds} | {rec['status']} | | | | | | |")
     (REPO / "runs/ablation.json").write_text(json.dumps(rows, indent=1))
-    md = ["# Ablation of the CAM refinements (issue 4)", "",
+    md = ["# Ablation of the CAM refinements", "",
           "Landslide-class IoU / F1 / precision / recall (pixel counts over the whole split; mask 255 ignored) "
           "and the two-class mIoU. Extra inference seconds are against the plain `cam` row (`cam-cyclegan` for the "
           "`-cyclegan` rows), measured on a shared, heavily loaded 2-core CPU: compare orders of magnitude only.",
@@ -169,7 +171,7 @@ def table(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--only", help="comma-separated row names or methods")
     ap.add_argument("--dataset", choices=["bijie_val", "areaB"])
     ap.add_argument("--table-only", action="store_true")

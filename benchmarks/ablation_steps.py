@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from landslide_wsss.evaluation import evaluate_bijie, evaluate_scene  # noqa: E402
 from landslide_wsss.training.second_stage import embed  # noqa: E402
 from landslide_wsss.wsss import load_model  # noqa: E402
+from landslide_wsss.paths import DATA_DIR  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 KEEP = ("iou", "precision", "recall", "free_images_flagged_share", "free_pixels_flagged_share", "false_alarm")
@@ -38,7 +39,7 @@ def measure(model_file, method, data):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--model", required=True)
     ap.add_argument("--work", required=True, help="the default command's second_stage folder")
     ap.add_argument("--teachers", default="gradcam++,cam")

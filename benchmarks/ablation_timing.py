@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from landslide_wsss.paths import DATA_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--tiles", type=int, default=64)
     a = ap.parse_args()
     torch.set_num_threads(1)

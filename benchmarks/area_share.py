@@ -19,13 +19,14 @@ from pathlib import Path
 from landslide_wsss.raster import atomic_output
 from landslide_wsss.training import second_stage as ss
 from landslide_wsss.training.common import Logger, set_threads
+from landslide_wsss.paths import DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--work", default=str(REPO / "runs" / "second_stage"))
     ap.add_argument("--shares", default=",".join(map(str, ss.AREA_SHARES)))
     ap.add_argument("--steps", type=int, default=ss.SCALE_STEPS)

@@ -18,6 +18,7 @@ import numpy as np
 from landslide_wsss.datasets.bijie import label_from_name, load_mask, read_split
 from landslide_wsss.evaluation import read_mask
 from landslide_wsss.metrics import Confusion
+from landslide_wsss.paths import DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def _round(d):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "baselines.json"))
     a = ap.parse_args(argv)
     data = Path(a.data)

@@ -23,13 +23,14 @@ from landslide_wsss.models.cyclegan import add_generator_to_model
 from landslide_wsss.training import second_stage as ss
 from landslide_wsss.training.common import Logger
 from landslide_wsss.training.default import DEFAULT_OUT, FUSION
+from landslide_wsss.paths import DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--gsds", default="native,1.6,2.4")
     ap.add_argument("--epochs", default="20", help="comma list of classifier epochs to try")
     ap.add_argument("--work", default=str(REPO / "runs" / "classifier_gsd"))

@@ -18,20 +18,18 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-DATA = Path(os.environ.get("LANDSLIDE_WSSS_DATA", ROOT.parent / "shared" / "data"))
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
-BIJIE = DATA / "bijie"
-AMUNET = DATA / "amunet"
-TILE = 128
-# The default model's layout (landslide_wsss/training/default.py CONFIG).
-DEFAULT_CONFIG = {"arch": "resnet18", "in_bands": 3, "output_stride": 16, "width": 32}
-# Used only for a randomly initialised classifier (the default model carries its own).
-RANDOM_MEAN, RANDOM_STD = [110.0, 110.0, 100.0], [50.0, 50.0, 50.0]
-
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from landslide_wsss.paths import DATA_DIR, DEFAULT_MODEL  # noqa: E402
+from landslide_wsss.training.data import CONFIG as DEFAULT_CONFIG, TILE  # noqa: E402 (the default model's layout)
+
+RESULTS = ROOT / "benchmarks" / "results"
+DATA = DATA_DIR
+BIJIE = DATA / "bijie"
+AMUNET = DATA / "amunet"
+# Used only for a randomly initialised classifier (the default model carries its own).
+RANDOM_MEAN, RANDOM_STD = [110.0, 110.0, 100.0], [50.0, 50.0, 50.0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +102,7 @@ def timed(fn: Callable[[], object], repeat: int = 3, device: str = "cpu") -> dic
 
 
 def default_model_path() -> Path:
-    return ROOT / "landslide_wsss" / "weights" / "default.safetensors"
+    return DEFAULT_MODEL
 
 
 def _sha(path) -> str:

@@ -34,6 +34,7 @@ from landslide_wsss.evaluation import bijie_maps, image_stats, stitch_in_memory 
 from landslide_wsss.fusion import FusionParams, difference_map, fuse_maps  # noqa: E402
 from landslide_wsss.metrics import Confusion  # noqa: E402
 from landslide_wsss.models.cyclegan import load_generator, normalize_spectral, translate  # noqa: E402
+from landslide_wsss.paths import DATA_DIR, DEFAULT_MODEL  # noqa: E402
 
 
 class MultiDiff:
@@ -141,13 +142,13 @@ def pixel_auc(items, key, n=400_000, seed=0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(ROOT / "landslide_wsss/weights/default.safetensors"))
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--generators", nargs="+", required=True,
                     help="generator files (a model file with generator.* counts too)")
     ap.add_argument("--untrained", action="store_true",
                     help="add the control: the first generator's architecture with fresh random weights")
     ap.add_argument("--method", default="scorecam")
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--out", default=str(ROOT / "runs/cyclegan_eval.json"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="first N Bijie images per list (smoke runs)")

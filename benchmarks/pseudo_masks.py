@@ -24,6 +24,7 @@ from landslide_wsss.training import affinity
 from landslide_wsss.training import second_stage as ss
 from landslide_wsss.training import student as st
 from landslide_wsss.training.common import set_threads
+from landslide_wsss.paths import DATA_DIR
 
 
 def _untrained(teacher):
@@ -44,13 +45,14 @@ def holdout_maps(data, method, cue, seed=0):
         teacher = _untrained(teacher)
     names, labels, _, ho = ss._bijie_split(data, seed)
     a_img, a_valid, a_mask, cut = ss._area_a(data)
+    a_gsd = ss._area_a_gsd(data)
     return ss._holdout_teacher_maps(teacher, Path(data) / "bijie", [names[i] for i in ho if labels[i] == 1],
-                                    a_img, a_valid, a_mask, cut, int(round(ss.AREA_TILE_M / ss.AMUNET_GSD)))
+                                    a_img, a_valid, a_mask, cut, int(round(ss.AREA_TILE_M / a_gsd)), a_gsd)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--out", default="benchmarks/results/pseudo_masks.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cues", default="none,trained,untrained")

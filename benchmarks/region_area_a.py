@@ -24,6 +24,7 @@ from shapely.geometry import shape
 from landslide_wsss.evaluation import evaluate_scene
 from landslide_wsss.labels import label_grid
 from landslide_wsss.training.weak import train_weak
+from landslide_wsss.paths import DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def point_inventory(mask_path, out):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--work", default=str(ROOT / "runs" / "region_area_a"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "region_area_a.json"))
@@ -74,7 +75,7 @@ def main(argv=None):
         res[f"train_{name}"] = {"wall_s": round(time.time() - t0, 1), **{k: summary[k] for k in (
             "landslide_tiles", "free_tiles", "held_out_tiles", "holdout", "fine_tuned_student_kept")}}
         runs[name] = work / f"{name}.safetensors"
-    evals = [(n, m, "student") for n, m in runs.items()] + [("embedded_unet_supervised", None, "unet")]
+    evals = [(n, m, "student") for n, m in runs.items()] + [("embedded_yardstick", None, "unet")]
     for name, model, method in evals:
         r = evaluate_scene(d / "areaB_rgb.tif", d / "areaB_mask.tif", model_path=model, method=method)
         res[f"areaB_{name}"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()

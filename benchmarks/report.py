@@ -92,7 +92,7 @@ def main(argv=None) -> int:
             parts += [d["markdown"], "",
                       f"_run {env['time_utc']}, commit {env.get('git_commit')}, {env['cpu_count']} CPUs, "
                       f"{env['gpu']}, load average at start {env['loadavg_start']}, at end {env.get('loadavg_end')}_", ""]
-    parts.append(C.table(targets(sc, det, ev), ["target", "measured", "status"], "Targets (issue 6)"))
+    parts.append(C.table(targets(sc, det, ev), ["target", "measured", "status"], "Targets"))
     md = "\n".join(parts)
     print(md)
     C.RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Score-CAM against the libraries at their best settings (issue 14 item 4).
+"""Score-CAM against the libraries at their best settings.
 
 Same classifier (the embedded model's), same 128 px tiles, same target (the landslide logit), CPU,
 the same thread count for everyone. Each library's batch size and our chunk are swept; every

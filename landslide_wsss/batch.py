@@ -19,7 +19,8 @@ import pandas as pd
 from .errors import InputError, InputWarning, NothingToDetect
 from .pipeline import Progress, check_options, detect
 from .raster import check_output, list_rasters, open_scene
-from .vectorize import DEFAULT_LAYER, empty_frame, write_gpkg
+from .params import DEFAULT_LAYER
+from .vectorize import empty_frame, write_gpkg
 
 log = logging.getLogger("landslide_wsss")
 

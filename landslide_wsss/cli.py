@@ -15,6 +15,7 @@ from typing import List, Optional
 from . import __version__
 from .cliutil import Parser as _Parser, emit as _emit
 from .runtime import RUNTIMES
+from .params import DEFAULT_BATCH, DEFAULT_LAYER, DEFAULT_MIN_AREA_M2, DEFAULT_SIMPLIFY_PX, DEFAULT_TILE_M, GRID_LAYER
 
 
 
@@ -79,9 +80,9 @@ def _add_detect(sub) -> None:
     p.add_argument("--bands", type=_int_list, help="1-based bands to use, e.g. 1,2,3 (default: all)")
     p.add_argument("--dsm", help="co-registered elevation raster (DSM/DEM); used by terrain-aware methods")
     p.add_argument("--threshold", type=float, help="override the model's threshold (0..1): the CAM threshold, or the student's mask threshold (its hysteresis gate stays)")
-    p.add_argument("--min-area", type=float, default=100.0, help="minimum polygon area in m² (default 100)")
-    p.add_argument("--simplify", type=float, default=1.0, help="simplification tolerance in px (default 1)")
-    p.add_argument("--batch-size", type=int, default=16, help="tiles per model batch (default 16)")
+    p.add_argument("--min-area", type=float, default=DEFAULT_MIN_AREA_M2, help="minimum polygon area in m² (default %(default)g)")
+    p.add_argument("--simplify", type=float, default=DEFAULT_SIMPLIFY_PX, help="simplification tolerance in px (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="tiles per model batch (default %(default)d)")
     p.add_argument("--assume-crs", help="CRS for rasters that have none, e.g. EPSG:32647")
     p.add_argument("--target-crs", help="reproject the polygons into this CRS, e.g. EPSG:4326 (a directory: every scene's)")
     _add_radiometry(p)
@@ -158,7 +159,7 @@ def _cmd_detect(args) -> int:
     crs = gdf.crs.to_string() if gdf.crs is not None else None
     if args.jsonl:
         _emit({"event": "result", "output": str(Path(args.output).resolve()), "features": int(len(gdf)),
-               "crs": crs, "layer": "landslides"})
+               "crs": crs, "layer": DEFAULT_LAYER})
     elif not args.quiet:
         print(f"{args.output}: {len(gdf)} landslide polygon(s), CRS {crs}")
     return 0
@@ -179,7 +180,7 @@ def _add_preview(sub) -> None:
                      ("--runtime", {"default": "auto", "choices": RUNTIMES}),
                      ("--tile", {"type": int}), ("--overlap", {"type": int}), ("--bands", {"type": _int_list}),
                      ("--dsm", {}), ("--threshold", {"type": float}), ("--assume-crs", {}),
-                     ("--min-area", {"type": float, "default": 100.0})]:
+                     ("--min-area", {"type": float, "default": DEFAULT_MIN_AREA_M2})]:
         p.add_argument(name, **kw)
     _add_radiometry(p)
     p.add_argument("--overwrite", action="store_true")
@@ -214,7 +215,7 @@ def _add_evaluate(sub) -> None:
     b.add_argument("--limit", type=int, help="only the first N names (quick checks)")
     b.add_argument("--gallery", help="folder for per-image overlays (image | reference | prediction), first 48 images")
     b.add_argument("--pr-plot", help="PNG of precision / recall / IoU against the score threshold")
-    b.add_argument("--gsd", type=float, default=0.8, help="ground sampling distance of the images in metres (default 0.8)")
+    b.add_argument("--gsd", type=float, help="ground sampling distance of the images in metres (default: the Bijie crops')")
     s = esub.add_parser("scene", help="a georeferenced scene with a pixel mask (255 = ignore)")
     s.add_argument("--image", required=True)
     s.add_argument("--dsm")
@@ -241,7 +242,8 @@ def _cmd_evaluate(args) -> int:
     if args.kind == "bijie":
         res = evaluation.evaluate_bijie(args.data_dir, args.split, method=args.method, model_path=args.model,
                                         device=args.device, limit=args.limit, gallery=args.gallery,
-                                        pr_plot=args.pr_plot, gsd=args.gsd, runtime=args.runtime)
+                                        pr_plot=args.pr_plot, runtime=args.runtime,
+                                        **({} if args.gsd is None else {"gsd": args.gsd}))
     else:
         res = evaluation.evaluate_scene(args.image, args.mask, dsm=args.dsm, method=args.method,
                                         model_path=args.model, device=args.device, bands=args.bands,
@@ -265,7 +267,7 @@ TRAINERS = _trainers()
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model (classifier, cyclegan, unet, default, refinements)",
+    p = sub.add_parser("train", help=f"train a model ({', '.join(sorted(TRAINERS))})",
                        add_help=False)
     p.add_argument("what", choices=sorted(TRAINERS))
     p.set_defaults(func=_cmd_train)
@@ -279,7 +281,7 @@ def _cmd_train(args, rest: List[str]) -> int:
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample-scene", help="write the synthetic sample scene (GeoTIFF, EPSG:32647)")
     p.add_argument("output")
-    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--size", type=int, help="side in px (default: the standard sample scene's)")
     p.add_argument("--dsm", help="also write a matching DSM here")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_sample)
@@ -288,7 +290,8 @@ def _add_sample(sub) -> None:
 def _cmd_sample(args) -> int:
     from .sample import make_sample_scene
 
-    make_sample_scene(args.output, size=args.size, overwrite=args.overwrite, dsm_path=args.dsm)
+    size = {} if args.size is None else {"size": args.size}
+    make_sample_scene(args.output, overwrite=args.overwrite, dsm_path=args.dsm, **size)
     print(args.output)
     return 0
 
@@ -298,8 +301,8 @@ def _add_labels(sub) -> None:
     lsub = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     g = lsub.add_parser("grid", help="write the scenes' tile grid as polygons with an empty integer field 'label'")
     g.add_argument("scenes", nargs="+", help="GeoTIFF scene(s), one projected CRS")
-    g.add_argument("-o", "--output", required=True, help="output GeoPackage (.gpkg), layer label_grid")
-    g.add_argument("--tile-m", type=float, default=64.0, help="tile side in metres (default 64)")
+    g.add_argument("-o", "--output", required=True, help=f"output GeoPackage (.gpkg), layer {GRID_LAYER}")
+    g.add_argument("--tile-m", type=float, default=DEFAULT_TILE_M, help="tile side in metres (default %(default)g)")
     g.add_argument("--overwrite", action="store_true")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_labels)
@@ -309,7 +312,7 @@ def _cmd_labels(args) -> int:
     from .labels import label_grid
 
     grid = label_grid(args.scenes, args.output, tile_m=args.tile_m, overwrite=args.overwrite)
-    res = {"output": args.output, "tiles": int(len(grid)), "crs": grid.crs.to_string(), "layer": "label_grid"}
+    res = {"output": args.output, "tiles": int(len(grid)), "crs": grid.crs.to_string(), "layer": GRID_LAYER}
     print(json.dumps(res) if args.json else f"{args.output}: {len(grid)} tiles of {args.tile_m:g} m to tick "
           "(field 'label': 1 landslide, 0 none, empty = not looked at)")
     return 0

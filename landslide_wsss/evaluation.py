@@ -26,8 +26,7 @@ from .errors import InputError
 from .metrics import Confusion
 from .scoring import SceneStats
 
-BIJIE_GSD = 0.8  # TripleSat crops of the Bijie dataset
-AMUNET_GSD = 0.5  # the AMU-Net areas
+BIJIE_GSD = 0.8  # TripleSat crops of the Bijie dataset (PNG files: no pixel size of their own)
 
 
 def _model(model, model_path, method, device, params=None, runtime: str = "auto"):

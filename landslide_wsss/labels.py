@@ -33,10 +33,10 @@ import shapely
 from rasterio.windows import Window
 
 from .errors import InputError
+from .params import DEFAULT_TILE_M, GRID_LAYER
 from .raster import Scene, atomic_output, check_output, open_scene
 from .tiling import TileGrid
 
-GRID_LAYER = "label_grid"
 KINDS = ("polygons-field", "points", "outlines")
 # Columns of at most this many pixels are read at once when checking tiles for valid data.
 _CHUNK_PX = 1 << 22
@@ -66,7 +66,7 @@ class TileLabel:
 # The grid to tick
 
 
-def label_grid(scenes, out=None, tile_m: float = 64.0, overwrite: bool = False) -> gpd.GeoDataFrame:
+def label_grid(scenes, out=None, tile_m: float = DEFAULT_TILE_M, overwrite: bool = False) -> gpd.GeoDataFrame:
     """Square tiles of `tile_m` metres over the scenes, with an empty ``label`` field to tick in QGIS.
 
     Parameters

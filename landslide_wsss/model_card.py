@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import List
 
 
+NAMES = {"student": "student", "unet": "yardstick"}  # model-file component -> the name in the text
+
+
 def _f(v, nd=3):
     return "" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
@@ -82,7 +85,7 @@ def render(meta: dict, path) -> str:
     for comp in ("student", "unet"):
         tr = (meta.get(comp) or {}).get("training") or {}
         if tr.get("rounds"):
-            out(f"### {comp}: hold-out per round (kept rounds: {tr.get('kept_rounds')})\n")
+            out(f"### {NAMES[comp]}: hold-out per round (kept rounds: {tr.get('kept_rounds')})\n")
             out(table(["round", "Bijie hold-out IoU", "area A strip IoU", "mean", "threshold"],
                         [(i, r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"], r["threshold"])
                          for i, r in enumerate(tr["rounds"])]), "\n")
@@ -90,7 +93,7 @@ def render(meta: dict, path) -> str:
         gate = (meta.get(comp) or {}).get("gate") or {}
         if gate.get("chosen"):
             c = gate["chosen"]
-            out(f"### {comp}: hysteresis gate (chosen: low {c['low']}, high {c['high']}; {gate['rule']})\n")
+            out(f"### {NAMES[comp]}: hysteresis gate (chosen: low {c['low']}, high {c['high']}; {gate['rule']})\n")
             out(table(["setting", "low", "high", "Bijie hold-out IoU", "area A strip IoU", "mean"],
                         [(k, r["low"], r["high"], r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"])
                          for k, r in (("plain threshold", gate["plain"]), ("best gate", gate["best_gate"]),

@@ -8,6 +8,10 @@ ValueError naming the field.
 CamParams are the weak scorer's settings (classifier gate, CAM method and its options, the scene
 normalization and threshold of the CAM, mask clean-up); FusionParams (fusion.py) and CropParams
 (cam/terrain_crop.py) are the CycleGAN fusion's and the terrain crop's.
+
+The DEFAULT_* constants at the end are the defaults of detect's output options and of the label grid:
+the functions and the CLI both read them here (a module without heavy imports, so parsing the command
+line loads no geospatial stack).
 """
 from __future__ import annotations
 
@@ -77,4 +81,10 @@ def defaults() -> dict:
     return CamParams().to_dict()
 
 
-
+# detect's and the label grid's defaults (pipeline.detect, vectorize, labels.label_grid, cli, train weak)
+DEFAULT_MIN_AREA_M2 = 100.0   # polygons below this area are dropped
+DEFAULT_SIMPLIFY_PX = 1.0     # polygon simplification tolerance in pixels
+DEFAULT_BATCH = 16            # tiles per model batch
+DEFAULT_LAYER = "landslides"  # the output GeoPackage's layer
+GRID_LAYER = "label_grid"     # the label grid's layer
+DEFAULT_TILE_M = 64.0         # the label grid's tile side in metres

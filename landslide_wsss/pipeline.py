@@ -21,6 +21,7 @@ import rasterio
 from rasterio.windows import Window
 
 from .errors import InputError, NothingToDetect
+from .params import DEFAULT_BATCH, DEFAULT_LAYER, DEFAULT_MIN_AREA_M2, DEFAULT_SIMPLIFY_PX
 from .runtime import RUNTIMES
 from .raster import (
     Scene, atomic_output, block_windows, check_crs, check_output, fit_bands, geotiff_profile, needs_resampling,
@@ -28,12 +29,11 @@ from .raster import (
 )
 from .scoring import FUSE_HALO, HIST_BINS, MapStats, SceneStats, ScoringModel, histogram
 from .tiling import TileGrid, grid_size, stitch_grid
-from .vectorize import DEFAULT_LAYER, vectorize, write_gpkg
+from .vectorize import vectorize, write_gpkg
 
 log = logging.getLogger("landslide_wsss")
 Progress = Optional[Callable[[float], None]]
 
-DEFAULT_BATCH = 16
 STRIP_ROWS = 256  # stats/fusion strips: memory is STRIP_ROWS (+2 FUSE_HALO) x scene width
 # GDAL's block cache defaults to 5 % of RAM; the scratch rasters' dirty blocks then stay in memory until
 # close, so peak memory grew with the scene size (1.8 GB RSS on a 10k x 10k scene). Bounded here: 32 MB
@@ -112,8 +112,8 @@ def detect(
     bands: Optional[Sequence[int]] = None,
     dsm=None,
     threshold: Optional[float] = None,
-    min_area_m2: float = 100.0,
-    simplify_px: float = 1.0,
+    min_area_m2: float = DEFAULT_MIN_AREA_M2,
+    simplify_px: float = DEFAULT_SIMPLIFY_PX,
     layer: str = DEFAULT_LAYER,
     overwrite: bool = False,
     batch_size: int = DEFAULT_BATCH,

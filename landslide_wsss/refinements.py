@@ -1,4 +1,4 @@
-"""The CAM refinements of issue 4 as scoring models: `terrain-crop`, `rcm-mam`, `adversarial-erasing`,
+"""The CAM refinements as scoring models: `terrain-crop`, `rcm-mam`, `adversarial-erasing`,
 each also as `NAME-cyclegan` (the refined CAM fused with the CycleGAN difference by fusion.fuse_maps).
 
 `RefinedScorer` is a WeakScorer whose CAM comes from

@@ -14,10 +14,10 @@ from shapely import make_valid
 from shapely.geometry import shape
 from shapely.ops import unary_union
 
+from .params import DEFAULT_LAYER, DEFAULT_SIMPLIFY_PX
 from .raster import atomic_output, block_windows
 
 COLUMNS = ["area_m2", "score_mean", "score_max", "scene", "method", "model_version"]
-DEFAULT_LAYER = "landslides"
 
 
 def empty_frame(crs) -> gpd.GeoDataFrame:
@@ -67,7 +67,7 @@ def vectorize(
     scene: str,
     method: str,
     model_version: str,
-    simplify_px: float = 1.0,
+    simplify_px: float = DEFAULT_SIMPLIFY_PX,
     min_area_m2: float = 0.0,
     strip_rows: int = 2048,
 ) -> gpd.GeoDataFrame:

@@ -27,9 +27,8 @@ from typing import Optional
 
 from . import __version__
 from .errors import ModelError
+from .paths import DEFAULT_MODEL
 from .scorers.weak import ARCHITECTURE, DEFAULT_PARAMS, _load_classifier, classifier_from_file  # noqa: F401 (re-exported; torch-free)
-
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 
 def classifier_metadata(model, tile: int, training: dict, params: dict, validation: Optional[dict] = None,
                         gsd: Optional[float] = None) -> dict:

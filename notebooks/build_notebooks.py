@@ -82,12 +82,12 @@ EVALUATION = [
                       "Landslide IoU / F1 / precision / recall (landslide class, pixel counts over the whole split) "
                       "for the weak methods on a few Bijie validation images, and a precision/recall-vs-threshold "
                       "plot. The full figures are in the README (`landslide-wsss evaluate ...`). Skips cleanly "
-                      "where `../../shared/data` is absent."),
+                      "where the data folder (`../../shared/data`, or `$LANDSLIDE_WSSS_DATA`) is absent."),
     new_code_cell("from pathlib import Path\n"
                   "import json\n"
                   "import numpy as np, pandas as pd\n"
                   "import matplotlib.pyplot as plt\n"
-                  "DATA = Path('..').resolve().parent / 'shared' / 'data'\n"
+                  "from landslide_wsss.paths import DATA_DIR as DATA  # ../../shared/data, or $LANDSLIDE_WSSS_DATA\n"
                   "HAVE_DATA = (DATA / 'bijie' / 'val.txt').is_file()\n"
                   "LIMIT = 12  # images of val.txt used here; the README figures use all 208\n"
                   "HAVE_DATA"),

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic GeoTIFFs and tiny real models. Real data lives in ../shared/data."""
+"""Shared fixtures: tiny synthetic GeoTIFFs and tiny real models. Real data lives in landslide_wsss.paths.DATA_DIR."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +8,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+from landslide_wsss.paths import DATA_DIR as SHARED_DATA
 
-realdata = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")
+realdata = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
 
 
 def write_tif(path, data, crs="EPSG:32647", transform=None, nodata=None, dtype=None, **extra):

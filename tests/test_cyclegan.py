@@ -302,8 +302,7 @@ def test_cyclegan_chips_fail_without_the_holdout_split(tmp_path, monkeypatch):
 
 
 def test_embedded_generator_loads_when_present():
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "landslide_wsss" / "weights" / "default.safetensors"
+    from landslide_wsss.paths import DEFAULT_MODEL as path
     if not path.is_file():
         pytest.skip("no embedded default model yet")
     tensors, meta = load_checkpoint(path)

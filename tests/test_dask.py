@@ -42,5 +42,5 @@ def test_local_process_pool_matches_sequential(tmp_path):
     PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64, threshold=0.45, seed=3).save(model)
     seq = api.detect_directory(d, tmp_path / "seq.gpkg", model=model, min_area_m2=0, workers=1)
     par = api.detect_directory(d, tmp_path / "par.gpkg", model=model, min_area_m2=0, workers=2)
-    assert len(seq) == len(par)
+    assert len(seq) > 0 and len(seq) == len(par) and sorted(set(par.scene)) == ["s0", "s1"]
     assert sorted(seq.area_m2.round(6)) == sorted(par.area_m2.round(6))

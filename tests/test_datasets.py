@@ -10,8 +10,8 @@ from landslide_wsss.datasets.common import band_stats
 from landslide_wsss.datasets.l4s_h5 import load_l4s, read_pair
 from landslide_wsss.datasets.scene_chips import scene_chips
 from landslide_wsss.errors import InputError
+from landslide_wsss.paths import DATA_DIR as SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def make_bijie(root: Path):
@@ -120,7 +120,7 @@ def test_l4s_errors(tmp_path):
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is absent")
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
 def test_real_bijie_and_area_a():
     val = load_bijie(SHARED / "bijie", "val.txt", size=64, with_masks=True)
     assert len(val) == 416 and val.labels.sum() == 108  # the whole published validation split

@@ -4,8 +4,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from landslide_wsss.paths import DEFAULT_MODEL
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "landslide_wsss" / "weights" / "default.safetensors"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The CAM refinements of issue 4 on tiny synthetic data: losses behave, crops are placed right."""
+"""The CAM refinements on tiny synthetic data: losses behave, crops are placed right."""
 from __future__ import annotations
 
 import numpy as np

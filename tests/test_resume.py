@@ -72,7 +72,7 @@ def test_sigint_stops_cleanly(tmp_path):
             break
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode in (130, 0)
-    if proc.returncode == 130:
-        assert stderr.strip().splitlines()[-1].startswith("error: interrupted") and "Traceback" not in stderr
-        assert not out.exists()
+    # three 512 px scenes at 32 px tiles take far longer than the signal's delivery: the run must stop
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted") and "Traceback" not in stderr
+    assert not out.exists()  # the journal stays, for a resume

@@ -41,7 +41,9 @@ def test_choose_bands_follows_the_masks():
     cam[0, 0] = 0.45  # noise between the bands
     q = st.choose_bands([cam], [mask])
     assert q["fg_iou"] == pytest.approx(1.0)
-    assert q["t_fg"] > 0.45 or q["t_fg"] <= 0.2
+    assert q["t_fg"] > 0.45  # the noise is not confident landslide
+    assert 0.2 < q["t_bg"] <= 0.45  # the background is confident background, the noise is not
+    assert q["ignored"] == pytest.approx(1 / cam.size)  # only the noise pixel is left out
     assert q["bg_precision"] == pytest.approx(1.0)
 
 
@@ -222,6 +224,24 @@ def _region(tmp_path):
     return scene, mask
 
 
+def _scars(scene, mask):
+    """The scars (connected parts of `mask`) as polygons in the scene's CRS."""
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+    with rasterio.open(scene) as ds:
+        tr = ds.transform
+    return [shape(g) for g, v in shapes(mask.astype(np.uint8), mask=mask, transform=tr) if v]
+
+
+def _assert_finds_the_scars(gdf, scene, mask):
+    """Every polygon lies on a scar and every scar is found."""
+    from shapely.ops import unary_union
+    scars = _scars(scene, mask)
+    found = unary_union(list(gdf.geometry))
+    assert all(any(p.intersects(s) for s in scars) for p in gdf.geometry), "a polygon off every scar"
+    assert all(s.intersects(found) for s in scars), "a scar not found"
+
+
 def _ticked(tmp_path, scene, mask, tile_m=16.0):
     from rasterio.features import geometry_mask
 
@@ -246,11 +266,19 @@ def test_train_weak_from_a_ticked_grid(tmp_path, start_model):
     assert meta["method_default"] == "student" and meta["trained_on"] == summary
     assert summary["landslide_tiles"] + summary["free_tiles"] == len(grid)
     assert summary["landslide_tiles"] == int(grid.label.sum())
-    assert 0 <= summary["holdout"]["balanced_accuracy"] <= 1
+    held = summary["holdout"]
+    assert held["n_pos"] + held["n_neg"] == summary["held_out_tiles"] and held["n_pos"] >= 1 and held["n_neg"] >= 1
+    assert held["balanced_accuracy"] == pytest.approx((held["tile_recall"] + 1 - held["free_tiles_flagged"]) / 2, abs=1e-3)
+    assert held["balanced_accuracy"] >= summary["holdout_start_model"]["balanced_accuracy"]  # never worse than the start
+    assert held["balanced_accuracy"] > 0.5  # bright scars on a dim ground: better than chance
+    assert meta["student"]["threshold"] == held["threshold"]
     assert "gate_high" not in meta["student"]  # its threshold was chosen without the start model's gate
     assert not (tmp_path / "mine.safetensors.state").exists()  # the resume state is gone once done
-    gdf = api.detect(scene, None, model=out)  # the trained file works with detect
-    assert set(gdf.method) <= {"student"}
+    # the trained file works with detect: the rule called the held-out landslide tiles (on the scars) right,
+    # so its student marks pixels there (the fine-tuned one may mark only specks: min area 0)
+    gdf = api.detect(scene, None, model=out, min_area_m2=0)
+    assert len(gdf) and set(gdf.method) == {"student"}
+    assert any(p.intersects(s) for p in gdf.geometry for s in _scars(scene, mask)), "nothing found on a scar"
 
 
 @pytest.mark.parametrize("case", ["no-landslide", "tiny-budget", "output-exists", "no-student"])
@@ -305,19 +333,21 @@ def test_detect_with_the_student_imports_no_smp_timm_or_torchvision(tmp_path):
 
 
 def test_every_method_runs_with_the_embedded_model(tmp_path):
-    """Every registry method is available in the shipped model file and detects on a small scene
-    (the refinements from their embedded int8 classifiers); the file stays within its 25 MB."""
+    """Every registry method is available in the shipped model file and detects the bright scar of a small
+    scene (the refinements from their embedded int8 classifiers); the file stays within its 25 MB."""
     from landslide_wsss.wsss import DEFAULT_MODEL, describe_methods
     assert DEFAULT_MODEL.stat().st_size <= 25 * 2**20
     listing = describe_methods()
     missing = [m["name"] for m in listing["methods"] if not m["available"]]
     assert not missing, f"the embedded model cannot run {missing}"
-    scene = tmp_path / "s.tif"
-    write_tif(scene, blob_scene(128, 128)[0])
+    data, mask = blob_scene(128, 128)
+    scene = write_tif(tmp_path / "s.tif", data)
     for m in registry.METHODS:
         model = api.load_scoring_model(None, method=m, device="cpu")
         gdf = api.detect(scene, tmp_path / f"{m}.gpkg", model=model, overwrite=True)
-        assert gdf.crs is not None and (tmp_path / f"{m}.gpkg").is_file(), m
+        assert gdf.crs == "EPSG:32647" and len(gpd.read_file(tmp_path / f"{m}.gpkg")) == len(gdf), m
+        assert len(gdf) and set(gdf.method) == {m}, m
+        _assert_finds_the_scars(gdf, scene, mask)
 
 
 def test_hysteresis_keeps_only_blobs_with_a_confident_core():

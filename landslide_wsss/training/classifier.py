@@ -37,7 +37,7 @@ def accuracy(model, chips: ChipSet, bf16: bool = True) -> float:
 
 
 def train_classifier(train: ChipSet, config: Optional[dict] = None, val: Optional[ChipSet] = None,
-                     epochs: int = 40, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4,
+                     epochs: int = 20, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4,
                      seed: int = 0, bf16: bool = True, state_path=None, resume: bool = True, log=None,
                      threads: Optional[int] = 2, jitter: float = 0.1, valid_stats: bool = True,
                      epoch_chips=None) -> tuple:
@@ -147,22 +147,25 @@ def chips_from_args(args, with_masks: bool = False, seed: int = 0):
 
 def main(argv=None) -> int:
     import argparse
+    import inspect
     import time
 
     from ..checkpoint import fp16_tensors, save_checkpoint
     from ..wsss import DEFAULT_PARAMS, classifier_metadata
+    from .data import CONFIG  # the embedded model's layout
+    default = {k: v.default for k, v in inspect.signature(train_classifier).parameters.items()}
     ap = argparse.ArgumentParser(prog="landslide-wsss train classifier",
                                  description="Train the image-level classifier (BCE) and write a model file.")
     add_data_args(ap)
     ap.add_argument("-o", "--out", required=True, help="model file to write (.safetensors)")
-    ap.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
-    ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--output-stride", type=int, default=16, choices=[8, 16, 32])
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", default=CONFIG["arch"], choices=["resnet18", "resnet34", "resnet50"])
+    ap.add_argument("--width", type=int, default=CONFIG["width"])
+    ap.add_argument("--output-stride", type=int, default=CONFIG["output_stride"], choices=[8, 16, 32])
+    ap.add_argument("--epochs", type=int, default=default["epochs"])
+    ap.add_argument("--batch-size", type=int, default=default["batch_size"])
+    ap.add_argument("--lr", type=float, default=default["lr"])
+    ap.add_argument("--seed", type=int, default=default["seed"])
+    ap.add_argument("--threads", type=int, default=default["threads"])
     ap.add_argument("--state", help="training-state file for resume (default: OUT.state.safetensors)")
     ap.add_argument("--no-bf16", action="store_true")
     args = ap.parse_args(argv)

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..paths import DATA_DIR, DEFAULT_MODEL
 from .common import augment, load_optimizer_tensors, optimizer_tensors
 from ..models.cyclegan import (
     PatchDiscriminator,
@@ -415,20 +416,21 @@ def train_cyclegan(A: np.ndarray, B: np.ndarray, cfg: CycleGANConfig, out_dir, r
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m landslide_wsss.training.cyclegan", description=__doc__.split("\n")[0])
     repo = Path(__file__).resolve().parents[2]
-    p.add_argument("--data", default=str(repo.parent / "shared" / "data"))
+    d = CycleGANConfig()  # the defaults
+    p.add_argument("--data", default=str(DATA_DIR))
     p.add_argument("--out", default=str(repo / "runs" / "cyclegan"))
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--ngf", type=int, default=16)
-    p.add_argument("--ndf", type=int, default=32)
-    p.add_argument("--blocks", type=int, default=6)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=2, help="epochs at constant lr")
-    p.add_argument("--epochs-decay", type=int, default=3, help="epochs of linear decay to 0")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy shared CPU)")
+    p.add_argument("--size", type=int, default=d.size)
+    p.add_argument("--ngf", type=int, default=d.ngf)
+    p.add_argument("--ndf", type=int, default=d.ndf)
+    p.add_argument("--blocks", type=int, default=d.n_blocks)
+    p.add_argument("--batch", type=int, default=d.batch_size)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs at constant lr")
+    p.add_argument("--epochs-decay", type=int, default=d.epochs_decay, help="epochs of linear decay to 0")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (1 is faster on a busy shared CPU)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--export", metavar="STATE", help="only store G_A of STATE (or a g_a_epoch file) into --model")
-    p.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"))
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
     a = p.parse_args(argv)
     if a.export:
         from ..models.cyclegan import add_generator_to_model

@@ -22,6 +22,13 @@ def _paths(data):
             "b_dsm": data / "amunet/areaB_dsm.tif"}
 
 
+def scene_gsd(path) -> float:
+    """A GeoTIFF's ground sampling distance in metres, as detect reads it (raster.Scene.gsd)."""
+    from ..raster import open_scene
+    with open_scene(path) as scene:
+        return scene.gsd
+
+
 def split_holdout(names, labels, frac=HOLDOUT_FRAC, seed=0):
     """Seeded stratified hold-out of the Bijie train list: (train_idx, holdout_idx)."""
     rng = np.random.default_rng(seed)
@@ -47,14 +54,14 @@ def training_chips(data, seed=0, with_masks=False, gsd=None):
     from ..datasets.bijie import centre_crops, load_bijie_native
     from ..datasets.common import ChipSet
     from ..datasets.scene_chips import scene_chips
-    from ..evaluation import AMUNET_GSD, BIJIE_GSD
+    from ..evaluation import BIJIE_GSD
     p = _paths(data)
     imgs, labels, masks, names = load_bijie_native(p["bijie"], p["bijie"] / "train.txt", min_size=0 if gsd else TILE,
                                                    with_masks=with_masks)
     if gsd:
         imgs, masks = _at_gsd(imgs, masks, gsd / BIJIE_GSD)
     tr, ho = split_holdout(names, labels, seed=seed)
-    f_a = gsd / AMUNET_GSD if gsd else 1.0
+    f_a = gsd / scene_gsd(p["a_rgb"]) if gsd else 1.0
     a = scene_chips(p["a_rgb"], p["a_mask"], size=TILE, stride=max(8, round(64 / f_a)), factor=f_a)  # 32 m apart at any GSD
     with rasterio.open(p["a_rgb"]) as ds:
         cut = int(ds.height * (1 - STRIP_FRAC))

@@ -44,7 +44,7 @@ import json
 import time
 from pathlib import Path
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
+from ..paths import DATA_DIR, DEFAULT_MODEL as DEFAULT_OUT
 from .data import CONFIG, REPO, TILE, training_chips
 
 # The classifier's training length, judged as a teacher (benchmarks/classifier_gsd.py --epochs 10,20,50:
@@ -188,7 +188,7 @@ def stage_refine(data, out, seed, log_dir, threads, minutes=REFINE_MINUTES):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--stage", default="all",
                     choices=["all", "train", "tune", "cyclegan", "refine", "student", "unet", "gate", "select", "evaluate"])

@@ -1,6 +1,6 @@
 """The one training loop and the one fine-tune loop.
 
-`fit` trains the classifier, the supervised U-Net and the segmentation student: steps of
+`fit` trains the classifier and the segmentation networks (the student, the supervised yardstick): steps of
 (batch -> forward under bf16 autocast + channels_last -> loss -> AdamW step) on a warm-up + cosine
 schedule, over a fixed step count or a wall-clock budget turned into one, with a record hook (where
 callers log, measure the hold-out and write their resumable state). `epoch_batches` is the batch

@@ -21,15 +21,16 @@ from torch import nn
 from ..checkpoint import fp16_tensors, load_checkpoint, save_checkpoint
 from ..errors import ModelError
 from ..models.classifier import Classifier, build_classifier
+from ..paths import DATA_DIR, DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_INIT = [REPO / "landslide_wsss" / "weights" / "default.safetensors",
+DEFAULT_INIT = [DEFAULT_MODEL,
                 REPO / "runs" / "default_classifier.state.safetensors"]
 
 
 def base_parser(description: str, out: str, steps: int = 300) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="folder with bijie/ and amunet/")
+    ap.add_argument("--data", default=str(DATA_DIR), help=f"folder with bijie/ and amunet/ (default {DATA_DIR})")
     ap.add_argument("--init", help="classifier to start from: a model file or a classifier training-state file "
                                    "(default: the embedded default model, else runs/default_classifier.state.safetensors)")
     ap.add_argument("--out", default=out, help=f"model file to write (default {out})")

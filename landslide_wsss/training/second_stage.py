@@ -23,7 +23,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..evaluation import AMUNET_GSD, BIJIE_GSD
+from ..evaluation import BIJIE_GSD
 from ..resample import resample_image, resample_target
 from . import student as st
 from .affinity import teacher_map
@@ -50,6 +50,12 @@ def _area_a(data):
     p = Path(data) / "amunet"
     img, valid, mask = read_scene_arrays(p / "areaA_rgb.tif", p / "areaA_mask.tif")
     return img, valid, mask, _area_a_cut(mask.shape[0])
+
+
+def _area_a_gsd(data) -> float:
+    """Area A's pixel size in metres, as its GeoTIFF states it."""
+    from .data import scene_gsd
+    return scene_gsd(Path(data) / "amunet" / "areaA_rgb.tif")
 
 
 def _area_a_cut(height: int) -> int:
@@ -80,7 +86,7 @@ def _tile_labels(mask: np.ndarray, tile: int):
 
 
 def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int, t_fg: float, t_bg: float,
-                image: np.ndarray = None, refine: str = "none"):
+                gsd: float, image: np.ndarray = None, refine: str = "none"):
     """Pseudo-mask of a scene from tile labels: landslide tiles get the CAM's bands (refined and
     normalized in the tile), landslide-free tiles exact background, uncovered tiles ignored."""
     from .affinity import refine as _refine
@@ -88,7 +94,7 @@ def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int,
     for (r, c), lab in _tile_labels(mask, tile).items():
         sl = (slice(r, r + tile), slice(c, c + tile))
         if lab == 1:
-            m = _refine(cam[sl], None if image is None else image[(slice(None),) + sl], refine, AMUNET_GSD)
+            m = _refine(cam[sl], None if image is None else image[(slice(None),) + sl], refine, gsd)
             out[sl] = st.pseudo_mask(m, t_fg, t_bg, valid[sl])
         elif lab == 0:
             out[sl] = np.where(valid[sl], 0, st.IGNORE)
@@ -129,7 +135,7 @@ def _weights(samples, share=AREA_SHARE):
     return samples
 
 
-def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile):
+def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_tile, a_gsd):
     """The teacher's maps (with images, masks and pixel sizes) on the hold-out landslide images and
     the landslide tiles of the area A strip."""
     from ..datasets.bijie import load_image, load_mask
@@ -141,13 +147,13 @@ def _holdout_teacher_maps(teacher, root, ho_pos, a_img, a_valid, a_mask, cut, a_
         masks.append(load_mask(root, n, img.shape[1:]))
         images.append(img)
         gsds.append(BIJIE_GSD)
-    area = teacher_map(maps_at_gsd(teacher, a_img, a_valid, AMUNET_GSD))
+    area = teacher_map(maps_at_gsd(teacher, a_img, a_valid, a_gsd))
     for rs, cs in _pos_tiles(a_mask[cut:], a_tile):
         rs = slice(rs.start + cut, rs.stop + cut)
         cams.append(area[rs, cs])
         masks.append(a_mask[rs, cs])
         images.append(a_img[:, rs, cs])
-        gsds.append(AMUNET_GSD)
+        gsds.append(a_gsd)
     return cams, masks, images, gsds
 
 
@@ -162,13 +168,14 @@ def choose_teacher(data, seed=0, log=print, model=None) -> dict:
     names, labels, _, ho = _bijie_split(data, seed)
     ho_pos = [names[i] for i in ho if labels[i] == 1]
     a_img, a_valid, a_mask, cut = _area_a(data)
-    a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
+    a_gsd = _area_a_gsd(data)
+    a_tile = int(round(AREA_TILE_M / a_gsd))
     choice = {}
     for m in TEACHERS:
         for cue in ("none", "cyclegan"):
             name = m if cue == "none" else m + "-cyclegan"
             cams, masks, images, gsds = _holdout_teacher_maps(
-                _teacher(name, model), root, ho_pos, a_img, a_valid, a_mask, cut, a_tile)
+                _teacher(name, model), root, ho_pos, a_img, a_valid, a_mask, cut, a_tile, a_gsd)
             for how in REFINES:
                 refined = [refine(c, im, how, g) for c, im, g in zip(cams, images, gsds)]
                 q = st.choose_bands(refined, masks)
@@ -195,7 +202,8 @@ def teacher_targets(data, seed=0, teacher: dict = None, model=None, log=print) -
     root = Path(data) / "bijie"
     names, labels, tr, _ = _bijie_split(data, seed)
     a_img, a_valid, a_mask, _ = _area_a(data)
-    a_tile = int(round(AREA_TILE_M / AMUNET_GSD))
+    a_gsd = _area_a_gsd(data)
+    a_tile = int(round(AREA_TILE_M / a_gsd))
     choice = dict(teacher or choose_teacher(data, seed, log, model))
     method, how, t_fg, t_bg = choice["method"], choice["refine"], choice["t_fg"], choice["t_bg"]
     net = _teacher(method, model)
@@ -208,8 +216,8 @@ def teacher_targets(data, seed=0, teacher: dict = None, model=None, log=print) -
         bijie[n] = st.pseudo_mask(cam, t_fg, t_bg)
         refined.append(cam)
         masks.append(load_mask(root, n, img.shape[1:]))
-    area = area_target(teacher_map(maps_at_gsd(net, a_img, a_valid, AMUNET_GSD)), a_mask, a_valid, a_tile, t_fg, t_bg,
-                       image=a_img, refine=how)
+    area = area_target(teacher_map(maps_at_gsd(net, a_img, a_valid, a_gsd)), a_mask, a_valid, a_tile, t_fg, t_bg,
+                       a_gsd, image=a_img, refine=how)
     quality = st.band_quality(refined, masks, t_fg, t_bg)
     log(event="teacher_targets", n=len(bijie), teacher=method, refine=how, seconds=round(time.time() - t0, 1))
     return {"bijie": bijie, "areaA": area, "teacher": choice, "quality": quality, "seconds": round(time.time() - t0, 1)}
@@ -225,7 +233,7 @@ def stage_pseudo(data, work, seed=0, log=print, gsd=GSD, teacher: dict = None, m
     names, _, tr, _ = _bijie_split(data, seed)
     a_img, _, a_mask, cut = _area_a(data)
     targets = targets or teacher_targets(data, seed, teacher, model, log)
-    f_b, f_a = gsd / BIJIE_GSD, gsd / AMUNET_GSD
+    f_b, f_a = gsd / BIJIE_GSD, gsd / _area_a_gsd(data)
     weak, sup = [], []
     for n in (names[i] for i in tr):  # each image read once
         img = load_image(root, n)
@@ -266,7 +274,7 @@ def holdout_items(data, seed=0, gsd=GSD):
         img = load_image(root, names[i])
         bij.append((resample_image(img, gsd / BIJIE_GSD), load_mask(root, names[i], img.shape[1:]), None))
     a_img, a_valid, a_mask, cut = _area_a(data)
-    strip_img = resample_image(a_img[:, cut:].astype(np.uint8), gsd / AMUNET_GSD)
+    strip_img = resample_image(a_img[:, cut:].astype(np.uint8), gsd / _area_a_gsd(data))
     strip_valid = resample_target(np.where(a_valid[cut:], 1, 0).astype(np.uint8), strip_img.shape[1:]) == 1
     return {"bijie_holdout": bij, "areaA_strip": [(strip_img, a_mask[cut:], strip_valid)]}
 
@@ -437,10 +445,11 @@ def stage_area_share(data, work, seed=0, log=print, shares=AREA_SHARES, steps=SC
 def main(argv=None):
     import argparse
 
+    from ..paths import DATA_DIR
     from .common import Logger, set_threads
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["scale", "pseudo", "student", "supervised", "all"])
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--work", default="runs/second_stage")
     ap.add_argument("--minutes", type=float, default=25)
     ap.add_argument("--selftrain-minutes", type=float, default=12)

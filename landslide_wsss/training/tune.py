@@ -31,8 +31,8 @@ def holdout_maps(model, data, seed):
     """Maps and masks of the two hold-outs: list of (maps, mask, valid) 'scenes'."""
     from ..datasets.bijie import read_split
     from ..datasets.scene_chips import read_scene_arrays
-    from ..evaluation import AMUNET_GSD, bijie_maps, maps_at_gsd
-    from .data import _paths, split_holdout
+    from ..evaluation import bijie_maps, maps_at_gsd
+    from .data import _paths, scene_gsd, split_holdout
     import rasterio
     p = _paths(data)
     names = read_split(p["bijie"] / "train.txt")
@@ -44,7 +44,7 @@ def holdout_maps(model, data, seed):
     with rasterio.open(p["a_rgb"]) as ds:
         cut = int(ds.height * (1 - STRIP_FRAC))
     img, valid, mask = img[:, cut:], valid[cut:], mask[cut:]
-    maps = maps_at_gsd(model, img, valid, AMUNET_GSD)
+    maps = maps_at_gsd(model, img, valid, scene_gsd(p["a_rgb"]))
     return bij, [(maps, mask, valid)]
 
 

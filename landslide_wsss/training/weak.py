@@ -20,6 +20,7 @@ model file: the start model with the new student and metadata saying what it was
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
 import time
@@ -29,6 +30,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..params import DEFAULT_TILE_M
 from ..resample import resample_target
 from . import student as st
 
@@ -182,7 +184,7 @@ def train_weak(images: Sequence, labels, out, *, state_dir=None, **options) -> d
 
 
 def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, label_field: Optional[str] = "label",
-               init=None, minutes: float = 30.0, tile_m: float = 64.0, negative_distance_m: float = 100.0,
+               init=None, minutes: float = 30.0, tile_m: float = DEFAULT_TILE_M, negative_distance_m: float = 100.0,
                seed: int = 0, overwrite: bool = False, state_dir=None, progress: bool = True, log=None,
                radiometry: str = "auto") -> dict:
     """Train a model from image-level labels (see the module docstring). Returns its metadata summary.
@@ -306,15 +308,16 @@ def main(argv=None) -> int:
     ap.add_argument("--image", action="append", required=True, help="a GeoTIFF scene (repeat for more)")
     ap.add_argument("--labels", required=True, help="label layer file (GeoPackage, shapefile, GeoJSON)")
     ap.add_argument("--layer", help="layer name inside the labels file")
-    ap.add_argument("--label-field", default="label", help="1/0 field of labelled polygons (default label)")
+    default = {k: v.default for k, v in inspect.signature(_train_weak).parameters.items()}  # one set of defaults
+    ap.add_argument("--label-field", default=default["label_field"], help="1/0 field of labelled polygons (default %(default)s)")
     ap.add_argument("--init", help="model file to start from (default: the embedded model)")
-    ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget (default 30)")
-    ap.add_argument("--tile-m", type=float, default=64.0, help="label tile size in metres (default 64)")
-    ap.add_argument("--negative-distance", type=float, default=100.0,
-                    help="points/outlines: tiles farther than this (m) from every label are landslide-free (default 100)")
+    ap.add_argument("--minutes", type=float, default=default["minutes"], help="wall-clock budget (default %(default)g)")
+    ap.add_argument("--tile-m", type=float, default=default["tile_m"], help="label tile size in metres (default %(default)g)")
+    ap.add_argument("--negative-distance", type=float, default=default["negative_distance_m"],
+                    help="points/outlines: tiles farther than this (m) from every label are landslide-free (default %(default)g)")
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--radiometry", default="auto", choices=("auto", "stretch", "none"),
+    ap.add_argument("--seed", type=int, default=default["seed"])
+    ap.add_argument("--radiometry", default=default["radiometry"], choices=("auto", "stretch", "none"),
                     help="how the scenes' band values are mapped onto the start model's (default auto; see detect --help)")
     ap.add_argument("-o", "--output", required=True, help="output model file (.safetensors)")
     ap.add_argument("--overwrite", action="store_true")

@@ -292,7 +292,8 @@ def test_train_then_detect_with_the_trained_model(plugin, qgis_iface, train_weak
 
     det = processing.run("landslide_wsss:detect", {"INPUT": raster, "MODEL": str(out), "DEVICE": 1,
                                                    "PYTHON": train_weak, "OUTPUT": str(tmp_path / "det.gpkg")})
-    assert Path(det["OUTPUT"]).is_file() and det["FEATURES"] >= 0
+    layer = QgsVectorLayer(f"{det['OUTPUT']}|layername={det['LAYER_NAME']}", "det", "ogr")
+    assert layer.isValid() and layer.featureCount() == det["FEATURES"]  # the count said is the layer written
     qgis_iface.setActiveLayer(raster)
     plugin.run()
     plugin.dialog.last_model.click()
