@@ -73,12 +73,14 @@ def onnx_forward(network, stride: int) -> Callable[[np.ndarray], np.ndarray]:
 class SegmentationScorer:
     uses_terrain = False
     map_names = ("prob",)
-    chunk = 2  # tiles per network pass
+    chunk = 2  # tiles per network pass (torch: bf16 batches of two)
 
     def __init__(self, forward: Callable[[np.ndarray], np.ndarray], component: dict, name: str, version: str,
                  runtime: str = "torch"):
         self.forward = forward
         self.runtime = runtime
+        if runtime == "onnx":  # one tile per pass: 50 MB less peak memory than two, no slower (area B)
+            self.chunk = 1
         self.name = name
         self.version = version
         self.meta = component
