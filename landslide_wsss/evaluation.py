@@ -131,6 +131,9 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     """See the module docstring. gsd: the images' ground sampling distance (metres). gallery: a folder for per-image overlay PNGs (the first
     `gallery_max` images); pr_plot: a PNG of precision/recall/IoU against the score threshold."""
     from .datasets.bijie import read_split
+    from .runtime import available
+    if pr_plot is not None and not available("matplotlib"):
+        raise InputError("--pr-plot needs matplotlib: pip install 'landslide_wsss[preview]'")
     t0 = time.time()
     data_dir = Path(data_dir)
     if not (data_dir / "images").is_dir():

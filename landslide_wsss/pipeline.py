@@ -141,6 +141,10 @@ def detect(
     """
     check_options(tile, overlap, threshold, min_area_m2, simplify_px, batch_size, bands, assume_crs=assume_crs,
                   target_crs=target_crs, radiometry=radiometry)
+    if preview is not None:
+        from .runtime import available
+        if not available("matplotlib"):
+            raise InputError("--preview needs matplotlib: pip install 'landslide_wsss[preview]'")
     for target in (out, score_raster, preview):
         if target is not None:
             check_output(target, overwrite)

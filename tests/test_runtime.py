@@ -140,3 +140,14 @@ def test_deepness_export(tmp_path, sample_tiles):
     again = subprocess.run([sys.executable, "-m", "landslide_wsss.cli", "export", "onnx", "-o", str(out)],
                            capture_output=True, text=True)
     assert again.returncode == 2 and again.stderr.startswith("error:")
+
+
+def test_preview_without_matplotlib_is_one_clean_error(tmp_path, utm_scene):
+    """The light install has no matplotlib: --preview says which extra draws it, before any work."""
+    scene, _ = utm_scene
+    block = "import sys; sys.modules['matplotlib'] = None; " \
+            "from landslide_wsss.cli import main; sys.exit(main(sys.argv[1:]))"
+    run = subprocess.run([sys.executable, "-c", block, "detect", str(scene), "-o", str(tmp_path / "o.gpkg"),
+                          "--preview", str(tmp_path / "o.png")], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("error:") and "landslide_wsss[preview]" in run.stderr
+    assert not (tmp_path / "o.gpkg").exists() and not (tmp_path / "o.png").exists()
