@@ -80,7 +80,7 @@ def _trained_student(steps=40, seed=0):
     samples = _blob_samples()
     mean, std = st.band_stats(samples)
     net = StudentNet(mean=mean, std=std, **SMALL)
-    net, hist = st.fit_student(samples, net, minutes=0, steps=steps, crop=64, batch=8, progress=False, seed=seed)
+    net, hist = st.fit_student(samples, net, steps, crop=64, batch=8, progress=False, seed=seed)
     return net, hist
 
 
@@ -135,9 +135,9 @@ def test_fit_student_resumes_from_its_state(tmp_path):
     state = tmp_path / "state.safetensors"
     torch.manual_seed(0)
     a = StudentNet(mean=mean, std=std, **SMALL)
-    st.fit_student(samples, a, 0, steps=12, crop=64, batch=2, progress=False, state_path=state)
+    st.fit_student(samples, a, 12, crop=64, batch=2, progress=False, state_path=state)
     log = []
-    st.fit_student(samples, a, 0, steps=12, crop=64, batch=2, progress=False, state_path=state,
+    st.fit_student(samples, a, 12, crop=64, batch=2, progress=False, state_path=state,
                    log=lambda **r: log.append(r))
     assert log[0] == {"event": "resume", "step": 12, "total": 12}
     assert len(log) == 1  # nothing left to train

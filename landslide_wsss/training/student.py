@@ -9,11 +9,11 @@ maximum inside each landslide image (or landslide tile); >= t_fg is landslide, <
 the band between is 255 (ignored by the loss). Every landslide-free image / tile is exact
 background. t_fg, t_bg and the teacher's CAM method are chosen on the hold-out (see `choose_teacher`).
 
-The student (models/student.py) trains with BCE + Dice on the confident pixels, within a wall-clock
-budget (cosine schedule over the step count the budget allows, measured on the first steps), with a
-resumable state file. Self-training relabels the landslide samples with the student's confident
+The student (models/student.py) trains with BCE + Dice on the confident pixels for a fixed step
+count (cosine schedule; a wall-clock budget may only stop it early), with a resumable state file.
+Self-training (training/selftrain.py) relabels the landslide samples with the student's confident
 predictions (>= ST_HI landslide, <= ST_LO background) and fine-tunes; a round is kept only when
-the hold-out IoU improves. The mask threshold is the hold-out's best.
+the hold-out says so. The mask threshold is the hold-out's best (training/holdout.py).
 """
 from __future__ import annotations
 
@@ -158,20 +158,23 @@ def band_stats(samples: Sequence[Sample]):
     return mean.tolist(), std.tolist()
 
 
-def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1e-3, seed: int = 0,
-                state_path=None, log: Optional[Callable] = None, crop: int = CROP, batch: int = BATCH,
-                progress: bool = True, steps: Optional[int] = None):
-    """Train `net` on random crops of `samples` for `minutes` of wall time, or exactly `steps`
-    steps when given (resumable from `state_path`)."""
+def fit_student(samples: Sequence[Sample], net, steps: int, *, lr: float = 1e-3, seed: int = 0,
+                max_minutes: Optional[float] = None, state_path=None, log: Optional[Callable] = None,
+                crop: int = CROP, batch: int = BATCH, progress: bool = True):
+    """Train `net` on random crops of `samples` for `steps` steps (resumable from `state_path`);
+    `max_minutes` of wall time may stop it early. Returns (net in eval mode, the run's record:
+    steps, steps done, seed, lr, the last loss records and `stopped_early`, None when it ran its
+    steps). Batches are drawn by a generator seeded by (seed, step): a resumed or repeated run
+    draws the same crops."""
     from .common import augment, load_training_state, save_training_state
-    from .loop import fit
+    from .loop import early_stop_record, fit
 
     net.train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    step, total, spent = 0, steps, 0.0
+    step, total, spent = 0, int(steps), 0.0
     if state_path is not None and Path(state_path).is_file():
         meta = load_training_state(state_path, net, opt)
-        step, total, spent = int(meta["step"]), meta.get("total"), float(meta.get("spent", 0.0))
+        step, total, spent = int(meta["step"]), int(meta["total"]), float(meta.get("spent", 0.0))
         if log:
             log(event="resume", step=step, total=total)
     w = np.asarray([s.weight for s in samples], np.float64)
@@ -198,9 +201,12 @@ def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1
                 "architecture": "student-training-state", "in_bands": int(net.in_bands), "version": __version__,
                 "step": step, "total": total, "spent": spent})
 
-    fit(net, opt, next_batch, masked_loss, lr=lr, total=total, warmup=lambda n: max(1, n // 20), start=step,
-        minutes=minutes, spent=spent, record_every=100, on_record=record, progress=progress, desc="student", log=log)
-    return net.eval(), history
+    done = fit(net, opt, next_batch, masked_loss, lr=lr, total=total, warmup=lambda n: max(1, n // 20), start=step,
+               max_minutes=max_minutes, spent=spent, record_every=100, on_record=record, progress=progress,
+               desc="student", log=log)
+    run = {"steps": total, "done": done, "seed": seed, "lr": lr, "history": history[-3:],
+           "stopped_early": early_stop_record(done, total, max_minutes)}
+    return net.eval(), run
 
 
 # ---------------------------------------------------------------------------------------------
