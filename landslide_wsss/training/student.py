@@ -1,8 +1,8 @@
 """The second stage: teacher CAMs -> pseudo-masks -> segmentation student -> self-training.
 
-Everything here works at the model's working GSD (chosen by second_stage.stage_scale; 2.4 m in the
-shipped model): images are resampled on load (area-weighted), so a 192 px training crop sees 461 m
-of ground there.
+Everything here works at the model's working GSD (chosen by the rebuild's scale rule,
+rebuild/sweeps.py): images are resampled on load (area-weighted), so a 192 px training crop sees
+461 m of ground at 2.4 m.
 
 Pseudo-masks (three bands): the teacher's CAM, summed over scales and flips, is normalized by its
 maximum inside each landslide image (or landslide tile); >= t_fg is landslide, < t_bg background,
@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from .. import __version__
 from ..checkpoint import fp16_tensors
 from ..metrics import Confusion
-from ..resample import resize_prob
 
 IGNORE = 255
 CROP = 192
@@ -227,38 +226,6 @@ def predict_prob(net, img: np.ndarray, valid: Optional[np.ndarray] = None, min_s
     if valid is not None:
         p = p * valid
     return p.astype(np.float32)
-
-
-def holdout_histograms(net, items, bins: int = 100):
-    """Score histograms of landslide / background pixels over hold-out items (img at the working
-    grid, reference mask at its own resolution, valid or None): for choosing the threshold."""
-    pos, neg = np.zeros(bins, np.int64), np.zeros(bins, np.int64)
-    for img, ref, valid in items:
-        p = resize_prob(predict_prob(net, img, valid), ref.shape)
-        b = np.clip((p * bins).astype(np.int64), 0, bins - 1)
-        pos += np.bincount(b[ref == 1], minlength=bins)
-        neg += np.bincount(b[ref == 0], minlength=bins)
-    return pos, neg
-
-
-def iou_at(pos, neg, t: float) -> dict:
-    k = int(round(t * len(pos)))
-    tp, fp = int(pos[k:].sum()), int(neg[k:].sum())
-    fn = int(pos[:k].sum())
-    return {"iou": tp / max(tp + fp + fn, 1), "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1)}
-
-
-def choose_threshold(hists: dict) -> dict:
-    """The rule: the threshold with the best mean landslide IoU over the hold-out sets."""
-    best = None
-    for t in T_GRID:
-        per = {k: iou_at(p, n, t) for k, (p, n) in hists.items()}
-        mean = float(np.mean([v["iou"] for v in per.values()]))
-        if best is None or mean > best["mean_iou"]:
-            best = {"threshold": t, "mean_iou": round(mean, 4),
-                    **{f"{k}_iou": round(v["iou"], 4) for k, v in per.items()},
-                    **{f"{k}_precision": round(v["precision"], 4) for k, v in per.items()}}
-    return best
 
 
 GATE_GRID = tuple(round(0.05 * k, 2) for k in range(10, 20)) + (0.98, 0.99)  # strong-core thresholds tried
