@@ -57,6 +57,7 @@ def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int,
 
 
 def save_samples(path, samples: List[st.Sample], meta: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for i, s in enumerate(samples):
         tensors[f"img.{i}"] = torch.from_numpy(np.ascontiguousarray(s.image))
