@@ -129,6 +129,7 @@ def strip_mask(data, dst) -> Path:
         m = ds.read(1)
         profile = ds.profile
     m[:area_a_cut(m.shape[0])] = 255
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(dst, overwrite=True) as tmp, rasterio.open(tmp, "w", **profile) as out:
         out.write(m, 1)
     return Path(dst)
@@ -142,6 +143,7 @@ def evaluate_path(data, split_file, strip_file, seed=0) -> Callable[[object], di
     from ..raster import atomic_output
     root = Path(data) / "bijie"
     names, _, _, ho = bijie_split(data, seed)
+    Path(split_file).parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(split_file, overwrite=True) as tmp:
         tmp.write_text("\n".join(names[i] for i in ho) + "\n")
     strip = strip_mask(data, strip_file)
