@@ -41,7 +41,8 @@ def main(argv=None) -> int:
         print(f"error: {work.samples('weak')} is missing (run the default command's student stage first)",
               file=sys.stderr)
         return 2
-    result = ss.area_share(a.data, work, a.seed, ss.Rules(seeds=a.seeds, short_steps=a.steps), Logger(work.log),
+    rules = ss.Rules(area_share_seeds=a.seeds, short_steps=a.steps)
+    result = ss.area_share(a.data, work, a.seed, rules, Logger(work.log),
                            shares=[float(s) for s in a.shares.split(",")])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(a.out, overwrite=True) as tmp:

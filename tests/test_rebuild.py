@@ -57,7 +57,7 @@ def test_all_runs_the_table_in_order_and_resumes_where_it_was_interrupted(tmp_pa
     assert stages.run(s, "all", log=_quiet) == ran == list(stages.STAGE_NAMES[5:])  # from the interrupted stage on
     ran.clear()
     assert stages.run(s, "all", log=_quiet) == [] and ran == []  # everything finished for these settings
-    assert json.loads(s.work.marker("student").read_text())["rules"]["seeds"] == Rules().seeds
+    assert json.loads(s.work.marker("student").read_text())["rules"]["length_seeds"] == Rules().length_seeds
 
 
 def test_a_stage_runs_after_its_missing_work_inputs_and_the_stages_after_it_follow(tmp_path, recorded):
@@ -82,10 +82,10 @@ def test_changed_settings_rerun_the_stages_they_shape(tmp_path, recorded):
     stages.run(_settings(tmp_path, yardstick_steps=10), "all", log=_quiet)
     assert ran == ["unet", "gate", "select", "evaluate"]
     ran.clear()
-    stages.run(_settings(tmp_path, yardstick_steps=10, rules=Rules(seeds=1)), "all", log=_quiet)
+    stages.run(_settings(tmp_path, yardstick_steps=10, rules=Rules(length_seeds=1)), "all", log=_quiet)
     assert ran == ["scale", "pseudo", "area-share", "student", "unet", "gate", "select", "evaluate"]
     ran.clear()
-    stages.run(_settings(tmp_path, yardstick_steps=10, rules=Rules(seeds=1), seed=1), "all", log=_quiet)
+    stages.run(_settings(tmp_path, yardstick_steps=10, rules=Rules(length_seeds=1), seed=1), "all", log=_quiet)
     assert ran == list(stages.STAGE_NAMES)  # another seed: another model
 
 
@@ -93,7 +93,7 @@ def test_command_line_lengths_are_steps_and_budgets_only_stop_early(tmp_path):
     from landslide_wsss.training.default import settings_from_args
     s, stage = settings_from_args(["--stage", "unet", "--log-dir", str(tmp_path), "--unet-minutes", "25",
                                    "--rule-seeds", "3"])
-    assert stage == "unet" and s.work.root == tmp_path and s.rules.seeds == 3
+    assert stage == "unet" and s.work.root == tmp_path and s.rules == Rules.with_seeds(3)
     assert s.yardstick_steps == 3186 and s.yardstick_max_minutes == 25 and s.student_max_minutes is None
     with pytest.raises(SystemExit) as e:
         settings_from_args(["--stage", "nope"])
@@ -144,7 +144,7 @@ def test_area_share_rule_reuses_the_scale_trial_and_compares_seed_means(tmp_path
         fake_train("data", wd.samples("weak", wd.scale_trial(2.4)), folder, name="student", steps=400, seed=seed,
                    split_seed=0)
     trained.clear()
-    r = sweeps.area_share("data", wd, 0, Rules(seeds=2), log=_quiet)
+    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2), log=_quiet)
     assert trained == [(0.5, 0, 400), (0.5, 1, 400), (0.7, 0, 400), (0.7, 1, 400)]
     assert r["gsd"] == 2.4 and r["share"] == 0.5  # +0.05 over 0.3, above the 0.01 spread; 0.7 below 0.5
     assert [f["mean_iou"] for f in r["table"]["0.3"]["per_seed"]] == pytest.approx([0.40, 0.41])
@@ -153,7 +153,7 @@ def test_area_share_rule_reuses_the_scale_trial_and_compares_seed_means(tmp_path
     gain[0.5] = 0.005  # within the margin: the incumbent stays
     for f in wd.second.glob("area_share/**/student.json"):
         f.unlink()
-    r = sweeps.area_share("data", wd, 0, Rules(seeds=2), log=_quiet)
+    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2), log=_quiet)
     assert r["share"] == 0.3 and r["decision"]["best"] == "0.5"
 
 

@@ -141,6 +141,10 @@ def test_fit_student_resumes_from_its_state(tmp_path):
                    log=lambda **r: log.append(r))
     assert log[0] == {"event": "resume", "step": 12, "total": 12}
     assert len(log) == 1  # nothing left to train
+    log.clear()
+    _, run = st.fit_student(samples, a, 14, crop=64, batch=2, progress=False, state_path=state,
+                            log=lambda **r: log.append(r))
+    assert log[0]["event"] == "train" and run["done"] == 14  # a state of another length starts afresh
 
 
 def test_registry_is_the_one_list(tmp_path, capsys):

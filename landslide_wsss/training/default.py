@@ -64,7 +64,8 @@ def settings_from_args(argv=None) -> tuple:
     ap.add_argument("--short-steps", type=int, default=SHORT_STEPS, help="steps of the rules' short students")
     ap.add_argument("--selftrain-steps", type=int, default=SELFTRAIN_STEPS)
     ap.add_argument("--unet-steps", type=int, default=YARDSTICK_STEPS, help="the supervised yardstick's steps")
-    ap.add_argument("--rule-seeds", type=int, default=RULE_SEEDS, help="seeds per rule trial")
+    ap.add_argument("--rule-seeds", type=int, default=RULE_SEEDS,
+                    help=f"seeds per trial of each rule: scale, area share, length (default {RULE_SEEDS})")
     ap.add_argument("--minutes", type=float, help="stop the full-length student early after this long")
     ap.add_argument("--selftrain-minutes", type=float, help="stop a self-training round early after this long")
     ap.add_argument("--unet-minutes", type=float, help="stop the yardstick early after this long")
@@ -80,8 +81,8 @@ def settings_from_args(argv=None) -> tuple:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     s = Settings(data=Path(a.data), out=Path(a.out), work=WorkDir(Path(a.log_dir)), seed=a.seed, threads=a.threads,
                  epochs=a.epochs, classifier_gsd=a.classifier_gsd,
-                 rules=Rules(seeds=a.rule_seeds, margin=RULE_MARGIN, short_steps=a.short_steps,
-                             full_steps=a.student_steps),
+                 rules=Rules.with_seeds(a.rule_seeds, margin=RULE_MARGIN, short_steps=a.short_steps,
+                                        full_steps=a.student_steps),
                  selftrain_steps=a.selftrain_steps, yardstick_steps=a.unet_steps, student_max_minutes=a.minutes,
                  selftrain_max_minutes=a.selftrain_minutes, yardstick_max_minutes=a.unet_minutes,
                  refine_max_minutes=a.refine_minutes, methods=tuple(a.methods.split(",")))

@@ -171,7 +171,7 @@ def fit_student(samples: Sequence[Sample], net, steps: int, *, lr: float = 1e-3,
     net.train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     step, total, spent = 0, int(steps), 0.0
-    if state_path is not None and Path(state_path).is_file():
+    if state_path is not None and Path(state_path).is_file() and _state_total(state_path) == total:
         meta = load_training_state(state_path, net, opt)
         step, total, spent = int(meta["step"]), int(meta["total"]), float(meta.get("spent", 0.0))
         if log:
@@ -206,6 +206,13 @@ def fit_student(samples: Sequence[Sample], net, steps: int, *, lr: float = 1e-3,
     run = {"steps": total, "done": done, "seed": seed, "lr": lr, "history": history[-3:],
            "stopped_early": early_stop_record(done, total, max_minutes)}
     return net.eval(), run
+
+
+def _state_total(path) -> Optional[int]:
+    """The step count a training state was made for (a state of another length is not resumed)."""
+    from ..checkpoint import read_metadata
+    total = read_metadata(path).get("total")
+    return None if total is None else int(total)
 
 
 # ---------------------------------------------------------------------------------------------

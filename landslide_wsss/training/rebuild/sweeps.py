@@ -1,8 +1,8 @@
 """The rules that train to choose: the working scale, the share of crops from area A, and the
 student's training length.
 
-Each trial is a student trained from several rule seeds (`Rules.seeds`, the first being the
-rebuild's seed); a candidate is judged on its mean hold-out IoU over those seeds (holdout.score),
+Each trial is a student trained from several seeds (`Rules`: a seed count per rule, the first seed
+being the rebuild's); a candidate is judged on its mean hold-out IoU over those seeds (holdout.score),
 and it replaces the rule's incumbent (the documented fixed value) only when it beats it by a margin
 above the measured seed spread (holdout.choose). So a choice that the seeds cannot tell apart
 stays the fixed value, and a rebuild makes the same choice twice. Per-seed figures go into the
@@ -34,14 +34,22 @@ RULE_MARGIN = 0.01   # the least margin a candidate needs over the incumbent (mo
 
 @dataclass(frozen=True)
 class Rules:
-    """How the rules train and compare: seeds per trial, the least margin, steps of a short trial."""
-    seeds: int = RULE_SEEDS
+    """How the rules train and compare: seeds per trial of each rule, the least margin, steps of a
+    short and of a full-length student."""
+    scale_seeds: int = RULE_SEEDS
+    area_share_seeds: int = RULE_SEEDS
+    length_seeds: int = RULE_SEEDS
     margin: float = RULE_MARGIN
     short_steps: int = SHORT_STEPS
     full_steps: int = STUDENT_STEPS
 
-    def seed_list(self, first: int) -> list:
-        return [first + k for k in range(self.seeds)]
+    @classmethod
+    def with_seeds(cls, seeds: int, **kw) -> "Rules":
+        return cls(scale_seeds=seeds, area_share_seeds=seeds, length_seeds=seeds, **kw)
+
+    def seed_list(self, first: int, rule: str) -> list:
+        """The seeds of a rule's trials: the rebuild's seed first."""
+        return [first + k for k in range(getattr(self, f"{rule}_seeds"))]
 
 
 def sweep_upward(values: Sequence[float], trial: Callable[[float, int], dict], step: float, limit: float,
@@ -89,10 +97,11 @@ def scale(data, wd: WorkDir, seed: int, rules: Rules, model=None, log=print, gsd
         res = short_student(data, wd, wd.samples("weak", sub), sub, s, seed, rules, log=log)["holdout"]
         log(event="scale", gsd=g, seed=s, **res)
         return res
-    table, decision = sweep_upward(gsds, trial, SCALE_STEP, SCALE_MAX, GSD, rules.seed_list(seed), rules.margin)
+    seeds = rules.seed_list(seed, "scale")
+    table, decision = sweep_upward(gsds, trial, SCALE_STEP, SCALE_MAX, GSD, seeds, rules.margin)
     return {"gsd": float(decision["chosen"]), "table": table, "decision": decision, "steps": rules.short_steps,
-            "seeds": rules.seed_list(seed),
-            "rule": f"mean hold-out IoU (Bijie hold-out + area A strip) over {rules.seeds} seeds of a short student "
+            "seeds": seeds,
+            "rule": f"mean hold-out IoU (Bijie hold-out + area A strip) over {len(seeds)} seeds of a short student "
                     f"per GSD; another GSD replaces {GSD:g} m only with a margin above the seed spread "
                     f"(at least {rules.margin}); one step coarser while the coarsest tried is chosen"}
 
@@ -103,22 +112,27 @@ def share_folder(wd: WorkDir, share: float, gsd: float) -> Path:
     return wd.scale_trial(gsd) if abs(share - AREA_SHARE) < 1e-9 else wd.share_trial(share)
 
 
+def share_student(data, wd: WorkDir, share: float, gsd: float, seed: int, first_seed: int, rules: Rules,
+                  log=print) -> dict:
+    """The short student of an area share and rule seed (see share_folder), trained when missing."""
+    folder = share_folder(wd, share, gsd)
+    if folder == wd.scale_trial(gsd):  # the scale trial's own samples and weights
+        return short_student(data, wd, wd.samples("weak", folder), folder, seed, first_seed, rules, log=log)
+    return short_student(data, wd, wd.samples("weak"), folder, seed, first_seed, rules, share=share, log=log)
+
+
 def area_share(data, wd: WorkDir, seed: int, rules: Rules, log=print, shares=AREA_SHARES) -> dict:
     """The share of the student's crops drawn from area A, by the scale rule at the working GSD."""
-    samples = wd.samples("weak")
-    gsd = samples_gsd(samples)
+    gsd = samples_gsd(wd.samples("weak"))
 
     def trial(share, s):
-        folder = share_folder(wd, share, gsd)
-        src = wd.samples("weak", folder) if folder == wd.scale_trial(gsd) else samples
-        res = short_student(data, wd, src, folder, s, seed, rules,
-                            share=None if folder == wd.scale_trial(gsd) else share, log=log)["holdout"]
+        res = share_student(data, wd, share, gsd, s, seed, rules, log)["holdout"]
         log(event="area_share", share=share, seed=s, **res)
         return res
-    table, decision = sweep_upward(shares, trial, AREA_SHARE_STEP, AREA_SHARE_MAX, AREA_SHARE,
-                                   rules.seed_list(seed), rules.margin)
+    seeds = rules.seed_list(seed, "area_share")
+    table, decision = sweep_upward(shares, trial, AREA_SHARE_STEP, AREA_SHARE_MAX, AREA_SHARE, seeds, rules.margin)
     return {"share": float(decision["chosen"]), "gsd": gsd, "table": table, "decision": decision,
-            "steps": rules.short_steps, "seeds": rules.seed_list(seed),
+            "steps": rules.short_steps, "seeds": seeds,
             "rule": f"the scale rule over shares of area A crops (incumbent {AREA_SHARE:g})"}
 
 
@@ -145,18 +159,18 @@ def length(data, wd: WorkDir, seed: int, rules: Rules, shares: dict, selftrain_s
     share, gsd = shares["share"], shares["gsd"]
     figures: Dict[str, list] = {"full": [], "short": []}
     files = {}
-    for s in rules.seed_list(seed):
+    seeds = rules.seed_list(seed, "length")
+    for s in seeds:
         full = full_student(data, wd, s, seed, share, rules, selftrain_steps, max_minutes, selftrain_max_minutes, log)
         figures["full"].append(read_json(full.with_suffix(".json"))["holdout"])
-        folder = wd.seed_folder(share_folder(wd, share, gsd), s, seed)
-        figures["short"].append(read_json(wd.record("student", folder))["holdout"])
+        figures["short"].append(share_student(data, wd, share, gsd, s, seed, rules, log)["holdout"])
         if s == seed:
-            files = {"full": full, "short": wd.network("student", folder)}
+            files = {"full": full, "short": wd.network("student", wd.seed_folder(share_folder(wd, share, gsd), s, seed))}
     table = {k: holdout.over_seeds(v) for k, v in figures.items()}
     decision = holdout.choose(table, "short", rules.margin)
     log(event="training_length", **{k: v["mean_iou"] for k, v in table.items()}, chosen=decision["chosen"])
     result = {"chosen": decision["chosen"], "table": table, "decision": decision,
-              "steps": {"full": rules.full_steps, "short": rules.short_steps}, "seeds": rules.seed_list(seed),
+              "steps": {"full": rules.full_steps, "short": rules.short_steps}, "seeds": seeds,
               "rule": "mean hold-out IoU over the rule seeds of the full-length student (with its self-training "
                       "round when kept) and the short one; the full one only with a margin above the seed spread",
               "file": str(files[decision["chosen"]])}
