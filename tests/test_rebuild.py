@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import blob_scene
 from landslide_wsss.training import holdout
 from landslide_wsss.training import student as st
 from landslide_wsss.training.rebuild import stages
 from landslide_wsss.training.rebuild.sweeps import Rules
 from landslide_wsss.training.rebuild.workdir import WorkDir
-
-SMALL = dict(depth=3, decoder=(16, 8, 8))
+from test_student import SMALL, _blob_samples
 
 
 @pytest.fixture
@@ -167,23 +165,13 @@ def test_choose_keeps_the_incumbent_unless_beaten_by_more_than_the_spread():
     assert holdout.choose(table, "a", 0.1)["chosen"] == "a"  # the least margin holds even without spread
 
 
-def _blob_samples(n=4, size=96):
-    rng = np.random.default_rng(0)
-    out = []
-    for k in range(n):
-        r, c = (int(v) for v in rng.integers(8, size - 40, 2))
-        img, mask = blob_scene(size, size, boxes=((r, c, r + 32, c + 32),) if k % 2 == 0 else (), seed=k)
-        out.append(st.Sample(img, mask.astype(np.uint8), f"s{k}", bool(mask.any())))
-    return out
-
-
 @pytest.mark.parametrize("better", [True, False])
 def test_self_training_round_is_kept_only_when_the_hold_out_rises(better):
     """selftrain.self_train: a round trains on the relabelled samples; kept when the hold-out rises,
     otherwise the network comes back exactly as it was."""
     from landslide_wsss.models.student import StudentNet
     from landslide_wsss.training.selftrain import self_train
-    samples = _blob_samples()
+    samples = _blob_samples(n=4)
     mean, std = st.band_stats(samples)
     torch.manual_seed(0)
     net = StudentNet(mean=mean, std=std, **SMALL)
