@@ -22,6 +22,13 @@ def _paths(data):
             "b_dsm": data / "amunet/areaB_dsm.tif"}
 
 
+def scene_gsd(path) -> float:
+    """A GeoTIFF's ground sampling distance in metres, as detect reads it (raster.Scene.gsd)."""
+    from ..raster import open_scene
+    with open_scene(path) as scene:
+        return scene.gsd
+
+
 def split_holdout(names, labels, frac=HOLDOUT_FRAC, seed=0):
     """Seeded stratified hold-out of the Bijie train list: (train_idx, holdout_idx)."""
     rng = np.random.default_rng(seed)

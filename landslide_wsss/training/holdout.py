@@ -39,6 +39,12 @@ def area_a_cut(height: int) -> int:
     return int(height * (1 - STRIP_FRAC))
 
 
+def area_a_gsd(data) -> float:
+    """Area A's pixel size in metres, as its GeoTIFF states it."""
+    from .data import scene_gsd
+    return scene_gsd(Path(data) / "amunet" / "areaA_rgb.tif")
+
+
 def area_a(data):
     """Area A as arrays (image, valid, mask) and the first row of its held-out strip."""
     from ..datasets.scene_chips import read_scene_arrays
@@ -69,7 +75,7 @@ def positive_tiles(mask: np.ndarray, tile: int):
 def working_items(data, seed=0, gsd=1.6) -> Dict[str, List[Item]]:
     """The hold-out at working GSD `gsd` for `score`: {"bijie_holdout": [...], "areaA_strip": [...]}."""
     from ..datasets.bijie import load_image, load_mask
-    from ..evaluation import AMUNET_GSD, BIJIE_GSD
+    from ..evaluation import BIJIE_GSD
     from ..resample import resample_image, resample_target
     root = Path(data) / "bijie"
     names, _, _, ho = bijie_split(data, seed)
@@ -78,7 +84,7 @@ def working_items(data, seed=0, gsd=1.6) -> Dict[str, List[Item]]:
         img = load_image(root, names[i])
         bij.append((resample_image(img, gsd / BIJIE_GSD), load_mask(root, names[i], img.shape[1:]), None))
     a_img, a_valid, a_mask, cut = area_a(data)
-    strip_img = resample_image(a_img[:, cut:].astype(np.uint8), gsd / AMUNET_GSD)
+    strip_img = resample_image(a_img[:, cut:].astype(np.uint8), gsd / area_a_gsd(data))
     strip_valid = resample_target(np.where(a_valid[cut:], 1, 0).astype(np.uint8), strip_img.shape[1:]) == 1
     return {"bijie_holdout": bij, "areaA_strip": [(strip_img, a_mask[cut:], strip_valid)]}
 
@@ -86,23 +92,24 @@ def working_items(data, seed=0, gsd=1.6) -> Dict[str, List[Item]]:
 def cam_maps(model, data, seed=0):
     """A CAM scorer's maps on the hold-out, for tuning its normalization and threshold:
     (Bijie hold-out [(maps, mask, None)], area A strip [(maps, mask, valid)])."""
-    from ..evaluation import AMUNET_GSD, bijie_maps, maps_at_gsd
+    from ..evaluation import bijie_maps, maps_at_gsd
     names, _, _, ho = bijie_split(data, seed)
     bij = [(m, mask, None) for _, m, mask in bijie_maps(model, Path(data) / "bijie", [names[i] for i in ho])]
     img, valid, mask, cut = area_a(data)
     img, valid, mask = img[:, cut:], valid[cut:], mask[cut:]
-    return bij, [(maps_at_gsd(model, img, valid, AMUNET_GSD), mask, valid)]
+    return bij, [(maps_at_gsd(model, img, valid, area_a_gsd(data)), mask, valid)]
 
 
 def teacher_maps(teacher, data, seed=0):
     """A teacher's maps (with images, masks and pixel sizes) on the hold-out landslide images and
     the landslide tiles of the area A strip: (cams, masks, images, gsds)."""
     from ..datasets.bijie import load_image, load_mask
-    from ..evaluation import AMUNET_GSD, BIJIE_GSD, maps_at_gsd
+    from ..evaluation import BIJIE_GSD, maps_at_gsd
     from .affinity import teacher_map
     root = Path(data) / "bijie"
     names, labels, _, ho = bijie_split(data, seed)
     a_img, a_valid, a_mask, cut = area_a(data)
+    a_gsd = area_a_gsd(data)
     cams, masks, images, gsds = [], [], [], []
     for n in (names[i] for i in ho if labels[i] == 1):  # each image read once: its CAM and the image itself
         img = load_image(root, n)
@@ -110,13 +117,13 @@ def teacher_maps(teacher, data, seed=0):
         masks.append(load_mask(root, n, img.shape[1:]))
         images.append(img)
         gsds.append(BIJIE_GSD)
-    area = teacher_map(maps_at_gsd(teacher, a_img, a_valid, AMUNET_GSD))
-    for rs, cs in positive_tiles(a_mask[cut:], int(round(AREA_TILE_M / AMUNET_GSD))):
+    area = teacher_map(maps_at_gsd(teacher, a_img, a_valid, a_gsd))
+    for rs, cs in positive_tiles(a_mask[cut:], int(round(AREA_TILE_M / a_gsd))):
         rs = slice(rs.start + cut, rs.stop + cut)
         cams.append(area[rs, cs])
         masks.append(a_mask[rs, cs])
         images.append(a_img[:, rs, cs])
-        gsds.append(AMUNET_GSD)
+        gsds.append(a_gsd)
     return cams, masks, images, gsds
 
 

@@ -186,7 +186,7 @@ def train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, la
     if minutes_left() > 0:
         net, score, selftraining = self_train(
             net, samples, measure, score, rounds=1, steps=selftrain_steps or SELFTRAIN_STEPS, seed=seed,
-            state_path=lambda r: state / f"selftrain{r}.safetensors", max_minutes=minutes_left(), log=log,
+            state_path=lambda r: state / "selftrain.safetensors", max_minutes=minutes_left(), log=log,
             progress=progress)
     keep = not keeps(start_score, score)  # the start model's student only when the hold-out prefers it
     if not keep:

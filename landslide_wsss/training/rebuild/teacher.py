@@ -20,7 +20,7 @@ import torch
 
 from ... import __version__
 from ...checkpoint import load_checkpoint, save_checkpoint
-from ...evaluation import AMUNET_GSD, BIJIE_GSD
+from ...evaluation import BIJIE_GSD
 from ...resample import resample_image, resample_target
 from .. import holdout
 from .. import student as st
@@ -41,7 +41,7 @@ def load_teacher(method: str, model=None, device: str = "cpu"):
 
 
 def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int, t_fg: float, t_bg: float,
-                image: np.ndarray = None, refine: str = "none"):
+                gsd: float, image: np.ndarray = None, refine: str = "none"):
     """Pseudo-mask of a scene from tile labels: landslide tiles get the CAM's bands (refined and
     normalized in the tile), landslide-free tiles exact background, uncovered tiles ignored."""
     from ..affinity import refine as _refine
@@ -49,7 +49,7 @@ def area_target(cam: np.ndarray, mask: np.ndarray, valid: np.ndarray, tile: int,
     for (r, c), lab in holdout.tile_labels(mask, tile).items():
         sl = (slice(r, r + tile), slice(c, c + tile))
         if lab == 1:
-            m = _refine(cam[sl], None if image is None else image[(slice(None),) + sl], refine, AMUNET_GSD)
+            m = _refine(cam[sl], None if image is None else image[(slice(None),) + sl], refine, gsd)
             out[sl] = st.pseudo_mask(m, t_fg, t_bg, valid[sl])
         elif lab == 0:
             out[sl] = np.where(valid[sl], 0, st.IGNORE)
@@ -126,7 +126,8 @@ def teacher_targets(data, seed, teacher: dict, model=None, log=print) -> dict:
     root = Path(data) / "bijie"
     names, _, tr, _ = holdout.bijie_split(data, seed)
     a_img, a_valid, a_mask, _ = holdout.area_a(data)
-    a_tile = int(round(holdout.AREA_TILE_M / AMUNET_GSD))
+    a_gsd = holdout.area_a_gsd(data)
+    a_tile = int(round(holdout.AREA_TILE_M / a_gsd))
     method, how, t_fg, t_bg = teacher["method"], teacher["refine"], teacher["t_fg"], teacher["t_bg"]
     net = load_teacher(method, model)
     bijie, refined, masks = {}, [], []
@@ -138,8 +139,8 @@ def teacher_targets(data, seed, teacher: dict, model=None, log=print) -> dict:
         bijie[n] = st.pseudo_mask(cam, t_fg, t_bg)
         refined.append(cam)
         masks.append(load_mask(root, n, img.shape[1:]))
-    area = area_target(teacher_map(maps_at_gsd(net, a_img, a_valid, AMUNET_GSD)), a_mask, a_valid, a_tile, t_fg, t_bg,
-                       image=a_img, refine=how)
+    area = area_target(teacher_map(maps_at_gsd(net, a_img, a_valid, a_gsd)), a_mask, a_valid, a_tile, t_fg, t_bg,
+                       a_gsd, image=a_img, refine=how)
     quality = st.band_quality(refined, masks, t_fg, t_bg)
     log(event="teacher_targets", n=len(bijie), teacher=method, refine=how, seconds=round(time.time() - t0, 1))
     return {"bijie": bijie, "areaA": area, "teacher": teacher, "quality": quality, "seconds": round(time.time() - t0, 1)}
@@ -155,7 +156,7 @@ def make_samples(data, folder, seed, gsd, targets: dict, log=print) -> dict:
     root = Path(data) / "bijie"
     names, _, tr, _ = holdout.bijie_split(data, seed)
     a_img, _, a_mask, cut = holdout.area_a(data)
-    f_b, f_a = gsd / BIJIE_GSD, gsd / AMUNET_GSD
+    f_b, f_a = gsd / BIJIE_GSD, gsd / holdout.area_a_gsd(data)
     weak, sup = [], []
     for n in (names[i] for i in tr):  # each image read once
         img = load_image(root, n)
