@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from landslide_wsss.evaluation import evaluate_bijie, evaluate_scene  # noqa: E402
-from landslide_wsss.training.second_stage import embed  # noqa: E402
+from landslide_wsss.training.rebuild.networks import embed  # noqa: E402
 from landslide_wsss.wsss import load_model  # noqa: E402
 from landslide_wsss.paths import DATA_DIR  # noqa: E402
 
@@ -59,11 +59,12 @@ def main(argv=None):
         students["student full budget (+ kept self-training)"] = work / "student.safetensors"
     if a.supervised:
         from landslide_wsss.training.common import Logger
-        from landslide_wsss.training.second_stage import SCALE_STEPS, stage_student
+        from landslide_wsss.training.rebuild.networks import SHORT_STEPS as SCALE_STEPS, train_network
         gsd = json.loads((work / "scale.json").read_text())["gsd"]
         sub = work / "scale" / f"gsd{gsd:g}"
         if not (sub / "supervised.safetensors").is_file():
-            stage_student(a.data, sub, 0, 0, 0, 0, Logger(sub / "supervised.jsonl"), "supervised", steps=SCALE_STEPS)
+            train_network(a.data, sub / "supervised_samples.safetensors", sub, name="supervised", steps=SCALE_STEPS,
+                          seed=0, split_seed=0, log=Logger(sub / "supervised.jsonl"))
         students[f"supervised, same network and budget ({SCALE_STEPS} steps at {gsd:g} m)"] = sub / "supervised.safetensors"
     with tempfile.TemporaryDirectory() as tmp:
         for name, comp in students.items():

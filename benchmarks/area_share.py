@@ -1,5 +1,5 @@
 """The share of the student's training crops drawn from AMU-Net area A, chosen like the working scale
-(second_stage.stage_area_share, also run by the default command's student stage): a 400-step student
+(rebuild.sweeps.area_share, also run by the default command's area-share stage): a 400-step student
 per share on the same pseudo-masks at the working GSD (runs/second_stage/weak_samples.safetensors), no
 self-training; the best mean hold-out IoU (Bijie train hold-out + area A strip) wins, and while the
 largest share tried wins, one step more is tried (up to 0.7). Never looks at Bijie val or area B.
@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from landslide_wsss.raster import atomic_output
-from landslide_wsss.training import second_stage as ss
+from landslide_wsss.training.rebuild import sweeps as ss
+from landslide_wsss.training.rebuild.workdir import WorkDir
 from landslide_wsss.training.common import Logger, set_threads
 from landslide_wsss.paths import DATA_DIR
 
@@ -29,25 +30,27 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DATA_DIR))
     ap.add_argument("--work", default=str(REPO / "runs" / "second_stage"))
     ap.add_argument("--shares", default=",".join(map(str, ss.AREA_SHARES)))
-    ap.add_argument("--steps", type=int, default=ss.SCALE_STEPS)
+    ap.add_argument("--steps", type=int, default=ss.SHORT_STEPS)
+    ap.add_argument("--seeds", type=int, default=ss.RULE_SEEDS, help="seeds per share")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "area_share.json"))
     a = ap.parse_args(argv)
     set_threads(a.threads)
-    work = Path(a.work)
-    if not (work / "weak_samples.safetensors").is_file():
-        print(f"error: {work / 'weak_samples.safetensors'} is missing (run the default command's student stage first)",
+    work = WorkDir(Path(a.work).parent)  # --work is the second_stage folder
+    if not work.samples("weak").is_file():
+        print(f"error: {work.samples('weak')} is missing (run the default command's student stage first)",
               file=sys.stderr)
         return 2
-    result = ss.stage_area_share(a.data, work, a.seed, Logger(work / "log.jsonl"),
-                                 shares=[float(s) for s in a.shares.split(",")], steps=a.steps)
+    rules = ss.Rules(area_share_seeds=a.seeds, short_steps=a.steps)
+    result = ss.area_share(a.data, work, a.seed, rules, Logger(work.log),
+                           shares=[float(s) for s in a.shares.split(",")])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(a.out, overwrite=True) as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     for s, r in result["table"].items():
-        print(f"share {s}: Bijie hold-out {r['bijie_holdout_iou']:.3f}  strip {r['areaA_strip_iou']:.3f}  "
-              f"mean {r['mean_iou']:.3f}  (threshold {r['threshold']})")
+        print(f"share {s}: mean {r['mean_iou']:.3f} ± {r['spread']:.3f} over seeds "
+              f"{[p['mean_iou'] for p in r['per_seed']]}")
     print(f"chosen: {result['share']:g}")
     return 0
 

@@ -1,6 +1,6 @@
 """The classifier's working GSD and training length, judged as the second stage uses it: as a
 teacher. For each GSD and length a classifier is trained by the default command's train stage
-(`--classifier-gsd`, `--epochs`; the same data and hold-outs), the embedded CycleGAN generator is added, and `second_stage.choose_teacher`
+(`--classifier-gsd`, `--epochs`; the same data and hold-outs), the embedded CycleGAN generator is added, and `rebuild.teacher.choose_teacher`
 reports the confident-band IoU of every teacher recipe on the hold-out (Bijie train hold-out
 landslide images + the landslide tiles of the area A strip). Never looks at Bijie val or area B.
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from landslide_wsss.models.cyclegan import add_generator_to_model
-from landslide_wsss.training import second_stage as ss
+from landslide_wsss.training.rebuild import teacher as ss
 from landslide_wsss.training.common import Logger
 from landslide_wsss.training.default import DEFAULT_OUT, FUSION
 from landslide_wsss.paths import DATA_DIR

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from landslide_wsss.training import affinity
-from landslide_wsss.training import second_stage as ss
+from landslide_wsss.training import holdout
+from landslide_wsss.training.rebuild import teacher as ss
 from landslide_wsss.training import student as st
 from landslide_wsss.training.common import set_threads
 from landslide_wsss.paths import DATA_DIR
@@ -38,16 +39,12 @@ def _untrained(teacher):
 
 def holdout_maps(data, method, cue, seed=0):
     """(teacher maps, masks, images, pixel sizes) on the hold-out landslide images and strip tiles:
-    the second stage's own hold-out (second_stage._holdout_teacher_maps), with the teacher's
+    the second stage's own hold-out (holdout.teacher_maps), with the teacher's
     generator swapped for its untrained control when asked."""
-    teacher = ss._teacher(method + ("-cyclegan" if cue != "none" else ""))
+    teacher = ss.load_teacher(method + ("-cyclegan" if cue != "none" else ""))
     if cue == "untrained":
         teacher = _untrained(teacher)
-    names, labels, _, ho = ss._bijie_split(data, seed)
-    a_img, a_valid, a_mask, cut = ss._area_a(data)
-    a_gsd = ss._area_a_gsd(data)
-    return ss._holdout_teacher_maps(teacher, Path(data) / "bijie", [names[i] for i in ho if labels[i] == 1],
-                                    a_img, a_valid, a_mask, cut, int(round(ss.AREA_TILE_M / a_gsd)), a_gsd)
+    return holdout.teacher_maps(teacher, data, seed)
 
 
 def main():

@@ -173,36 +173,41 @@ def _generator_graphs(path, meta):
     return {"translate": (g, {"stride": GEN_STRIDE, "initializers": keys})}
 
 
-def graphs_for(path, meta) -> Dict[str, Dict[str, tuple]]:
-    """Every ONNX graph this model file can have: {component: {graph: (bytes, info)}}."""
+def graphs_for(path, meta, components=None) -> Dict[str, Dict[str, tuple]]:
+    """The ONNX graphs this model file can have ({component: {graph: (bytes, info)}}), of every
+    forward-only network or of `components` only."""
+    want = (lambda c: True) if components is None else (lambda c: c in components)
     out: Dict[str, Dict[str, tuple]] = {}
     for component in ("student", "unet"):
         comp = meta.get(component)
-        if comp and (comp.get("config") or {}).get("arch") == "smp-unet":
+        if want(component) and comp and (comp.get("config") or {}).get("arch") == "smp-unet":
             out[component] = _segmentation_graphs(path, meta, component)
     if meta.get("architecture") == "wsss-classifier":
-        out["classifier"] = _classifier_graphs(path, meta, "classifier")
-        if (meta.get("rcm-mam") or {}).get("classifier"):
+        if want("classifier"):
+            out["classifier"] = _classifier_graphs(path, meta, "classifier")
+        if want("rcm-mam") and (meta.get("rcm-mam") or {}).get("classifier"):
             out["rcm-mam"] = _classifier_graphs(path, meta, "rcm-mam")
-        if meta.get("generator"):
+        if want("generator") and meta.get("generator"):
             out["generator"] = _generator_graphs(path, meta)
     return out
 
 
-def embed_graphs(model_path) -> Dict[str, list]:
-    """Write the ONNX graphs of every forward-only network into the model file (replacing old ones);
-    returns {component: [graph names]}."""
+def embed_graphs(model_path, components=None) -> Dict[str, list]:
+    """Write the ONNX graphs of every forward-only network (or of `components`) into the model file,
+    replacing their old ones; returns {component: [graph names]}."""
     from .checkpoint import read_metadata, update_model_file
 
     meta = read_metadata(model_path)
-    graphs = graphs_for(model_path, meta)
+    graphs = graphs_for(model_path, meta, components)
     tensors = {graph_key(c, g): _graph_tensor(data) for c, gs in graphs.items() for g, (data, _) in gs.items()}
     record = {c: {g: {**info, "opset": OPSET} for g, (_, info) in gs.items()} for c, gs in graphs.items()}
+    drop = ("onnx",) if components is None else tuple(f"onnx.{c}" for c in components)
 
     def put(m):
-        m["onnx"] = record
+        kept = {} if components is None else {c: g for c, g in (m.get("onnx") or {}).items() if c not in components}
+        m["onnx"] = {**kept, **record}
 
-    update_model_file(model_path, tensors, drop=("onnx",), meta=put)
+    update_model_file(model_path, tensors, drop=drop, meta=put)
     return {c: sorted(gs) for c, gs in graphs.items()}
 
 

@@ -1,11 +1,13 @@
-"""The one training loop (training/loop.py): steps, schedule, budget, record hook; the fine-tune loop."""
+"""The one training loop (training/loop.py): steps, schedule, early stop, record hook, determinism; the fine-tune loop."""
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from landslide_wsss.training.loop import epoch_batches, fine_tune, fit
+from landslide_wsss.training.loop import early_stop_record, epoch_batches, fine_tune, fit
 
 
 def _toy():
@@ -41,22 +43,47 @@ def test_fit_learns():
     assert float(loss(net(x), y)) < before * 0.7
 
 
-def test_fit_budget_becomes_a_step_count():
+def test_a_budget_only_stops_a_run_early_and_says_where():
     net, opt, batch, loss = _toy()
-    totals = []
-    done = fit(net, opt, batch, loss, lr=0.1, minutes=0.0, record_every=100, bf16=False,
-               on_record=lambda s, l, t, total: totals.append(total))
-    assert done == 1 and totals == [1]  # a budget already spent stops where it is
+    records, events = [], []
+    done = fit(net, opt, batch, loss, lr=0.1, total=50, max_minutes=0.0, record_every=100, bf16=False,
+               on_record=lambda s, l, t, total: records.append((s, total)), log=lambda **r: events.append(r))
+    assert done == 0 and records == []  # a budget already spent stops before the first step
+    assert events == [{"event": "stopped_early", "step": 0, "total_steps": 50, "max_minutes": 0.0}]
+    assert early_stop_record(done, 50, 0.0) == {"step": 0, "of": 50, "max_minutes": 0.0}
     net, opt, batch, loss = _toy()
-    done = fit(net, opt, batch, loss, lr=0.1, minutes=0.003, record_every=10 ** 6, bf16=False,
-               on_record=lambda s, l, t, total: totals.append(total))
-    assert done == totals[-1] and done >= 10  # the pace after warm-up sets the total for a 0.18 s budget
+    slow = lambda step: (time.sleep(0.02), batch(step))[1]  # noqa: E731
+    done = fit(net, opt, slow, loss, lr=0.1, total=10 ** 6, max_minutes=0.3 / 60, record_every=10 ** 9, bf16=False,
+               on_record=lambda s, l, t, total: records.append((s, total)))
+    assert 0 < done < 10 ** 6 and records == [(done, 10 ** 6)]  # the last record comes at the early stop
+    net, opt, batch, loss = _toy()
+    assert fit(net, opt, batch, loss, lr=0.1, total=5, max_minutes=60, bf16=False) == 5
+    assert early_stop_record(5, 5, 60) is None
 
 
-def test_fit_without_steps_or_budget_is_an_error():
+def test_two_seeded_runs_give_the_same_weights():
+    """The same steps from the same seed and data, twice: identical weights, byte for byte."""
+    def run():
+        torch.manual_seed(3)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(8, 1, 1))
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+        imgs = np.random.default_rng(0).integers(1, 255, (8, 3, 16, 16)).astype(np.uint8)
+        masks = (imgs[:, 0] > 128).astype(np.float32)
+        batches = epoch_batches(imgs, masks, batch_size=4, seed=5, normalize=lambda x: x / 255,
+                                band_std=torch.full((3,), 60.0), pixel_targets=True)
+        fit(net, opt, batches, lambda o, y: torch.nn.functional.binary_cross_entropy_with_logits(o[:, 0].float(), y),
+            lr=1e-2, total=12, warmup=2)
+        return {k: v.clone() for k, v in net.state_dict().items()}
+    a, b = run(), run()
+    assert torch.are_deterministic_algorithms_enabled()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_without_a_step_count_is_an_error():
     net, opt, batch, loss = _toy()
     with pytest.raises(ValueError):
-        fit(net, opt, batch, loss, lr=0.1)
+        fit(net, opt, batch, loss, lr=0.1, total=None, max_minutes=5)
 
 
 def test_epoch_batches_are_seeded_per_epoch_and_follow_fresh_chips():

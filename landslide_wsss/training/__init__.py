@@ -1,2 +1,3 @@
-"""Training: the trainers (one module each), the default-model command (default.py), the second stage
-(second_stage.py, student.py) and `train weak` (weak.py). Shared data paths and hold-outs: data.py."""
+"""Training: the trainers (one module each, all through loop.py), the rebuild of the default model
+(default.py, the command; rebuild/, its stages), the student (student.py) and `train weak` (weak.py).
+The hold-outs every rule reads: holdout.py; the one self-training rule: selftrain.py; data paths: data.py."""

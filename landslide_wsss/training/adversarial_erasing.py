@@ -61,7 +61,7 @@ def set_requires_grad(model, flag: bool):
 
 
 def main(argv=None):
-    from .loop import fine_tune
+    from .loop import early_stop_record, fine_tune
     from .refine_common import base_parser, batches, finish_run, freeze_bn, pos_weight, start_run
     ap = base_parser(__doc__.splitlines()[0], "runs/models/adversarial_erasing.safetensors")
     ap.add_argument("--alpha", type=float, default=ALPHA)
@@ -118,7 +118,8 @@ def main(argv=None):
                 "init": src_meta["_source"], "localizer_steps": loc_steps, "adversary_steps": adv_steps,
                 "block": a.block, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "alpha": a.alpha, "beta": a.beta, "omega": a.omega, "sigma": a.sigma,
-                "train_seconds": seconds, "n_chips": len(chips)}
+                "train_seconds": seconds, "n_chips": len(chips), "seed": a.seed,
+                "stopped_early": early_stop_record(loc_steps, a.steps, a.max_minutes)}
     return finish_run(loc, a, "adversarial-erasing", src_meta, training, init_path, log, timer)
 
 

@@ -2,7 +2,7 @@
 
 A CAM is coarse (one value per 16 px of the classifier's feature grid, then upsampled); landslide
 edges follow colour edges. Two standard refinements, picked by measurement on the hold-out
-(`second_stage.stage_pseudo`):
+(`rebuild/teacher.py`):
 
 slic   superpixels of the image (scikit-image SLIC, about `SLIC_M` metres across): the CAM is
        replaced by its mean inside each superpixel, so a band boundary follows colour edges.

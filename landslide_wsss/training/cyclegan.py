@@ -162,8 +162,9 @@ def _to_input(chips: np.ndarray, spectral: int) -> torch.Tensor:
 
 class CycleGANTrainer:
     def __init__(self, cfg: CycleGANConfig):
+        from .common import seed_everything
         self.cfg = cfg
-        torch.manual_seed(cfg.seed)
+        seed_everything(cfg.seed)  # deterministic kernels too: the same seed gives the same generator
         c = cfg.spectral + cfg.cond
         self.G_A = init_weights(ResnetGenerator(cfg.spectral, cfg.cond, cfg.ngf, cfg.n_blocks))
         self.G_B = init_weights(ResnetGenerator(cfg.spectral, cfg.cond, cfg.ngf, cfg.n_blocks))

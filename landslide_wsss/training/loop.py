@@ -2,8 +2,8 @@
 
 `fit` trains the classifier and the segmentation networks (the student, the supervised yardstick): steps of
 (batch -> forward under bf16 autocast + channels_last -> loss -> AdamW step) on a warm-up + cosine
-schedule, over a fixed step count or a wall-clock budget turned into one, with a record hook (where
-callers log, measure the hold-out and write their resumable state). `epoch_batches` is the batch
+schedule over a fixed step count (a wall-clock budget may only stop it early), with a record hook
+(where callers log, measure the hold-out and write their resumable state); deterministic algorithms on. `epoch_batches` is the batch
 source of the epoch-based trainers (a seeded permutation per epoch, fresh crops per epoch when
 given). `fine_tune` runs the refinements' steps (rcm-mam, adversarial erasing, terrain-guided
 crops) within a step count and a time budget, with BatchNorm statistics frozen by their step.
@@ -21,35 +21,41 @@ from .common import augment, cosine_lr
 Batch = Callable[[int], tuple]  # step -> (normalized x, target)
 
 
-def fit(net, opt, next_batch: Batch, loss_fn, *, lr: float, total: Optional[int] = None, warmup=None,
-        start: int = 0, minutes: Optional[float] = None, spent: float = 0.0, bf16: bool = True,
-        record_every: int = 100, on_record: Optional[Callable] = None, progress: bool = False,
-        desc: str = "train", log: Optional[Callable] = None) -> int:
-    """Train `net` from step `start` to `total`. Returns the step count reached.
-
-    total None: a wall-clock budget of `minutes` (with `spent` seconds already used by an earlier,
-    resumed run) sets it from the pace after warm-up, measured at step 10 (a tiny budget stops where
-    it is); until then the rate is lr/10. warmup: steps, or a callable(total) -> steps.
-    on_record(step, mean loss since the last record, seconds spent, total) runs every
-    `record_every` steps and at the end; the network is put back into train mode after it.
-    """
+def fit(net, opt, next_batch: Batch, loss_fn, *, lr: float, total: int, warmup=None, start: int = 0,
+        max_minutes: Optional[float] = None, spent: float = 0.0, bf16: bool = True, record_every: int = 100,
+        on_record: Optional[Callable] = None, progress: bool = False, desc: str = "train",
+        log: Optional[Callable] = None) -> int:
+    """Train `net` from step `start` to `total` on a warm-up + cosine schedule over `total`.
+    Returns the step count reached: `total`, or fewer when `max_minutes` of wall time (with `spent`
+    seconds already used by an earlier, resumed run) ran out first; the schedule is the same either
+    way, so a budget can only stop a run early, never change what a step does.
+    warmup: steps, or a callable(total) -> steps. on_record(step, mean loss since the last record,
+    seconds spent, total) runs every `record_every` steps and at the end (also an early end); the
+    network is put back into train mode after it."""
     from tqdm import tqdm
 
-    if total is None and minutes is None:
-        raise ValueError("fit needs a step count (total) or a wall-clock budget (minutes)")
+    from .common import deterministic
+
+    if total is None or int(total) < 0:
+        raise ValueError("fit needs a step count (total); a wall-clock budget may only stop it early")
+    deterministic()
+    total = int(total)
+    w = warmup(total) if callable(warmup) else int(warmup or 0)
     net.train()
     step = start
     t_start = time.time() - spent
-    t2 = None
     loss_sum, loss_n = 0.0, 0
-    bar = tqdm(desc=desc, unit="step", disable=not progress, initial=step)
-    while total is None or step < total:
+    bar = tqdm(desc=desc, unit="step", disable=not progress, initial=step, total=total)
+    while step < total:
+        if max_minutes is not None and time.time() - t_start >= max_minutes * 60:
+            if log:
+                log(event="stopped_early", step=step, total_steps=total, max_minutes=max_minutes)
+            if on_record and loss_n:
+                on_record(step, loss_sum / loss_n, time.time() - t_start, total)
+                net.train()
+            break
         x, y = next_batch(step)
-        if total is not None:
-            w = warmup(total) if callable(warmup) else int(warmup or 0)
-            rate = cosine_lr(lr, step, total, w)
-        else:
-            rate = lr * 0.1
+        rate = cosine_lr(lr, step, total, w)
         for g in opt.param_groups:
             g["lr"] = rate
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -61,20 +67,18 @@ def fit(net, opt, next_batch: Batch, loss_fn, *, lr: float, total: Optional[int]
         step += 1
         bar.update(1)
         loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
-        if step == start + 2:
-            t2 = time.time()
-        if total is None and (step == start + 10 or time.time() - t_start >= (minutes or 0) * 60):
-            pace = (time.time() - t2) / max(step - start - 2, 1) if t2 is not None and step > start + 2 else float("inf")
-            total = max(step, int((minutes or 0) * 60 / pace))
-            if log:
-                log(event="budget", seconds_per_step=round(pace, 3), total_steps=total)
-        if step % record_every == 0 or (total is not None and step >= total):
+        if step % record_every == 0 or step >= total:
             if on_record:
                 on_record(step, loss_sum / max(loss_n, 1), time.time() - t_start, total)
                 net.train()
             loss_sum, loss_n = 0.0, 0
     bar.close()
     return step
+
+
+def early_stop_record(done: int, total: int, max_minutes: Optional[float]) -> Optional[dict]:
+    """What a model file's metadata says of a run a wall-clock budget stopped (None: it ran its steps)."""
+    return None if done >= total else {"step": int(done), "of": int(total), "max_minutes": max_minutes}
 
 
 def epoch_batches(images, targets, *, batch_size: int, seed: int, normalize, band_std, jitter: float = 0.1,

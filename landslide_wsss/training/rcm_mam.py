@@ -118,7 +118,7 @@ def rcm_mam_losses(main, support, x, y, tau_region=0.4, temperature=0.1, scales=
 
 
 def main(argv=None):
-    from .loop import fine_tune
+    from .loop import early_stop_record, fine_tune
     from .refine_common import base_parser, batches, finish_run, freeze_bn, pos_weight, start_run
     ap = base_parser(__doc__.splitlines()[0], "runs/models/rcm_mam.safetensors")
     ap.add_argument("--w-rcm", type=float, default=0.1)
@@ -153,7 +153,8 @@ def main(argv=None):
     training = {"command": "landslide-wsss train rcm-mam " + " ".join(argv or []), "init": src_meta["_source"],
                 "steps": done, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "w_rcm": a.w_rcm, "w_mam": a.w_mam, "temperature": a.temperature, "tau_region": a.tau_region,
-                "ema": a.ema, "scales": list(SCALES), "train_seconds": seconds, "n_chips": len(chips)}
+                "ema": a.ema, "scales": list(SCALES), "train_seconds": seconds, "n_chips": len(chips), "seed": a.seed,
+                "stopped_early": early_stop_record(done, a.steps, a.max_minutes)}
     return finish_run(model, a, "rcm-mam", src_meta, training, init_path, log, timer)
 
 

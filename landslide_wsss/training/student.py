@@ -1,19 +1,19 @@
 """The second stage: teacher CAMs -> pseudo-masks -> segmentation student -> self-training.
 
-Everything here works at the model's working GSD (chosen by second_stage.stage_scale; 2.4 m in the
-shipped model): images are resampled on load (area-weighted), so a 192 px training crop sees 461 m
-of ground there.
+Everything here works at the model's working GSD (chosen by the rebuild's scale rule,
+rebuild/sweeps.py): images are resampled on load (area-weighted), so a 192 px training crop sees
+461 m of ground at 2.4 m.
 
 Pseudo-masks (three bands): the teacher's CAM, summed over scales and flips, is normalized by its
 maximum inside each landslide image (or landslide tile); >= t_fg is landslide, < t_bg background,
 the band between is 255 (ignored by the loss). Every landslide-free image / tile is exact
 background. t_fg, t_bg and the teacher's CAM method are chosen on the hold-out (see `choose_teacher`).
 
-The student (models/student.py) trains with BCE + Dice on the confident pixels, within a wall-clock
-budget (cosine schedule over the step count the budget allows, measured on the first steps), with a
-resumable state file. Self-training relabels the landslide samples with the student's confident
+The student (models/student.py) trains with BCE + Dice on the confident pixels for a fixed step
+count (cosine schedule; a wall-clock budget may only stop it early), with a resumable state file.
+Self-training (training/selftrain.py) relabels the landslide samples with the student's confident
 predictions (>= ST_HI landslide, <= ST_LO background) and fine-tunes; a round is kept only when
-the hold-out IoU improves. The mask threshold is the hold-out's best.
+the hold-out says so. The mask threshold is the hold-out's best (training/holdout.py).
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from .. import __version__
 from ..checkpoint import fp16_tensors
 from ..metrics import Confusion
-from ..resample import resize_prob
 
 IGNORE = 255
 CROP = 192
@@ -158,20 +157,23 @@ def band_stats(samples: Sequence[Sample]):
     return mean.tolist(), std.tolist()
 
 
-def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1e-3, seed: int = 0,
-                state_path=None, log: Optional[Callable] = None, crop: int = CROP, batch: int = BATCH,
-                progress: bool = True, steps: Optional[int] = None):
-    """Train `net` on random crops of `samples` for `minutes` of wall time, or exactly `steps`
-    steps when given (resumable from `state_path`)."""
+def fit_student(samples: Sequence[Sample], net, steps: int, *, lr: float = 1e-3, seed: int = 0,
+                max_minutes: Optional[float] = None, state_path=None, log: Optional[Callable] = None,
+                crop: int = CROP, batch: int = BATCH, progress: bool = True):
+    """Train `net` on random crops of `samples` for `steps` steps (resumable from `state_path`);
+    `max_minutes` of wall time may stop it early. Returns (net in eval mode, the run's record:
+    steps, steps done, seed, lr, the last loss records and `stopped_early`, None when it ran its
+    steps). Batches are drawn by a generator seeded by (seed, step): a resumed or repeated run
+    draws the same crops."""
     from .common import augment, load_training_state, save_training_state
-    from .loop import fit
+    from .loop import early_stop_record, fit
 
     net.train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    step, total, spent = 0, steps, 0.0
-    if state_path is not None and Path(state_path).is_file():
+    step, total, spent = 0, int(steps), 0.0
+    if state_path is not None and Path(state_path).is_file() and _state_total(state_path) == total:
         meta = load_training_state(state_path, net, opt)
-        step, total, spent = int(meta["step"]), meta.get("total"), float(meta.get("spent", 0.0))
+        step, total, spent = int(meta["step"]), int(meta["total"]), float(meta.get("spent", 0.0))
         if log:
             log(event="resume", step=step, total=total)
     w = np.asarray([s.weight for s in samples], np.float64)
@@ -198,9 +200,19 @@ def fit_student(samples: Sequence[Sample], net, minutes: float, *, lr: float = 1
                 "architecture": "student-training-state", "in_bands": int(net.in_bands), "version": __version__,
                 "step": step, "total": total, "spent": spent})
 
-    fit(net, opt, next_batch, masked_loss, lr=lr, total=total, warmup=lambda n: max(1, n // 20), start=step,
-        minutes=minutes, spent=spent, record_every=100, on_record=record, progress=progress, desc="student", log=log)
-    return net.eval(), history
+    done = fit(net, opt, next_batch, masked_loss, lr=lr, total=total, warmup=lambda n: max(1, n // 20), start=step,
+               max_minutes=max_minutes, spent=spent, record_every=100, on_record=record, progress=progress,
+               desc="student", log=log)
+    run = {"steps": total, "done": done, "seed": seed, "lr": lr, "history": history[-3:],
+           "stopped_early": early_stop_record(done, total, max_minutes)}
+    return net.eval(), run
+
+
+def _state_total(path) -> Optional[int]:
+    """The step count a training state was made for (a state of another length is not resumed)."""
+    from ..checkpoint import read_metadata
+    total = read_metadata(path).get("total")
+    return None if total is None else int(total)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,38 +233,6 @@ def predict_prob(net, img: np.ndarray, valid: Optional[np.ndarray] = None, min_s
     if valid is not None:
         p = p * valid
     return p.astype(np.float32)
-
-
-def holdout_histograms(net, items, bins: int = 100):
-    """Score histograms of landslide / background pixels over hold-out items (img at the working
-    grid, reference mask at its own resolution, valid or None): for choosing the threshold."""
-    pos, neg = np.zeros(bins, np.int64), np.zeros(bins, np.int64)
-    for img, ref, valid in items:
-        p = resize_prob(predict_prob(net, img, valid), ref.shape)
-        b = np.clip((p * bins).astype(np.int64), 0, bins - 1)
-        pos += np.bincount(b[ref == 1], minlength=bins)
-        neg += np.bincount(b[ref == 0], minlength=bins)
-    return pos, neg
-
-
-def iou_at(pos, neg, t: float) -> dict:
-    k = int(round(t * len(pos)))
-    tp, fp = int(pos[k:].sum()), int(neg[k:].sum())
-    fn = int(pos[:k].sum())
-    return {"iou": tp / max(tp + fp + fn, 1), "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1)}
-
-
-def choose_threshold(hists: dict) -> dict:
-    """The rule: the threshold with the best mean landslide IoU over the hold-out sets."""
-    best = None
-    for t in T_GRID:
-        per = {k: iou_at(p, n, t) for k, (p, n) in hists.items()}
-        mean = float(np.mean([v["iou"] for v in per.values()]))
-        if best is None or mean > best["mean_iou"]:
-            best = {"threshold": t, "mean_iou": round(mean, 4),
-                    **{f"{k}_iou": round(v["iou"], 4) for k, v in per.items()},
-                    **{f"{k}_precision": round(v["precision"], 4) for k, v in per.items()}}
-    return best
 
 
 GATE_GRID = tuple(round(0.05 * k, 2) for k in range(10, 20)) + (0.98, 0.99)  # strong-core thresholds tried

@@ -47,7 +47,7 @@ def make_crops(model, chips, size: int = 128, batch_size: int = 64, seed: int = 
 
 def main(argv=None):
     from ..datasets.common import ChipSet
-    from .loop import fine_tune
+    from .loop import early_stop_record, fine_tune
     from .refine_common import Timer, base_parser, batches, finish_run, freeze_bn, pos_weight, start_run
     ap = base_parser(__doc__.splitlines()[0], "runs/models/terrain_crop.safetensors")
     ap.add_argument("--no-crops", action="store_true",
@@ -91,7 +91,8 @@ def main(argv=None):
                 "steps": done, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "AdamW, BN frozen",
                 "batches": "original chips only (control)" if a.no_crops else
                 "half original chips, half CAM-guided crops resized to the chip size",
-                "train_seconds": seconds, "n_chips": len(chips)}
+                "train_seconds": seconds, "n_chips": len(chips), "seed": a.seed,
+                "stopped_early": early_stop_record(done, a.steps, a.max_minutes)}
     return finish_run(model, a, "cam" if a.no_crops else "terrain-crop", src_meta, training, init_path, log, timer)
 
 

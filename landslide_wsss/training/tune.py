@@ -2,7 +2,7 @@
 
 Tuning never looks at the validation data: it uses the seeded 10 % hold-out of the Bijie train list
 (each image = one scene for the statistics) and the held-out bottom strip of AMU-Net area A
-(stitched like a scene). For each CAM method it picks the CAM normalization (scene max or a
+(stitched like a scene), both from training/holdout.py. For each CAM method it picks the CAM normalization (scene max or a
 quantile of the non-zero CAM) and the threshold t that maximize the mean landslide IoU of the two
 hold-outs; the method with the best mean becomes the default.
 """
@@ -27,27 +27,6 @@ def _update_meta(out, fn):
     update_model_file(out, meta=fn)
 
 
-def holdout_maps(model, data, seed):
-    """Maps and masks of the two hold-outs: list of (maps, mask, valid) 'scenes'."""
-    from ..datasets.bijie import read_split
-    from ..datasets.scene_chips import read_scene_arrays
-    from ..evaluation import bijie_maps, maps_at_gsd
-    from .data import _paths, scene_gsd, split_holdout
-    import rasterio
-    p = _paths(data)
-    names = read_split(p["bijie"] / "train.txt")
-    labels = [0 if n.startswith("nls_") else 1 for n in names]
-    _, ho = split_holdout(names, labels, seed=seed)
-    bij = [(m, mask, None) for _, m, mask in bijie_maps(model, p["bijie"], [names[i] for i in ho])]
-    img, valid, mask = read_scene_arrays(p["a_rgb"], p["a_mask"])
-    from .data import STRIP_FRAC
-    with rasterio.open(p["a_rgb"]) as ds:
-        cut = int(ds.height * (1 - STRIP_FRAC))
-    img, valid, mask = img[:, cut:], valid[cut:], mask[cut:]
-    maps = maps_at_gsd(model, img, valid, scene_gsd(p["a_rgb"]))
-    return bij, [(maps, mask, valid)]
-
-
 def score_sets(model, sets, params_override):
     from ..evaluation import image_stats
     conf = Confusion()
@@ -65,14 +44,15 @@ def score_sets(model, sets, params_override):
     return conf.iou
 
 
-def stage_tune(data, out, seed=0, log_dir="runs", methods=METHODS):
+def stage_tune(data, out, seed=0, report_path="runs/default_tune.json", methods=METHODS):
     from ..wsss import load_model
+    from .holdout import cam_maps
     t0 = time.time()
     report = {}
     for method in methods:
         model = load_model(out, method=method, device="cpu")
         tm = time.time()
-        bij, strip = holdout_maps(model, data, seed)
+        bij, strip = cam_maps(model, data, seed)
         rows = []
         for norm in NORMS:
             for t in THRESHOLDS:
@@ -81,8 +61,8 @@ def stage_tune(data, out, seed=0, log_dir="runs", methods=METHODS):
                              "areaA_strip_iou": score_sets(model, strip, ov)})
         report[method] = {"grid": rows, "seconds": round(time.time() - tm, 1)}
         print(f"tuned {method} in {report[method]['seconds']} s", flush=True)
-    Path(log_dir).mkdir(parents=True, exist_ok=True)
-    (Path(log_dir) / "default_tune.json").write_text(json.dumps(report, indent=1))
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_path).write_text(json.dumps(report, indent=1))
     apply_tuning(out, report)
     print(f"tuning done ({time.time() - t0:.0f} s)", flush=True)
     return report
@@ -127,13 +107,14 @@ def apply_tuning(out, report):
     return default
 
 
-def stage_evaluate(data, out, methods, log_dir="runs"):
+def stage_evaluate(data, out, methods, report_path="runs/default_eval.json"):
     from ..evaluation import evaluate_bijie, evaluate_scene
     from ..wsss import load_model
     from .data import _paths
     p = _paths(data)
     results = {}
-    path = Path(log_dir) / "default_eval.json"
+    path = Path(report_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file():
         results = json.loads(path.read_text())
     for method in methods:

@@ -1,0 +1,197 @@
+"""The rebuild as a declared pipeline (training/rebuild/): the stage table and its driver (resume
+markers, --stage, what follows a re-run stage), the work directory, the rules' seed comparison,
+and the one self-training rule (training/selftrain.py)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from landslide_wsss.training import holdout
+from landslide_wsss.training import student as st
+from landslide_wsss.training.rebuild import stages
+from landslide_wsss.training.rebuild.sweeps import Rules
+from landslide_wsss.training.rebuild.workdir import WorkDir
+from test_student import SMALL, _blob_samples
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The real stage table with each stage's work replaced by a record of its name (what is under
+    test is the driver's order, markers and invalidation; each stage's work has its own tests)."""
+    ran, fail = [], set()
+
+    def recorder(name):
+        def run(settings, log):
+            if name in fail:
+                fail.discard(name)
+                raise KeyboardInterrupt  # an interrupted run
+            ran.append(name)
+        return run
+    monkeypatch.setattr(stages, "STAGES", [dataclasses.replace(s, run=recorder(s.name)) for s in stages.STAGES])
+    return ran, fail
+
+
+def _settings(tmp_path, **kw):
+    return stages.Settings(data=tmp_path / "data", out=tmp_path / "model.safetensors", work=WorkDir(tmp_path / "runs"),
+                           **kw)
+
+
+def _quiet(**rec):
+    pass
+
+
+def test_all_runs_the_table_in_order_and_resumes_where_it_was_interrupted(tmp_path, recorded):
+    ran, fail = recorded
+    s = _settings(tmp_path)
+    fail.add("scale")
+    with pytest.raises(KeyboardInterrupt):
+        stages.run(s, "all", log=_quiet)
+    assert ran == ["train", "tune", "cyclegan", "refine", "teacher"]
+    ran.clear()
+    assert stages.run(s, "all", log=_quiet) == ran == list(stages.STAGE_NAMES[5:])  # from the interrupted stage on
+    ran.clear()
+    assert stages.run(s, "all", log=_quiet) == [] and ran == []  # everything finished for these settings
+    assert json.loads(s.work.marker("student").read_text())["rules"]["length_seeds"] == Rules().length_seeds
+
+
+def test_a_stage_runs_after_its_missing_work_inputs_and_the_stages_after_it_follow(tmp_path, recorded):
+    ran, _ = recorded
+    s = _settings(tmp_path)
+    stages.run(s, "unet", log=_quiet)
+    assert ran == ["teacher", "scale", "pseudo", "area-share", "unet"]  # the model file's parts are not rebuilt
+    ran.clear()
+    stages.run(s, "unet", log=_quiet)
+    assert ran == ["unet"]  # named: re-run although finished
+    stages.run(s, "all", log=_quiet)
+    ran.clear()
+    stages.run(s, "scale", log=_quiet)
+    stages.run(s, "all", log=_quiet)
+    assert ran == ["scale", "pseudo", "area-share", "student", "unet", "gate", "select", "graphs", "evaluate"]
+
+
+def test_changed_settings_rerun_the_stages_they_shape(tmp_path, recorded):
+    ran, _ = recorded
+    stages.run(_settings(tmp_path), "all", log=_quiet)
+    ran.clear()
+    stages.run(_settings(tmp_path, yardstick_steps=10), "all", log=_quiet)
+    assert ran == ["unet", "gate", "select", "graphs", "evaluate"]
+    ran.clear()
+    stages.run(_settings(tmp_path, yardstick_steps=10, rules=Rules(length_seeds=1)), "all", log=_quiet)
+    assert ran == ["scale", "pseudo", "area-share", "student", "unet", "gate", "select", "graphs", "evaluate"]
+    ran.clear()
+    stages.run(_settings(tmp_path, yardstick_steps=10, rules=Rules(length_seeds=1), seed=1), "all", log=_quiet)
+    assert ran == list(stages.STAGE_NAMES)  # another seed: another model
+
+
+def test_command_line_lengths_are_steps_and_budgets_only_stop_early(tmp_path):
+    from landslide_wsss.training.default import settings_from_args
+    s, stage = settings_from_args(["--stage", "unet", "--log-dir", str(tmp_path), "--unet-minutes", "25",
+                                   "--rule-seeds", "3"])
+    assert stage == "unet" and s.work.root == tmp_path and s.rules == Rules.with_seeds(3)
+    assert s.yardstick_steps == 3186 and s.yardstick_max_minutes == 25 and s.student_max_minutes is None
+    with pytest.raises(SystemExit) as e:
+        settings_from_args(["--stage", "nope"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        settings_from_args(["--unet-steps", "0"])
+
+
+def test_workdir_owns_the_paths_and_markers(tmp_path):
+    wd = WorkDir(tmp_path)
+    assert wd.scale_trial(2.4) == tmp_path / "second_stage" / "scale" / "gsd2.4"
+    assert wd.seed_folder(wd.scale_trial(2.4), 0, 0) == wd.scale_trial(2.4)
+    assert wd.seed_folder(wd.scale_trial(2.4), 1, 0) == wd.scale_trial(2.4) / "seed1"
+    assert wd.state("student", round=1).name == "student.st1.state.safetensors"
+    assert not wd.is_done("teacher", {"seed": 0})
+    wd.mark_done("teacher", {"seed": 0})
+    assert wd.is_done("teacher", {"seed": 0}) and not wd.is_done("teacher", {"seed": 1})
+    wd.forget("teacher")
+    assert not wd.is_done("teacher", {"seed": 0})
+
+
+def test_area_share_rule_reuses_the_scale_trial_and_compares_seed_means(tmp_path, monkeypatch):
+    """sweeps.area_share: the scale trial at the working GSD stands for AREA_SHARE on each seed (not
+    retrained); the other shares train one short student per seed on WORK's samples; a share
+    replaces the incumbent only by a margin above the seeds' spread. (The trainer is replaced by a
+    recorder: the stage's bookkeeping is under test; the trainer has its own tests.)"""
+    from landslide_wsss.training.rebuild import sweeps, teacher
+    wd = WorkDir(tmp_path)
+    samples = [st.Sample(np.zeros((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8), n, n.endswith(".png"))
+               for n in ("areaA_0", "ls_0.png")]
+    wd.second.mkdir(parents=True)
+    teacher.save_samples(wd.samples("weak"), samples, {"gsd": 2.4})
+    trained = []
+    gain = {0.5: 0.05, 0.7: 0.004}
+
+    def fake_train(data, samples_file, folder, *, name, steps, seed, split_seed, area_share=None, **kw):
+        trained.append((area_share, seed, steps))
+        mean = 0.40 + gain.get(area_share, 0.0) + 0.01 * seed
+        rec = {"holdout": {"mean_iou": mean}, "gsd": teacher.samples_gsd(samples_file),
+               "area_share": area_share if area_share is not None else teacher.AREA_SHARE, "training": {"steps": steps}}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(rec))
+        return rec
+    monkeypatch.setattr(sweeps, "train_network", fake_train)
+    for seed in (0, 1):  # the scale trial at 2.4 m, both seeds: AREA_SHARE's students
+        folder = wd.seed_folder(wd.scale_trial(2.4), seed, 0)
+        teacher.save_samples(wd.samples("weak", wd.scale_trial(2.4)), samples, {"gsd": 2.4})
+        fake_train("data", wd.samples("weak", wd.scale_trial(2.4)), folder, name="student", steps=400, seed=seed,
+                   split_seed=0)
+    trained.clear()
+    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2), log=_quiet)
+    assert trained == [(0.5, 0, 400), (0.5, 1, 400), (0.7, 0, 400), (0.7, 1, 400)]
+    assert r["gsd"] == 2.4 and r["share"] == 0.5  # +0.05 over 0.3, above the 0.01 spread; 0.7 below 0.5
+    assert [f["mean_iou"] for f in r["table"]["0.3"]["per_seed"]] == pytest.approx([0.40, 0.41])
+    assert r["table"]["0.3"]["spread"] == 0.01
+    trained.clear()
+    gain[0.5] = 0.005  # within the margin: the incumbent stays
+    for f in wd.second.glob("area_share/**/student.json"):
+        f.unlink()
+    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2), log=_quiet)
+    assert r["share"] == 0.3 and r["decision"]["best"] == "0.5"
+
+
+def test_choose_keeps_the_incumbent_unless_beaten_by_more_than_the_spread():
+    table = {"a": holdout.over_seeds([{"mean_iou": 0.40}, {"mean_iou": 0.42}]),
+             "b": holdout.over_seeds([{"mean_iou": 0.44}, {"mean_iou": 0.41}])}
+    assert table["b"]["spread"] == 0.03 and table["b"]["mean_iou"] == 0.425
+    assert holdout.choose(table, "a", 0.01) == {"chosen": "a", "best": "b", "margin": 0.03}
+    table["b"] = holdout.over_seeds([{"mean_iou": 0.46}, {"mean_iou": 0.47}])
+    assert holdout.choose(table, "a", 0.01)["chosen"] == "b"
+    assert holdout.choose(table, "a", 0.1)["chosen"] == "a"  # the least margin holds even without spread
+
+
+@pytest.mark.parametrize("better", [True, False])
+def test_self_training_round_is_kept_only_when_the_hold_out_rises(better):
+    """selftrain.self_train: a round trains on the relabelled samples; kept when the hold-out rises,
+    otherwise the network comes back exactly as it was."""
+    from landslide_wsss.models.student import StudentNet
+    from landslide_wsss.training.selftrain import self_train
+    samples = _blob_samples(n=4)
+    mean, std = st.band_stats(samples)
+    torch.manual_seed(0)
+    net = StudentNet(mean=mean, std=std, **SMALL)
+    net, _ = st.fit_student(samples, net, 8, crop=64, batch=4, progress=False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    items = {"held": [(s.image, s.target, None) for s in samples[:2]]}
+    start = holdout.score(net, items)
+    measured = []
+
+    def measure(n):  # the real hold-out score, moved up or down to steer the rule
+        r = dict(holdout.score(n, items))
+        measured.append(r)
+        r["mean_iou"] = start["mean_iou"] + (0.1 if better else -0.1) * len(measured)
+        return r
+    net, kept, record = self_train(net, samples, measure, start, rounds=2, steps=3, seed=0)
+    after = net.state_dict()
+    same = all(torch.equal(before[k], after[k]) for k in before)
+    assert record["rounds"][0] == start and len(record["runs"]) == (2 if better else 1)
+    assert record["runs"][0]["done"] == 3 and record["runs"][0]["stopped_early"] is None
+    if better:
+        assert record["kept_rounds"] == 2 and kept == measured[-1] and not same
+    else:
+        assert record["kept_rounds"] == 0 and kept == start and same
