@@ -83,6 +83,14 @@ def test_tiny_model_runs_end_to_end_through_the_cli_on_onnxruntime(tmp_path, utm
     assert api.load_scoring_model(str(tiny_model_path)).runtime == "onnx"  # the CLI's default runtime here
 
 
+def test_student_only_model_file_runs_the_student_alone(tiny_model_path):
+    assert api.load_scoring_model(str(tiny_model_path), runtime="torch").name == "student"
+    with pytest.raises(ModelError, match="not a weakly supervised classifier"):
+        api.load_scoring_model(str(tiny_model_path), method="gradcam")
+    with pytest.raises(ModelError, match="has none"):
+        api.load_scoring_model(str(tiny_model_path), method="unet")
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "landslide_wsss.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=120)
