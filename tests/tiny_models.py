@@ -2,7 +2,7 @@
 (landslide_wsss.wsss.load_model -> registry -> SegmentationScorer), the CLI and subprocesses.
 
 A tiny model file is a student-only model file: a randomly initialised segmentation student
-(landslide_wsss.models.student, ResNet-18 stem + one decoder block: ~20 k parameters, fast on CPU)
+(landslide_wsss.models.student, ResNet-18 stem + one decoder block: ~15 k parameters, fast on CPU)
 under `student.*`, its settings in metadata["student"] laid out as in the embedded default model,
 `method_default: "student"`. With `onnx=True` the file also carries the student's ONNX graph, so
 the default runtime (onnxruntime) runs it; without, the torch runtime does.
