@@ -10,7 +10,7 @@ Synthetic scenes are generated on the fly into /tmp (kept for reuse): 0.5 m RGB 
 (memory-bounded: one 1024-px block at a time, whatever the scene size).
 
     python benchmarks/bench_detect.py [--scenes areaB,10k,20k] [--device auto] [--method M]
-        [--large-model pixelnet|same|PATH] [--large-method M] [--profile]
+        [--large-model brightness|same|PATH] [--large-method M] [--profile]
 """
 from __future__ import annotations
 
@@ -207,8 +207,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--method", default=None, help="method for the real scene (default: the model's default)")
     ap.add_argument("--large-method", default="", help="method for the synthetic 10k/20k scenes ('' = --method)")
-    ap.add_argument("--large-model", default="pixelnet",
-                    help="model for the synthetic scenes: pixelnet (fast hand-set brightness scorer, default), "
+    ap.add_argument("--large-model", default="brightness",
+                    help="model for the synthetic scenes: brightness (fast hand-set brightness student, default), "
                          "same (the real scene's model), or a model file")
     ap.add_argument("--model", default=None)
     ap.add_argument("--tile", type=int, default=None)
@@ -235,8 +235,8 @@ def main(argv=None) -> int:
             continue
         method = (args.large_method or args.method) if large else args.method
         mpath, mdesc = model_path, model_desc
-        if large and args.large_model == "pixelnet":
-            mpath, mdesc = C.brightness_pixelnet_file()
+        if large and args.large_model == "brightness":
+            mpath, mdesc = C.brightness_student_file()
             method = None
         elif large and args.large_model != "same":
             mpath, mdesc = C.model_file(args.large_model)

@@ -139,29 +139,37 @@ def model_file(explicit: Optional[str] = None, seed: int = 0, width: Optional[in
     return path, what + f"(ResNet-18 layout, width {cfg['width']}, OS16, {TILE} px; seed {seed}; no trained default model here)"
 
 
-def brightness_pixelnet_file() -> tuple:
-    """A hand-set PixelNet (landslide_wsss.models.pixelnet, 3 small convolutions per pixel) that scores
-    bare-soil brightness: scars ~1, vegetation ~0. The fast model for the very large synthetic scenes,
-    whose runs measure the tiling / stitching / fusion / vectorizing path and its memory, not the CNN."""
+def brightness_student_file() -> tuple:
+    """A hand-set segmentation student (landslide_wsss.models.student: ResNet-18 stem + one decoder
+    block, 4 convolutions) that scores bare-soil brightness: scars ~1, vegetation ~0, at 2 px
+    granularity (the stem's stride). A student-only model file with its ONNX graph, loaded like any
+    other; the fast model for the very large synthetic scenes, whose runs measure the tiling /
+    stitching / fusion / vectorizing path and its memory, not the CNN."""
     import torch
 
-    from landslide_wsss.models.pixelnet import PixelNetScorer
+    from landslide_wsss.checkpoint import save_checkpoint
+    from landslide_wsss.models.student import StudentNet
+    from landslide_wsss.onnx_export import embed_graphs
 
-    path = Path("/tmp") / "lwsss-bench-pixelnet-brightness.safetensors"
+    path = Path("/tmp") / "lwsss-bench-student-brightness.safetensors"
     if not path.is_file():
-        sc = PixelNetScorer.random(3, tile_size=256, threshold=0.5, method="pixelnet-brightness",
-                                   mean=[0.0] * 3, std=[1.0] * 3)
-        c1, _, c2, _, c3 = sc.net
-        with torch.no_grad():
-            for conv in (c1, c2, c3):
+        net = StudentNet(3, "resnet18", depth=1, decoder=[8], mean=[0.0] * 3, std=[1.0] * 3).eval()
+        stem, block, head = net.net.encoder.conv1, net.net.decoder.blocks[0], net.net.segmentation_head[0]
+        with torch.no_grad():  # batch norms stay identities (weight 1, bias 0, running mean 0, var 1)
+            for conv in (stem, block.conv1[0], block.conv2[0], head):
                 conv.weight.zero_()
-                conv.bias.zero_()
-            c1.weight[0, :, 1, 1] = 1.0 / 3  # channel 0 = mean of R, G, B
-            c2.weight[0, 0, 1, 1] = 1.0
-            c3.weight[0, 0, 0, 0] = 0.2
-            c3.bias.fill_(-0.2 * 105.0)  # sigmoid(0.2 (brightness - 105))
-        sc.save(path)
-    return path, "hand-set brightness PixelNet (3 convolutions per pixel, 256 px tiles): the fast model option"
+            stem.weight[0, :, 3, 3] = 1.0 / 3  # channel 0 = mean of R, G, B
+            block.conv1[0].weight[0, 0, 1, 1] = 1.0
+            block.conv2[0].weight[0, 0, 1, 1] = 1.0
+            head.weight[0, 0, 1, 1] = 0.2
+            head.bias.fill_(-0.2 * 105.0)  # sigmoid(0.2 (brightness - 105))
+        student = {"config": net.config(), "tile_size": 256, "overlap": 32, "gsd": None, "threshold": 0.5,
+                   "gate_high": None}
+        save_checkpoint(path, {f"student.{k}": v for k, v in net.state_dict().items()},
+                        {"architecture": "student", "in_bands": 3, "version": "student-brightness",
+                         "method_default": "student", "student": student})
+        embed_graphs(path)
+    return path, "hand-set brightness student (ResNet-18 stem + one decoder block, 256 px tiles): the fast model option"
 
 
 def load_classifier(path: Path, device: str):

@@ -55,15 +55,6 @@ def load_scoring_model(model=None, method: Optional[str] = None, device: str = "
         return model
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
-    if model is not None:
-        from .checkpoint import read_metadata
-
-        meta = read_metadata(model)
-        if meta["architecture"] == "pixelnet":
-            from .devices import resolve_device
-            from .models.pixelnet import PixelNetScorer
-
-            return PixelNetScorer.load(model, device=resolve_device(device))
     from .wsss import load_model
     return load_model(model, method=method, device=device, runtime=runtime)
 

@@ -7,7 +7,9 @@ classifier + one CAM method, optionally the CycleGAN generator), refinements.py,
 scorers/student.py (the student and the supervised yardstick).
 
 One safetensors file holds every component under its prefix (classifier.*, generator.*, student.*,
-unet.*) plus the JSON metadata (see `classifier_metadata`).
+unet.*) plus the JSON metadata (see `classifier_metadata`). A file may hold fewer: a student-only file
+(architecture "student", `method_default: "student"`, the component's settings in metadata["student"])
+runs the student alone.
 
 Cam-only fusion (WeakScorer.fuse), per scene, never per tile:
     r = scene reference of the stitched CAM: params["norm"] = "vmax" (scene maximum),

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic GeoTIFFs and tiny real models. Real data lives in landslide_wsss.paths.DATA_DIR."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class ThresholdScorer:
     """A deterministic, real ScoringModel: brightness above a level is 'landslide'.
 
     Used where a test must know exactly which pixels score high (polygons at known places);
-    the neural path is covered by PixelNetScorer tests.
+    the neural path is covered by the tiny model files of tests/tiny_models.py.
     """
 
     name = "brightness"
@@ -73,12 +74,19 @@ def utm_scene(tmp_path):
     return write_tif(tmp_path / "utm.tif", data, nodata=0), mask
 
 
-@pytest.fixture
-def tiny_model_path(tmp_path):
-    from landslide_wsss.models.pixelnet import PixelNetScorer
+@pytest.fixture(scope="session")
+def _tiny_model_file(tmp_path_factory):
+    from tiny_models import write_tiny_model
 
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.safetensors", tile_size=64, onnx=True)
+
+
+@pytest.fixture
+def tiny_model_path(tmp_path, _tiny_model_file):
+    """A tiny random-weight student model file (tests/tiny_models.py) with its ONNX graph, so that the
+    default runtime runs it; a fresh copy in the test's own folder."""
     path = tmp_path / "tiny.safetensors"
-    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64).save(path)
+    shutil.copyfile(_tiny_model_file, path)
     return path
 
 

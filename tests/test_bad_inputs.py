@@ -106,7 +106,7 @@ def _case(case, tmp_path, model):
             from landslide_wsss.checkpoint import load_checkpoint, save_checkpoint
 
             t, meta = load_checkpoint(model)
-            t.pop("2.weight")
+            t.pop("student.net.segmentation_head.0.weight")
             save_checkpoint(bad, t, {k: v for k, v in meta.items() if k != "format"})
         else:
             bad = src / "nope.safetensors"

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import blob_scene, write_tif
 from landslide_wsss import api
-from landslide_wsss.models.pixelnet import PixelNetScorer
+from tiny_models import write_tiny_model
 
 distributed = pytest.importorskip("distributed")
 
@@ -18,7 +18,7 @@ def test_dask_local_cluster_matches_local_path(tmp_path):
         data, _ = blob_scene(h=160, w=150, boxes=((20, 20, 90, 80), (110, 100, 150, 140)), seed=k)
         write_tif(d / f"tile{k}.tif", data, nodata=0)
     model = tmp_path / "m.safetensors"
-    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64, threshold=0.45, seed=3).save(model)
+    write_tiny_model(model, tile_size=64, threshold=0.45, seed=3)
     local = api.detect_directory(d, tmp_path / "local.gpkg", model=model, min_area_m2=0)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
@@ -39,7 +39,7 @@ def test_local_process_pool_matches_sequential(tmp_path):
         data, _ = blob_scene(h=100, w=100, seed=k)
         write_tif(d / f"s{k}.tif", data, nodata=0)
     model = tmp_path / "m.safetensors"
-    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64, threshold=0.45, seed=3).save(model)
+    write_tiny_model(model, tile_size=64, threshold=0.45, seed=3)
     seq = api.detect_directory(d, tmp_path / "seq.gpkg", model=model, min_area_m2=0, workers=1)
     par = api.detect_directory(d, tmp_path / "par.gpkg", model=model, min_area_m2=0, workers=2)
     assert len(seq) > 0 and len(seq) == len(par) and sorted(set(par.scene)) == ["s0", "s1"]

@@ -11,6 +11,7 @@ import pytest
 from rasterio.transform import from_origin
 
 from conftest import SHARED_DATA, ThresholdScorer, blob_scene, realdata, write_tif
+from tiny_models import version as tiny_version, write_tiny_model
 from landslide_wsss import api
 from landslide_wsss.cli import main
 from landslide_wsss.errors import InputError, ModelError
@@ -70,7 +71,7 @@ def test_band_mismatch_is_input_error(tmp_path, tiny_model_path):
     assert gdf.crs.to_epsg() == 32647
 
 
-def test_pixelnet_runs_end_to_end_through_the_cli(tmp_path, utm_scene, tiny_model_path):
+def test_tiny_model_runs_end_to_end_through_the_cli_on_onnxruntime(tmp_path, utm_scene, tiny_model_path):
     path, _ = utm_scene
     out, png = tmp_path / "o.gpkg", tmp_path / "o.png"
     rc = main(["detect", str(path), "-o", str(out), "--model", str(tiny_model_path), "--quiet",
@@ -78,7 +79,16 @@ def test_pixelnet_runs_end_to_end_through_the_cli(tmp_path, utm_scene, tiny_mode
     assert rc == 0 and out.exists() and png.stat().st_size > 1000
     gdf = gpd.read_file(out)
     assert gdf.crs.to_epsg() == 32647 and gdf.is_valid.all()
-    assert len(gdf) and set(gdf.model_version) == {"pixelnet-random-0"}
+    assert len(gdf) and set(gdf.model_version) == {tiny_version(0)} and set(gdf.method) == {"student"}
+    assert api.load_scoring_model(str(tiny_model_path)).runtime == "onnx"  # the CLI's default runtime here
+
+
+def test_student_only_model_file_runs_the_student_alone(tiny_model_path):
+    assert api.load_scoring_model(str(tiny_model_path), runtime="torch").name == "student"
+    with pytest.raises(ModelError, match="not a weakly supervised classifier"):
+        api.load_scoring_model(str(tiny_model_path), method="gradcam")
+    with pytest.raises(ModelError, match="has none"):
+        api.load_scoring_model(str(tiny_model_path), method="unet")
 
 
 def _cli(*args, cwd=None):
@@ -127,14 +137,14 @@ def test_pickle_disguised_as_weights_is_refused(tmp_path, utm_scene):
 
 def test_wrong_architecture_tensors_are_refused(tmp_path, tiny_model_path):
     from landslide_wsss.checkpoint import load_checkpoint, save_checkpoint
-    from landslide_wsss.models.pixelnet import PixelNetScorer
 
     tensors, meta = load_checkpoint(tiny_model_path)
-    tensors["0.weight"] = tensors["0.weight"][:, :2]
+    key = "student.net.encoder.conv1.weight"
+    tensors[key] = tensors[key][:, :2]
     bad = tmp_path / "bad.safetensors"
     save_checkpoint(bad, tensors, {k: v for k, v in meta.items() if k != "format"})
     with pytest.raises(ModelError, match="shape"):
-        PixelNetScorer.load(bad)
+        api.load_scoring_model(str(bad), runtime="torch")
 
 
 def test_detect_directory_one_layer_with_scene_attribute(tmp_path):
@@ -143,10 +153,7 @@ def test_detect_directory_one_layer_with_scene_attribute(tmp_path):
     for k in range(3):
         data, _ = blob_scene(h=100, w=90, boxes=((10 + k, 10, 50, 40),), seed=k)
         write_tif(d / f"s{k}.tif", data, nodata=0)
-    from landslide_wsss.models.pixelnet import PixelNetScorer
-
-    model = tmp_path / "m.safetensors"
-    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64, threshold=0.0).save(model)
+    model = write_tiny_model(tmp_path / "m.safetensors", tile_size=64, threshold=0.0)
     out = tmp_path / "all.gpkg"
     gdf = api.detect_directory(d, out, model=model, min_area_m2=0)
     assert set(gdf.scene) == {"s0", "s1", "s2"}
@@ -288,10 +295,7 @@ def test_threshold_applies_to_directories_too(tmp_path):
     d.mkdir()
     data, _ = blob_scene(h=80, w=80)
     write_tif(d / "a.tif", data, nodata=0)
-    from landslide_wsss.models.pixelnet import PixelNetScorer
-
-    model = tmp_path / "m.safetensors"
-    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=64, threshold=0.0).save(model)
+    model = write_tiny_model(tmp_path / "m.safetensors", tile_size=64, threshold=0.0)
     assert len(api.detect_directory(d, tmp_path / "lo.gpkg", model=model, min_area_m2=0)) == 1
     assert main(["detect", str(d), "-o", str(tmp_path / "hi.gpkg"), "--model", str(model), "--quiet",
                  "--min-area", "0", "--threshold", "1.0"]) == 0

@@ -9,7 +9,7 @@ import geopandas as gpd
 import pytest
 
 from conftest import blob_scene, write_tif
-from landslide_wsss.models.pixelnet import PixelNetScorer
+from tiny_models import write_tiny_model
 
 
 def _scenes(tmp_path, n=6, size=384):
@@ -19,7 +19,7 @@ def _scenes(tmp_path, n=6, size=384):
         data, _ = blob_scene(h=size, w=size, boxes=((40, 40, 200, 160),), seed=k)
         write_tif(d / f"scene{k}.tif", data, nodata=0)
     model = tmp_path / "m.safetensors"
-    PixelNetScorer.random(3, mean=[100.0] * 3, std=[50.0] * 3, tile_size=32, threshold=0.0).save(model)
+    write_tiny_model(model, tile_size=32, threshold=0.0)
     return d, model
 
 

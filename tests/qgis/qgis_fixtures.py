@@ -9,7 +9,7 @@ QGIS run uses tests/qgis/pytest.ini (python_files = qgistest_*.py); each test mo
 These tests run in the QGIS venv (.venv-qgis: Debian's /usr/bin/python3 with --system-site-packages,
 pytest-qgis 5.0.2). The detector is the real one: the project's .venv/bin/python (or
 LANDSLIDE_WSSS_PYTHON) running `python -m landslide_wsss.cli detect ... --jsonl` with a tiny
-random-weight PixelNet model made by the project's own code.
+random-weight student model file (tests/tiny_models.py) written by the project's own code.
 """
 from __future__ import annotations
 
@@ -82,14 +82,16 @@ def detector_python():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, detector_python):
-    """A tiny random-weight PixelNet model file, written by the project's own code in its own venv."""
+    """A tiny random-weight student model file with its ONNX graph (tests/tiny_models.py: the detector
+    runs it on its default runtime), written by the project's own code in its own venv."""
     if "model" in _CACHE:
         return _CACHE["model"]
-    path = tmp_path_factory.mktemp("model") / "tiny_pixelnet.safetensors"
+    path = tmp_path_factory.mktemp("model") / "tiny_student.safetensors"
     code = ("import sys\n"
-            "from landslide_wsss.models.pixelnet import PixelNetScorer\n"
-            "PixelNetScorer.random(3, width=4, seed=1, tile_size=64, method='pixelnet').save(sys.argv[1])\n")
-    subprocess.run([detector_python, "-c", code, str(path)], check=True, timeout=300)
+            "sys.path.insert(0, sys.argv[2])\n"
+            "from tiny_models import write_tiny_model\n"
+            "write_tiny_model(sys.argv[1], seed=1, tile_size=64, onnx=True)\n")
+    subprocess.run([detector_python, "-c", code, str(path), str(REPO / "tests")], check=True, timeout=300)
     assert path.is_file()
     _CACHE["model"] = path
     return path

@@ -1,4 +1,4 @@
-"""End to end in a real QGIS with the real detector subprocess (project .venv, tiny PixelNet model)."""
+"""End to end in a real QGIS with the real detector subprocess (project .venv, tiny student model file)."""
 from __future__ import annotations
 
 import pytest

@@ -1,8 +1,8 @@
 """The toolbar button on the real AMU-Net area A scene (../shared/data; skips where it is absent).
 
 Uses the embedded default model when the package ships one (landslide_wsss/weights/*.safetensors) with the
-area's DSM, otherwise the tiny random PixelNet (then it checks the plugin plumbing on a real, large,
-partly-nodata GeoTIFF rather than detection quality).
+area's DSM, otherwise the tiny random-weight student model file (then it checks the plugin plumbing on a
+real, large, partly-nodata GeoTIFF rather than detection quality).
 """
 from __future__ import annotations
 

@@ -142,8 +142,8 @@ def test_dialog_offers_the_last_trained_model(plugin, qgis_iface, raster_layer, 
     assert dlg.model.filePath() == ""  # offered, not chosen
     dlg.last_model.click()
     assert dlg.model.filePath() == str(tiny_model) and dlg.params().model == str(tiny_model)
-    # the method list follows the model (the tiny PixelNet model has no named methods)
-    assert [dlg.method.itemText(i) for i in range(dlg.method.count())] == ["default"]
+    # the method list follows the model (the tiny model file holds the student alone)
+    assert [dlg.method.itemText(i) for i in range(dlg.method.count())] == ["default (student)"]
     assert dlg.error_label.text() == ""
     dlg.reject()
 
