@@ -64,8 +64,10 @@ def _build() -> Dict[str, Method]:
     out["student"] = Method("student", "student", "segmentation student trained on CAM pseudo-masks + self-training "
                             "(one pass per tile, at its working GSD)", component="student", trainer="default",
                             scorer=SEGMENTATION, onnx=True)
-    out["unet"] = Method("unet", "supervised", "supervised yardstick: the student's network trained on true masks",
-                         component="unet", trainer="unet", scorer=SEGMENTATION, onnx=True)
+    for name, text in (("yardstick", "supervised yardstick: the student's network trained on true masks"),
+                       ("unet", "the supervised yardstick under its earlier name")):
+        out[name] = Method(name, "supervised", text, component="unet", trainer="default", scorer=SEGMENTATION,
+                           onnx=True)
     for cam, text in _CAMS.items():
         out[cam] = Method(cam, "weak", text, cam=cam, trainer="classifier", onnx=cam in ONNX_CAMS)
         out[f"{cam}-cyclegan"] = Method(f"{cam}-cyclegan", "weak", f"{text}, gating the CycleGAN difference",

@@ -52,24 +52,8 @@ def classifier_metadata(model, tile: int, training: dict, params: dict, validati
     }
 
 
-def _load_unet(tensors, meta, path):
-    from .checkpoint import check_state_dict
-    from .models.unet import build_unet
-
-    u = meta.get("unet")
-    if not u:
-        raise ModelError(f"{path}: no U-Net in this model file (train one with `landslide-wsss train unet`)")
-    net = build_unet(u)
-    sd = {k[len("unet."):]: v.float() for k, v in tensors.items() if k.startswith("unet.")}
-    check_state_dict(net, sd, path)
-    net.load_state_dict(sd)
-    return net.eval()
-
-
 def method_available(meta: dict, method) -> bool:
     """Whether a model file (its metadata) has what registry method `method` needs."""
-    if meta.get("architecture") == "unet":
-        return method.name == "unet"
     if method.kind in ("student", "supervised"):
         return bool(meta.get(method.component))
     if method.generator and not meta.get("generator"):
@@ -106,13 +90,7 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
         raise ModelError(f"{path}: the embedded default model is missing; train it with "
                          "`python -m landslide_wsss.training.default`")
     meta = read_metadata(path)
-    if meta["architecture"] == "unet":  # a file of `landslide-wsss train unet`: the earlier U-Net alone
-        if method not in (None, "unet"):
-            raise ModelError(f"{path}: a U-Net model file runs only --method unet")
-        return _earlier_unet(path, device)
     spec = registry.get(method or meta.get("method_default") or DEFAULT_PARAMS["method"])
-    if spec.name == "unet" and (meta.get("unet") or {}).get("arch") == "unet":
-        return _earlier_unet(path, device)
     engine = choose(runtime, spec, meta)
     return spec.scorer_class().from_file(path, meta, spec, device=_device(device, engine), runtime=engine,
                                          params=params)
@@ -125,15 +103,6 @@ def _device(device: str, engine: str) -> str:
     from .runtime import providers
     providers(device)  # a clean error for a device this onnxruntime cannot use
     return device or "auto"
-
-
-def _earlier_unet(path, device):
-    from .checkpoint import load_checkpoint
-    from .devices import resolve_device
-    from .scorers.weak import UNetScorer
-
-    tensors, meta = load_checkpoint(path, prefixes=("unet",))
-    return UNetScorer(_load_unet(tensors, meta, path), meta, device=resolve_device(device))
 
 
 def embed_refinement(model_path, refined_path, name: str) -> None:

@@ -1,5 +1,5 @@
 """The weak scorers: classifier gate -> CAM method (-> CycleGAN difference) -> per-scene fusion
-(`WeakScorer`), and the earlier U-Net yardstick's scorer (`UNetScorer`). See wsss.py for the fusion
+(`WeakScorer`). See wsss.py for the fusion
 rule and the model file; refinements.py subclasses WeakScorer.
 """
 from __future__ import annotations
@@ -296,41 +296,3 @@ class WeakScorer:
         t = float((self.params.get("thresholds") or {}).get(self.base_method, 0.3))
         mask = clean_mask(score > t, int(self.params.get("open_radius", 1)), int(self.params.get("min_component_px", 16)))
         return score, mask
-
-
-class UNetScorer:
-    """ScoringModel for the supervised U-Net baseline: map "prob" (sigmoid), mask = prob > threshold."""
-
-    uses_terrain = False
-    map_names = ("prob",)
-    runtime = "torch"
-
-    def __init__(self, net, meta: dict, device: str = "cpu"):
-        import torch
-
-        self.net = net.to(device).eval()
-        self.meta = meta
-        self.name = "unet"
-        self.version = str(meta.get("version", __version__))
-        u = meta.get("unet") or meta
-        self.in_bands = int(u.get("in_bands", meta["in_bands"]))
-        self.tile_size = int(u.get("tile_size", meta.get("tile_size", 128)))
-        self.threshold = float(u.get("threshold", 0.5))
-        self.device = torch.device(device)
-        self.bf16 = self.device.type == "cpu"
-
-    def predict_tiles(self, tiles, valid, terrain=None):
-        import torch
-
-        tiles = np.asarray(tiles, np.float32)[:, : self.in_bands]
-        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
-        out = []
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            for i in range(0, len(x), 32):
-                out.append(torch.sigmoid(self.net(self.net.normalize(x[i:i + 32])).float())[:, 0].cpu())
-        prob = torch.cat(out).numpy() if out else np.zeros((0,) + tiles.shape[2:], np.float32)
-        return {"prob": (prob * np.asarray(valid, bool)).astype(np.float32)}
-
-    def fuse(self, maps, stats):
-        p = np.asarray(maps["prob"], np.float32)
-        return np.clip(p, 0, 1), clean_mask(p > self.threshold, 0, 0)
