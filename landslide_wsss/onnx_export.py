@@ -156,8 +156,8 @@ def _classifier_graphs(path, meta, component: str):
     g, keys = _strip_weights(_trace(probs, example, "tiles", "probs", NCHW, N), probs, "classifier.", component)
     out["probs"] = (g, {"initializers": keys})
     cam = _Cam(classifier, make_cam("cam", classifier, scales=scales, flip=flip, target_layer="layer4"))
-    g, keys = _strip_weights(_trace(cam, example, "tiles", "cam", N, N), cam, "classifier.", component)
-    out["cam"] = (g, {"initializers": keys, "scales": scales, "flip": flip, "tile_size": tile})
+    g, keys = _strip_weights(_trace(cam, example, "tiles", "cam", NCHW, NHW), cam, "classifier.", component)
+    out["cam"] = (g, {"initializers": keys, "scales": scales, "flip": flip})
     return out
 
 

@@ -38,6 +38,11 @@ def threads() -> Optional[int]:
     return _THREADS
 
 
+class NotOnOnnx(ModelError):
+    """The stored graphs cannot serve these settings (another CAM, scales, tile size): `auto` then
+    runs torch, `--runtime onnx` reports it."""
+
+
 def graph_key(component: str, graph: str) -> str:
     """Name of a stored ONNX graph in a model file (a uint8 tensor)."""
     return f"{GRAPH_PREFIX}.{component}.{graph}"

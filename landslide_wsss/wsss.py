@@ -83,7 +83,7 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
     (runtime.choose: onnxruntime where the method and file allow it, else torch)."""
     from . import registry
     from .checkpoint import read_metadata
-    from .runtime import choose
+    from .runtime import NotOnOnnx, available, choose
 
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file() and path == DEFAULT_MODEL:
@@ -92,7 +92,13 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
     meta = read_metadata(path)
     spec = registry.get(method or meta.get("method_default") or DEFAULT_PARAMS["method"])
     engine = choose(runtime, spec, meta)
-    return spec.scorer_class().from_file(path, meta, spec, device=_device(device, engine), runtime=engine,
+    try:
+        return spec.scorer_class().from_file(path, meta, spec, device=_device(device, engine), runtime=engine,
+                                             params=params)
+    except NotOnOnnx:
+        if runtime != "auto" or not available("torch"):
+            raise
+    return spec.scorer_class().from_file(path, meta, spec, device=_device(device, "torch"), runtime="torch",
                                          params=params)
 
 

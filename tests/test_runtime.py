@@ -151,3 +151,13 @@ def test_preview_without_matplotlib_is_one_clean_error(tmp_path, utm_scene):
                           "--preview", str(tmp_path / "o.png")], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.startswith("error:") and "landslide_wsss[preview]" in run.stderr
     assert not (tmp_path / "o.gpkg").exists() and not (tmp_path / "o.png").exists()
+
+
+def test_auto_runs_torch_where_the_graphs_cannot_serve_the_settings():
+    """The stored CAM graph is the file's single-scale CAM; the teacher's multi-scale + flip CAM runs
+    on torch under `auto` and is one clean error under `--runtime onnx`."""
+    teacher = {"scales": [0.5, 1.0], "flip": True}
+    assert load_model(method="cam", params=teacher).runtime == "torch"
+    with pytest.raises(ModelError, match="--runtime torch"):
+        load_model(method="cam", params=teacher, runtime="onnx")
+    assert load_model(method="cam").runtime == "onnx"

@@ -12,6 +12,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ModelError
 from ..registry import CAM_METHODS, METHODS
+from ..runtime import NotOnOnnx
 from ..morphology import clean_mask
 from ..params import CamParams, defaults, from_mapping
 from ..scoring import SceneStats
@@ -117,9 +118,8 @@ class OnnxNetworks:
         cam = graphs.get("cam") or {}
         if cam_method != "cam" or [float(s) for s in options.get("scales", [1.0])] != cam.get("scales") or \
                 bool(options.get("flip")) != cam.get("flip"):
-            raise ModelError(f"the ONNX graphs hold plain CAM at scales {cam.get('scales')} flip {cam.get('flip')}; "
-                             "other CAM settings run with --runtime torch")
-        self.tile_size = int(cam.get("tile_size", 0))
+            raise NotOnOnnx(f"the ONNX graphs hold plain CAM at scales {cam.get('scales')} flip {cam.get('flip')}; "
+                            "other CAM settings run with --runtime torch")
         self.probs = load_network(path, meta, component, "probs", device)
         self.cam = load_network(path, meta, component, "cam", device)
         self.generator = load_network(path, meta, "generator", "translate", device) if generator else None
@@ -130,9 +130,6 @@ class OnnxNetworks:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def cam_maps(self, tiles: np.ndarray) -> np.ndarray:
-        if tiles.shape[-1] != self.tile_size or tiles.shape[-2] != self.tile_size:
-            raise ModelError(f"the ONNX CAM graph takes {self.tile_size} px tiles; --tile {tiles.shape[-1]} "
-                             "runs with --runtime torch")
         return self.cam(tiles=tiles)["cam"]
 
     def translate(self, spec: np.ndarray) -> np.ndarray:
