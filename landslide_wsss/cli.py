@@ -412,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] in (["train", "-h"], ["train", "--help"]):  # `train` hands its options on to the trainer it names
+        print("usage: landslide-wsss train WHAT [options]   (landslide-wsss train WHAT --help: its options)\n\n"
+              "WHAT: " + ", ".join(sorted(TRAINERS)))
+        return 0
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     jsonl = getattr(args, "jsonl", False)
