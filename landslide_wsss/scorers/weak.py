@@ -152,8 +152,8 @@ class OnnxNetworks:
 
         graphs = meta["onnx"][component]
         cam = graphs.get("cam") or {}
-        if cam_method != "cam" or [float(s) for s in options.get("scales", [1.0])] != cam.get("scales") or \
-                bool(options.get("flip")) != cam.get("flip"):
+        if cam_method != "cam" or [float(s) for s in options["scales"]] != cam.get("scales") or \
+                bool(options["flip"]) != cam.get("flip"):
             raise NotOnOnnx(f"the ONNX graphs hold plain CAM at scales {cam.get('scales')} flip {cam.get('flip')}; "
                             "other CAM settings run with --runtime torch")
         self.probs = load_network(path, meta, component, "probs", device)
