@@ -15,7 +15,6 @@ IoU etc. with pixel counts accumulated over the whole split; miou is the 2-class
 """
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -143,7 +142,7 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
         split = data_dir / split
     names = read_split(split)[:limit] if limit else read_split(split)
     model = _model(model, model_path, method, device, params, runtime)
-    saved = copy.deepcopy(getattr(model, "params", None))
+    saved = getattr(model, "settings", None)  # typed, replaced (never changed in place) by use_profile
     profile = bool(getattr(model, "use_profile", None) and model.use_profile("bijie"))
     conf = Confusion()
     free = Confusion()  # the landslide-free images alone
@@ -167,8 +166,7 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
                 save_overlay(Path(gallery) / f"{Path(name).stem}.png", load_image(data_dir, name), mask, pred)
     finally:
         if saved is not None:  # the profile applies to this evaluation only
-            model.params.clear()
-            model.params.update(saved)
+            model.settings = saved
     out = conf.as_dict()
     n_free = sum(1 for n in names if Path(n).stem.startswith("nls_"))
     out.update(free_images=n_free, free_images_flagged=free_flagged,

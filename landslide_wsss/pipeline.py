@@ -178,9 +178,7 @@ def detect(
 
 def with_threshold(model, threshold: float):
     """A copy of `model` with its main threshold replaced; the caller's object is left as it was."""
-    out = copy.copy(model)
-    if hasattr(out, "params"):  # the weak scorers keep their thresholds in a params dict
-        out.params = copy.deepcopy(out.params)
+    out = copy.copy(model)  # the threshold setters replace typed settings, never change them in place
     out.threshold = float(threshold)
     return out
 

@@ -42,7 +42,7 @@ class RefinedScorer(WeakScorer):
         self.uses_terrain = ref == "terrain-crop"
         if self.uses_terrain:
             from .cam.terrain_crop import CropParams
-            self.crop = CropParams.from_any(self.params.get("terrain_crop"))
+            self.crop = CropParams.from_any(self.merged.get("terrain_crop"))
             self.map_names = tuple(self.map_names) + ("slope",)
 
     def predict_tiles(self, tiles, valid, terrain=None):
@@ -54,7 +54,7 @@ class RefinedScorer(WeakScorer):
         from .cam.terrain_crop import refine_batch
         valid = np.asarray(valid, bool)
         slope = None if terrain is None else np.asarray(terrain, np.float32)[:, 1] * valid
-        keep = np.flatnonzero(self.last_probs >= float(self.params.get("gate", 0.5)))
+        keep = np.flatnonzero(self.last_probs >= float(self.settings.gate))
         if len(keep):
             x = torch.from_numpy(np.ascontiguousarray(np.asarray(tiles, np.float32)[keep, : self.in_bands]))
             xn = self.classifier.normalize(x.to(self.device)).cpu()

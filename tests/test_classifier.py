@@ -131,6 +131,33 @@ def test_model_file_roundtrip(tmp_path):
     assert scorer.in_bands == 3 and scorer.tile_size == 32 and scorer.map_names == ("cam",)
 
 
+def test_scorer_settings_layer_file_tuned_caller_and_profile(tmp_path):
+    """The scorer's typed settings: the file's params, then the method's tuned values, then the caller's;
+    a profile and the threshold setter replace them; a bad value is one ModelError at load."""
+    from landslide_wsss.checkpoint import save_checkpoint
+    from landslide_wsss.errors import ModelError
+    from landslide_wsss.params import CamParams
+    from landslide_wsss.pipeline import with_threshold
+    from landslide_wsss.wsss import DEFAULT_PARAMS, classifier_metadata, load_model
+    m = Classifier(width=8, output_stride=16, mean=[50.0] * 3, std=[20.0] * 3).eval()
+    params = {**DEFAULT_PARAMS, "thresholds": {"cam": 0.25}, "norm": "abs",
+              "per_method": {"cam": {"norm": "quantile", "norm_q": 0.9, "threshold": 0.4}},
+              "profiles": {"bijie": {"cam": {"norm": "vmax", "threshold": 0.6}}}}
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, {f"classifier.{k}": v for k, v in m.state_dict().items()},
+                    classifier_metadata(m, tile=32, training={}, params=params))
+    sc = load_model(path, method="cam", device="cpu", params={"norm_q": 0.8})
+    s = sc.settings
+    assert (s.norm, s.norm_q, sc.threshold) == ("quantile", 0.8, 0.4)
+    assert s.thresholds["gradcam"] == CamParams().thresholds["gradcam"]  # left out by the file: the default
+    copy_ = with_threshold(sc, 0.1)
+    assert copy_.threshold == 0.1 and sc.threshold == 0.4
+    assert sc.use_profile("bijie") and not sc.use_profile("nowhere")
+    assert (sc.settings.norm, sc.settings.norm_q, sc.threshold) == ("vmax", CamParams.norm_q, 0.6)
+    with pytest.raises(ModelError, match="CamParams.gate"):
+        load_model(path, method="cam", device="cpu", params={"gate": "open"})
+
+
 def test_pickle_files_refused(tmp_path):
     from landslide_wsss.errors import ModelError
     from landslide_wsss.wsss import load_model

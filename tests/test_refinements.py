@@ -1,6 +1,8 @@
 """The CAM refinements on tiny synthetic data: losses behave, crops are placed right."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -196,12 +198,12 @@ def test_methods_registered_in_load_model(tmp_path):
     sc = load_model(path, device="cpu")
     assert isinstance(sc, RefinedScorer) and sc.name == "rcm-mam"
     tiles = np.random.default_rng(0).integers(0, 255, (2, 3, 32, 32)).astype(np.float32)
-    sc.params["gate"] = 0.0
+    sc.settings = dataclasses.replace(sc.settings, gate=0.0)
     out = sc.predict_tiles(tiles, np.ones((2, 32, 32), bool))
     assert out["cam"].shape == (2, 32, 32)
     tc = load_model(path, method="terrain-crop", device="cpu")
     assert tc.uses_terrain and "slope" in tc.map_names
-    tc.params["gate"] = 0.0
+    tc.settings = dataclasses.replace(tc.settings, gate=0.0)
     terr = np.zeros((2, 2, 32, 32), np.float32)
     terr[:, 1] = 20.0
     out2 = tc.predict_tiles(tiles, np.ones((2, 32, 32), bool), terr)

@@ -4,13 +4,14 @@ rule and the model file; refinements.py subclasses WeakScorer.
 """
 from __future__ import annotations
 
-import copy
-from typing import Dict, Mapping, Optional
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .. import __version__
 from ..errors import ModelError
+from ..fusion import FusionParams, fuse_maps
 from ..registry import CAM_METHODS, METHODS
 from ..runtime import NotOnOnnx
 from ..morphology import clean_mask
@@ -50,17 +51,52 @@ def _load_classifier(tensors, meta, path):
 
 
 
-def cam_reference(stats: SceneStats, params: Mapping, key: str = "cam") -> float:
+def cam_reference(stats: SceneStats, settings: CamParams, key: str = "cam") -> float:
     """The scene's CAM normalization reference r (see module docstring)."""
     ms = stats.maps[key]
-    norm = params.get("norm", "vmax")
-    if norm == "abs":
-        r = float(params.get("abs_ref", 1.0))
-    elif norm == "quantile":  # above bin 0 (gated tiles left out); the maximum when nothing is
-        r = ms.quantile(float(params.get("norm_q", 0.99)), skip_zero=True) or ms.vmax
+    if settings.norm == "abs":
+        r = float(settings.abs_ref)
+    elif settings.norm == "quantile":  # above bin 0 (gated tiles left out); the maximum when nothing is
+        r = ms.quantile(float(settings.norm_q), skip_zero=True) or ms.vmax
     else:
         r = ms.vmax
-    return float(max(r, float(params.get("abs_floor", 0.0)), 1e-12))
+    return float(max(r, float(settings.abs_floor), 1e-12))
+
+
+def merged_params(meta: dict, base: str, params: Optional[Mapping] = None) -> Dict[str, Any]:
+    """The scorer's settings as one mapping: the file's `params`, then the tuned values of CAM method
+    `base` (`per_method`, training/tune.py), then the caller's `params`; each layer replaces whole keys."""
+    merged = dict(meta.get("params") or {})
+    merged = _tuned(merged, (merged.get("per_method") or {}).get(base), base)
+    merged.update(params or {})
+    return merged
+
+
+def _tuned(merged: Dict[str, Any], per: Optional[Mapping], base: str) -> Dict[str, Any]:
+    """`merged` with one method's tuned normalization / threshold (a `per_method` or profile entry)."""
+    out = {**merged, **{k: v for k, v in (per or {}).items() if k != "threshold"}}
+    if per and "threshold" in per:
+        out["thresholds"] = {**(merged.get("thresholds") or {}), base: per["threshold"]}
+    return out
+
+
+def typed_settings(merged: Mapping) -> Tuple[CamParams, FusionParams]:
+    """The typed CAM and fusion settings of a merged mapping, checked once: bad metadata is one clean
+    ModelError here, not a crash later. Thresholds the mapping leaves out keep CamParams' defaults."""
+    try:
+        settings = from_mapping(CamParams, merged)
+        fusion = FusionParams.from_any(merged.get("fusion"))
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"model parameters: {exc}") from None
+    return dataclasses.replace(settings, thresholds={**CamParams().thresholds, **settings.thresholds}), fusion
+
+
+def cam_options(settings: CamParams, base: str, meta: dict) -> dict:
+    """The CAM engine's options (scales, flip, layer; Score-CAM's own where set)."""
+    opts = dict(scales=settings.scales, flip=bool(settings.flip), target_layer=meta.get("cam_layer", "layer4"))
+    if base == "scorecam":
+        opts.update({k: v for k, v in (settings.scorecam or {}).items() if v is not None})
+    return opts
 
 
 class TorchNetworks:
@@ -116,8 +152,8 @@ class OnnxNetworks:
 
         graphs = meta["onnx"][component]
         cam = graphs.get("cam") or {}
-        if cam_method != "cam" or [float(s) for s in options.get("scales", [1.0])] != cam.get("scales") or \
-                bool(options.get("flip")) != cam.get("flip"):
+        if cam_method != "cam" or [float(s) for s in options["scales"]] != cam.get("scales") or \
+                bool(options["flip"]) != cam.get("flip"):
             raise NotOnOnnx(f"the ONNX graphs hold plain CAM at scales {cam.get('scales')} flip {cam.get('flip')}; "
                             "other CAM settings run with --runtime torch")
         self.probs = load_network(path, meta, component, "probs", device)
@@ -147,20 +183,15 @@ class WeakScorer:
                  device: str = "cpu", params: Optional[dict] = None, networks=None):
         """`classifier` (+ `generator`): torch networks; or `networks`, the forwards on another runtime."""
         self.meta = meta
-        self.params = copy.deepcopy(DEFAULT_PARAMS)
-        self.params.update(copy.deepcopy(meta.get("params") or {}))
-        if params:
-            self.params.update(params)
-        try:  # typed check of the merged settings: bad metadata is one clean error here, not a crash later
-            from_mapping(CamParams, self.params)
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"model parameters: {exc}") from None
-        method = method or meta.get("method_default") or self.params["method"]
+        file_params = meta.get("params") or {}
+        method = method or meta.get("method_default") or (params or {}).get("method") \
+            or file_params.get("method") or CamParams.method
         spec = METHODS.get(method)
         if spec is None or spec.kind != "weak":
             raise ModelError(f"method {method!r} is not a CAM method of this model ({', '.join(CAM_METHODS)})")
         base = spec.cam
-        self._apply_tuned((self.params.get("per_method") or {}).get(base), base)
+        self.merged = merged_params(meta, base, params)  # what the refinements read their own settings from
+        self.settings, self.fusion = typed_settings(self.merged)
         self.cyclegan = spec.generator
         if self.cyclegan and generator is None and (networks is None or networks.generator is None):
             raise ModelError(f"method {method!r} needs a CycleGAN generator, and this model file has none")
@@ -171,16 +202,9 @@ class WeakScorer:
         self.tile_size = int(meta.get("tile_size", 128))
         self.gsd = float(meta["gsd"]) if meta.get("gsd") else None  # working GSD (m); None: the scene's own
         self.map_names = ("cam", "diff") if self.cyclegan else ("cam",)
-        self.networks = networks or TorchNetworks(classifier, base, self.cam_options(base, meta), generator,
-                                                   device, bool(self.params.get("bf16", True)))
+        self.networks = networks or TorchNetworks(classifier, base, cam_options(self.settings, base, meta), generator,
+                                                   device, bool(self.settings.bf16))
         self.runtime = self.networks.runtime
-
-    def cam_options(self, base: str, meta: dict) -> dict:
-        opts = dict(scales=self.params.get("scales", [1.0]), flip=bool(self.params.get("flip", False)),
-                    target_layer=meta.get("cam_layer", "layer4"))
-        if base == "scorecam":
-            opts.update({k: v for k, v in (self.params.get("scorecam") or {}).items() if v is not None})
-        return opts
 
     # the torch networks, for the refinements and the trainers
     @property
@@ -208,10 +232,9 @@ class WeakScorer:
         source = spec.component if embedded else "classifier"
         smeta = {**meta, **meta[source], "refinement": source} if embedded else meta
         if runtime == "onnx":
-            probe = cls.__new__(cls)  # the merged, typed settings decide which CAM graph is needed
-            probe.params = {**copy.deepcopy(DEFAULT_PARAMS), **(smeta.get("params") or {}), **(params or {})}
             cam_method = smeta.get("refinement_cam") or spec.cam
-            networks = OnnxNetworks(path, meta, source, cam_method, probe.cam_options(cam_method, smeta),
+            settings, _ = typed_settings(merged_params(smeta, cam_method, params))  # they pick the CAM graph
+            networks = OnnxNetworks(path, meta, source, cam_method, cam_options(settings, cam_method, smeta),
                                     spec.generator, device)
             return cls(None, smeta, method=spec.name, device=device, params=params, networks=networks)
         classifier, smeta = classifier_from_file(path, meta, source)
@@ -223,23 +246,14 @@ class WeakScorer:
             generator = load_generator(tensors, meta)
         return cls(classifier, smeta, method=spec.name, generator=generator, device=device, params=params)
 
-    def _apply_tuned(self, per: Optional[dict], base: str) -> None:
-        """Tuned normalization / threshold of one method (training/tune.py)."""
-        if per:
-            self.params.update({k: v for k, v in per.items() if k != "threshold"})
-            if "threshold" in per:
-                self.params["thresholds"] = {**(self.params.get("thresholds") or {}), base: per["threshold"]}
-
     def use_profile(self, name: str) -> bool:
         """Switch to a tuned parameter profile (e.g. "bijie": image chips instead of scenes).
         Returns False (and changes nothing) when the model has no such profile."""
-        per = ((self.params.get("profiles") or {}).get(name) or {}).get(self.base_method)
+        per = ((self.merged.get("profiles") or {}).get(name) or {}).get(self.base_method)
         if not per:
             return False
-        if "norm_q" not in per:
-            self.params.pop("norm_q", None)
-            self.params["norm_q"] = DEFAULT_PARAMS["norm_q"]
-        self._apply_tuned(per, self.base_method)
+        tuned = _tuned({**self.settings.to_dict(), "norm_q": CamParams.norm_q}, per, self.base_method)
+        self.settings, _ = typed_settings(tuned)  # a profile without its own norm_q takes the default
         return True
 
     # -- scoring
@@ -250,10 +264,10 @@ class WeakScorer:
         tiles = np.ascontiguousarray(tiles[:, : self.in_bands])
         n, _, h, w = tiles.shape
         valid = np.asarray(valid, bool)
-        bs = int(self.params.get("batch_size", 32))
+        bs = int(self.settings.batch_size)
         probs = self.networks.probabilities(tiles, bs)
         self.last_probs = probs
-        keep = np.flatnonzero(probs >= float(self.params.get("gate", 0.5)))
+        keep = np.flatnonzero(probs >= float(self.settings.gate))
         cam = np.zeros((n, h, w), np.float32)
         diff = np.zeros((n, h, w), np.float32) if self.cyclegan else None
         for i in range(0, len(keep), bs):
@@ -273,23 +287,22 @@ class WeakScorer:
     def threshold(self) -> float:
         """The CAM threshold t_C of this method (what `detect --threshold` overrides)."""
         if self.cyclegan:
-            return float((self.params.get("fusion") or {}).get("t_cam", 0.2))
-        return float((self.params.get("thresholds") or {}).get(self.base_method, 0.3))
+            return float(self.fusion.t_cam)
+        return float(self.settings.thresholds[self.base_method])
 
     @threshold.setter
     def threshold(self, value: float) -> None:
         if self.cyclegan:
-            self.params["fusion"] = {**(self.params.get("fusion") or {}), "t_cam": float(value)}
+            self.fusion = dataclasses.replace(self.fusion, t_cam=float(value))
         else:
-            self.params["thresholds"] = {**(self.params.get("thresholds") or {}), self.base_method: float(value)}
+            self.settings = dataclasses.replace(self.settings,
+                                                thresholds={**self.settings.thresholds, self.base_method: float(value)})
 
     def fuse(self, maps: Mapping[str, np.ndarray], stats: SceneStats):
         cam = np.nan_to_num(np.asarray(maps["cam"], np.float32))
         if self.cyclegan:
-            from ..fusion import fuse_maps
-            return fuse_maps(cam, maps["diff"], stats, self.params.get("fusion"))
-        r = cam_reference(stats, self.params)
+            return fuse_maps(cam, maps["diff"], stats, self.fusion)
+        r = cam_reference(stats, self.settings)
         score = np.clip(cam / r, 0, 1).astype(np.float32)
-        t = float((self.params.get("thresholds") or {}).get(self.base_method, 0.3))
-        mask = clean_mask(score > t, int(self.params.get("open_radius", 1)), int(self.params.get("min_component_px", 16)))
+        mask = clean_mask(score > self.threshold, int(self.settings.open_radius), int(self.settings.min_component_px))
         return score, mask

@@ -8,6 +8,7 @@ hold-outs; the method with the best mean becomes the default.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -30,8 +31,8 @@ def _update_meta(out, fn):
 def score_sets(model, sets, params_override):
     from ..evaluation import image_stats
     conf = Confusion()
-    saved = dict(model.params)
-    model.params.update(params_override)
+    saved = model.settings
+    model.settings = dataclasses.replace(saved, **params_override)
     try:
         for maps, mask, valid in sets:
             _, pred = model.fuse(maps, image_stats(maps, valid))
@@ -39,8 +40,7 @@ def score_sets(model, sets, params_override):
                 pred = pred & valid
             conf.update(pred, mask)
     finally:
-        model.params.clear()
-        model.params.update(saved)
+        model.settings = saved
     return conf.iou
 
 
@@ -56,7 +56,7 @@ def stage_tune(data, out, seed=0, report_path="runs/default_tune.json", methods=
         rows = []
         for norm in NORMS:
             for t in THRESHOLDS:
-                ov = dict(norm, thresholds={**model.params["thresholds"], method: t})
+                ov = dict(norm, thresholds={**model.settings.thresholds, method: t})
                 rows.append({**norm, "t": t, "bijie_holdout_iou": score_sets(model, bij, ov),
                              "areaA_strip_iou": score_sets(model, strip, ov)})
         report[method] = {"grid": rows, "seconds": round(time.time() - tm, 1)}
