@@ -229,3 +229,16 @@ def test_train_weak_killed_at_any_point_resumes_to_a_valid_model(tmp_path, start
     probs = model.predict_tiles(tile[None], np.ones((1, 64, 64), bool))
     maps = list(probs.values()) if isinstance(probs, dict) else [probs]
     assert maps and all(np.asarray(m).shape[-2:] == (64, 64) and np.isfinite(m).all() for m in maps)
+
+
+def test_a_state_write_cut_short_is_dropped_not_refused(tmp_path):
+    """A kill during a state write leaves atomic_output's temporary file in the folder: resume drops it."""
+    from landslide_wsss.training.weak import _check_state
+    key = "0123456789abcdef"
+    state = tmp_path / "m.safetensors.state"
+    state.mkdir()
+    (state / "key.txt").write_text(key)
+    (state / ".fit.safetensors.x1y2.part.safetensors").write_bytes(b"\x10\x00")
+    (state / ".key.txt.a9.part.txt").write_text("0123")
+    _check_state(state, key)
+    assert sorted(p.name for p in state.iterdir()) == ["key.txt"]
