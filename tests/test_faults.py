@@ -6,6 +6,7 @@ import threading
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 
 from conftest import ThresholdScorer
 from landslide_wsss import api
@@ -141,3 +142,103 @@ def test_state_of_other_inputs_is_replaced_and_a_foreign_folder_refused_by_the_c
     assert len(err) == 1 and err[0].startswith("error:") and "not a train weak state folder" in err[0]
     assert (foreign / "notes.txt").read_text() == "mine, keep" and not out.exists()
     assert np.array_equal(sorted(p.name for p in foreign.iterdir()), ["notes.txt"])
+
+
+
+# train weak as a process of its own, as the CLI runs it, with short runs: state written every 5 steps
+# (100 in a real run) and a short self-training round, so that every stage is reached in seconds
+TRAIN_WEAK = """
+import sys
+import landslide_wsss.training.student as st
+from landslide_wsss.training.common import Logger
+from landslide_wsss.training.weak import train_weak
+st.STATE_EVERY = 5
+scene, labels, init, out = sys.argv[1:5]
+train_weak([scene], labels, out, init=init, tile_m=16.0, minutes=5, steps=30, selftrain_steps=20, log=Logger(),
+           progress=False)
+"""
+
+
+def _train_weak_cmd(*args):
+    import sys
+    return [sys.executable, "-c", TRAIN_WEAK, *map(str, args)]
+
+
+def _kill_when(cmd, ready, timeout=120.0):
+    """Start `cmd`, SIGKILL it as soon as `ready()` holds (polled every few ms); returns its stderr.
+    Fails when it ends on its own first: the point the test meant to cut never came."""
+    import os
+    import signal
+    import time
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    t0 = time.time()
+    while proc.poll() is None and not ready() and time.time() - t0 < timeout:
+        time.sleep(0.005)
+    assert proc.poll() is None and ready(), f"rc {proc.returncode} before the point to kill"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return proc.stderr.read().decode()
+
+
+def _state_step(path):
+    from landslide_wsss.checkpoint import read_metadata
+    try:
+        return int(read_metadata(path)["step"]) if path.is_file() else 0
+    except Exception:  # noqa: BLE001 (written by a rename: whole or absent; absent meanwhile)
+        return 0
+
+
+def test_train_weak_killed_at_any_point_resumes_to_a_valid_model(tmp_path, start_model):  # noqa: F811
+    """SIGKILL as the state folder appears, after a fine-tune state write, after a self-training one;
+    after each the output is absent, and the same command run again goes on from the state (not from
+    zero) and ends with a valid model, its steps done, and no state folder."""
+    import json
+    import os
+
+    from landslide_wsss.checkpoint import read_metadata
+    from landslide_wsss.wsss import load_model
+    scene, mask = _region(tmp_path)
+    labels, _ = _ticked(tmp_path, scene, mask)
+    out = tmp_path / "mine.safetensors"
+    state = tmp_path / "mine.safetensors.state"
+    cmd = _train_weak_cmd(scene, labels, start_model, out)
+
+    _kill_when(cmd, lambda: state.is_dir())
+    assert not out.exists()
+    _kill_when(cmd, lambda: _state_step(state / "fit.safetensors") >= 10)
+    assert not out.exists()
+    fit_step = _state_step(state / "fit.safetensors")
+    err = _kill_when(cmd, lambda: _state_step(state / "selftrain.safetensors") >= 5)
+    assert not out.exists()
+    assert f"event=resume step={fit_step} total=30" in err, err[-800:]  # the fine-tune went on from its state
+    first = [int(w.split("=")[1]) for w in err.split() if w.startswith("step=")]
+    assert first[1] == fit_step + 5, err[-800:]  # its next record: not step 5 again
+    self_step = _state_step(state / "selftrain.safetensors")
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-800:]
+    assert f"event=resume step={self_step} total=20" in res.stderr, res.stderr[-800:]  # self-training went on
+    assert not state.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("mine", ".mine"))) == [out.name]
+    meta = read_metadata(out)["trained_on"]
+    assert meta["fine_tune"]["done"] == 30 and meta["stopped_early"] is None, json.dumps(meta)[:500]
+    assert meta["self_training"]["runs"][0]["done"] == 20
+    model = load_model(out, device="cpu")
+    with rasterio.open(scene) as ds:
+        tile = ds.read(window=((0, 64), (0, 64))).astype(np.float32)
+    probs = model.predict_tiles(tile[None], np.ones((1, 64, 64), bool))
+    maps = list(probs.values()) if isinstance(probs, dict) else [probs]
+    assert maps and all(np.asarray(m).shape[-2:] == (64, 64) and np.isfinite(m).all() for m in maps)
+
+
+def test_a_state_write_cut_short_is_dropped_not_refused(tmp_path):
+    """A kill during a state write leaves atomic_output's temporary file in the folder: resume drops it."""
+    from landslide_wsss.training.weak import _check_state
+    key = "0123456789abcdef"
+    state = tmp_path / "m.safetensors.state"
+    state.mkdir()
+    (state / "key.txt").write_text(key)
+    (state / ".fit.safetensors.x1y2.part.safetensors").write_bytes(b"\x10\x00")
+    (state / ".key.txt.a9.part.txt").write_text("0123")
+    _check_state(state, key)
+    assert sorted(p.name for p in state.iterdir()) == ["key.txt"]

@@ -32,6 +32,7 @@ from ..metrics import Confusion
 IGNORE = 255
 CROP = 192
 BATCH = 16
+STATE_EVERY = 100  # steps between resumable state writes (and loss records)
 ST_HI, ST_LO = 0.6, 0.3
 T_GRID = tuple(round(0.05 * k, 2) for k in range(2, 19))  # mask thresholds tried on the hold-out
 # the teacher's CAM settings: every tile (the image label is known), IRN's scales, flips
@@ -201,7 +202,7 @@ def fit_student(samples: Sequence[Sample], net, steps: int, *, lr: float = 1e-3,
                 "step": step, "total": total, "spent": spent})
 
     done = fit(net, opt, next_batch, masked_loss, lr=lr, total=total, warmup=lambda n: max(1, n // 20), start=step,
-               max_minutes=max_minutes, spent=spent, record_every=100, on_record=record, progress=progress,
+               max_minutes=max_minutes, spent=spent, record_every=STATE_EVERY, on_record=record, progress=progress,
                desc="student", log=log)
     run = {"steps": total, "done": done, "seed": seed, "lr": lr, "history": history[-3:],
            "stopped_early": early_stop_record(done, total, max_minutes)}

@@ -132,6 +132,9 @@ def _check_state(state: Path, key: str) -> None:
     if not state.is_dir():
         raise InputError(f"{state}: the resume state path is a file, not a train weak state folder; "
                          "remove it or give another output")
+    for name in STATE_FILES:  # a write a kill cut short: its temporary file (atomic_output's name), never read
+        for part in state.glob(f".{name}.*.part*"):
+            part.unlink(missing_ok=True)
     names = {p.name for p in state.iterdir()}
     if not names:
         return
@@ -289,11 +292,12 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
                            "the teacher's confident bands) at the best threshold",
         "holdout_start_model": start_score, "holdout": score, "fine_tuned_student_kept": keep,
     }
-    save_checkpoint(out, new, meta)
     from ..runtime import available
-    if available("onnx"):  # the new student's graph: the model runs on the light runtime too
-        from ..onnx_export import embed_graphs
-        embed_graphs(out, components=("student",))
+    with atomic_output(out, overwrite=overwrite) as tmp:  # the output appears only whole, graphs included
+        save_checkpoint(tmp, new, meta)
+        if available("onnx"):  # the new student's graph: the model runs on the light runtime too
+            from ..onnx_export import embed_graphs
+            embed_graphs(tmp, components=("student",))
     shutil.rmtree(state, ignore_errors=True)
     return meta["trained_on"]
 
