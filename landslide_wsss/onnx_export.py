@@ -10,6 +10,8 @@ Graphs (inputs are raw band values as the scorers receive them, the network's ow
   classifier / rcm-mam
                    probs      tiles (N, C, H, W)  ->  probs (N,)   the landslide probability (the gate)
                    cam        tiles (N, C, H, W)  ->  cam (N, H, W) plain CAM over the file's scales/flip
+  classifier       scorecam   tiles (N, C, H, W)  ->  cam (N, H, W) Score-CAM at the file's settings (its
+                              N·k masked passes in one batch: the runtime feeds a few tiles per call)
   generator        translate  x (N, spectral, H, W) in [-1, 1], H and W multiples of 4  ->  G(x)
 
 `export_deepness(model_path, out, method)` writes one self-contained ONNX model (weights inside) in
@@ -158,7 +160,23 @@ def _classifier_graphs(path, meta, component: str):
     cam = _Cam(classifier, make_cam("cam", classifier, scales=scales, flip=flip, target_layer="layer4"))
     g, keys = _strip_weights(_trace(cam, example, "tiles", "cam", NCHW, NHW), cam, "classifier.", component)
     out["cam"] = (g, {"initializers": keys, "scales": scales, "flip": flip})
+    if component == "classifier":  # the methods that read Score-CAM use the file's own classifier
+        out["scorecam"] = _scorecam_graph(classifier, meta, tile)
     return out
+
+
+def _scorecam_graph(classifier, meta, tile: int):
+    """Score-CAM at the settings a run of `--method scorecam` reads from this file (the tuned ones)."""
+    from .cam import make_cam
+    from .scorers.weak import cam_options, graph_settings, merged_params, typed_settings
+
+    settings, _ = typed_settings(merged_params(meta, "scorecam"))
+    options = cam_options(settings, "scorecam", meta)
+    side = max(tile, 2 * int(options.get("mask_size") or 0))  # traced where the masked passes shrink to mask_size
+    example = torch.rand(2, classifier.in_bands, side, side) * 255
+    cam = _Cam(classifier, make_cam("scorecam", classifier, dense=True, **options))
+    g, keys = _strip_weights(_trace(cam, example, "tiles", "cam", NCHW, NHW), cam, "classifier.", "classifier")
+    return g, {"initializers": keys, **graph_settings("scorecam", options), "channels": int(classifier.num_features)}
 
 
 def _generator_graphs(path, meta):

@@ -55,7 +55,7 @@ _REFINEMENTS = {
 
 SEGMENTATION = "landslide_wsss.scorers.student:SegmentationScorer"
 REFINED = "landslide_wsss.refinements:RefinedScorer"
-ONNX_CAMS = ("cam",)  # gradient-based CAMs need torch; Score-CAM's masked passes are not exported yet
+ONNX_CAMS = ("cam", "scorecam")  # forward-only; the gradient-based CAMs need torch
 ONNX_REFINEMENTS = ("rcm-mam",)  # plain CAM on its own classifier; the others run torch code at inference
 
 

@@ -95,9 +95,12 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
     try:
         return spec.scorer_class().from_file(path, meta, spec, device=_device(device, engine), runtime=engine,
                                              params=params)
-    except NotOnOnnx:
-        if runtime != "auto" or not available("torch"):
+    except NotOnOnnx as exc:
+        if runtime != "auto":
             raise
+        if not available("torch"):
+            from .runtime import TRAIN_EXTRA
+            raise NotOnOnnx(f"{exc}; without torch: {TRAIN_EXTRA}") from None
     return spec.scorer_class().from_file(path, meta, spec, device=_device(device, "torch"), runtime="torch",
                                          params=params)
 

@@ -48,7 +48,7 @@ def test_segmentation_maps_equal_torch_fp32(method, sample_tiles):
     np.testing.assert_allclose(got, want, atol=1e-3)
 
 
-@pytest.mark.parametrize("method", ["cam", "cam-cyclegan", "rcm-mam"])
+@pytest.mark.parametrize("method", ["cam", "cam-cyclegan", "rcm-mam", "scorecam", "scorecam-cyclegan"])
 def test_weak_maps_equal_torch_fp32(method, sample_tiles):
     params = {"gate": 0.0, "bf16": False}  # every tile through the CAM, torch in fp32
     onnx = load_model(method=method, device="cpu", runtime="onnx", params=params)
@@ -90,6 +90,73 @@ def test_same_polygons_on_the_sample_scene_and_no_torch_needed(tmp_path):
     assert grad.returncode == 2
     assert grad.stderr.startswith("error:") and "landslide_wsss[train]" in grad.stderr
     assert not (tmp_path / "g.gpkg").exists()
+
+
+NO_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; " \
+           "from landslide_wsss.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_scorecam_on_onnxruntime_equals_torch_and_runs_without_torch(tmp_path, weak_model_file):
+    """Score-CAM over every channel (exact), its graph written by `export graphs`:
+    the onnxruntime maps are torch's, and `detect --method scorecam` without torch writes torch's polygons."""
+    import shutil
+
+    from conftest import blob_scene, write_tif
+    from landslide_wsss.checkpoint import update_model_file
+
+    model = tmp_path / "weak.safetensors"
+    shutil.copy(weak_model_file, model)
+
+    def fp32_exact(meta):  # both engines in fp32; every channel scored
+        meta["params"] = {**meta["params"], "bf16": False, "scorecam": {"top_k": None, "mask_size": None, "chunk": 64}}
+
+    update_model_file(model, {}, meta=fp32_exact)
+    run = subprocess.run([sys.executable, "-m", "landslide_wsss.cli", "export", "graphs", str(model)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "scorecam" in run.stdout, run.stderr
+    img, _ = blob_scene(h=200, w=180, boxes=((40, 50, 110, 100), (130, 20, 170, 60)))
+    scene = write_tif(tmp_path / "scene.tif", img)
+    tiles = np.stack([img[:, r:r + 64, c:c + 64] for r, c in ((40, 40), (120, 10), (0, 100))]).astype(np.float32)
+    valid = np.ones((len(tiles), 64, 64), bool)
+    onnx = load_model(model, method="scorecam", device="cpu", runtime="onnx", params={"gate": 0.0})
+    ref = load_model(model, method="scorecam", device="cpu", runtime="torch", params={"gate": 0.0})
+    got, want = onnx.predict_tiles(tiles, valid)["cam"], ref.predict_tiles(tiles, valid)["cam"]
+    assert want.max() > 0 and onnx.networks.cam_images == 1  # 64 masked inputs a call: one tile's channels
+    np.testing.assert_allclose(got, want, atol=1e-3 * float(want.max()))
+    # the graph holds the file's settings: other ones run on torch under auto, and are refused under onnx
+    other = {"scorecam": {"top_k": 8, "select": "std"}}
+    assert load_model(model, method="scorecam", params=other).runtime == "torch"
+    with pytest.raises(ModelError, match="--runtime torch"):
+        load_model(model, method="scorecam", runtime="onnx", params=other)
+    assert load_model(model, method="scorecam").runtime == "onnx"
+
+    outs = {}
+    for name, cmd in (("light", [sys.executable, "-c", NO_TORCH]), ("torch", [sys.executable, "-m", "landslide_wsss.cli"])):
+        outs[name] = tmp_path / f"{name}.gpkg"
+        run = subprocess.run(cmd + ["detect", str(scene), "-o", str(outs[name]), "--model", str(model), "--method",
+                                    "scorecam", "--quiet"] + (["--runtime", "torch"] if name == "torch" else []),
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    a, b = _polygons(outs["light"]), _polygons(outs["torch"])
+    assert len(a) > 0 and len(a) == len(b)
+    ua, ub = a.union_all(), b.union_all()
+    assert ua.symmetric_difference(ub).area <= 1e-6 * ua.area
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_gradient_methods_name_the_train_extra(tmp_path, method):
+    """Grad-CAM(++) need gradients: `--runtime onnx`, and `auto` without torch, are one `error:` line
+    naming the extra, exit 2, nothing written."""
+    from landslide_wsss.sample import make_sample_scene
+    scene, _ = make_sample_scene(tmp_path / "s.tif")
+    out = tmp_path / "o.gpkg"
+    for cmd, runtime in (([sys.executable, "-m", "landslide_wsss.cli"], "onnx"), ([sys.executable, "-c", NO_TORCH], "auto")):
+        run = subprocess.run(cmd + ["detect", str(scene), "-o", str(out), "--method", method, "--runtime", runtime],
+                             capture_output=True, text=True)
+        assert run.returncode == 2, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and "pip install 'landslide_wsss[train]'" in lines[0]
+        assert not out.exists()
 
 
 def test_runtime_onnx_refused_where_it_cannot_run(tmp_path):

@@ -66,3 +66,17 @@ def test_fold_batchnorm_same_logits_and_refreshes_after_weight_change():
     with torch.no_grad():
         model.fc.bias.add_(1.0)
     assert cam.scoring_model() is not first
+
+
+def test_dense_form_gives_the_same_maps():
+    """The one-pass form traced into the ONNX graph scores as the chunked, folded, shortcut path does,
+    exact and top-k, blank tile included."""
+    model = _model()
+    x = torch.randn(3, 3, 64, 64)
+    x[1] = 0.0
+    for options in ({}, {"top_k": 5}, {"top_k": 5, "select": "std", "mask_size": 32}):
+        dense = ScoreCAM(model, dense=True, **options)
+        want = ScoreCAM(model, chunk=24, **options)(x)
+        got = dense(x)
+        assert dense.scoring_model() is model and dense.masked_passes == 3 * (options.get("top_k") or model.num_features)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()) + 1e-7)

@@ -99,6 +99,21 @@ def cam_options(settings: CamParams, base: str, meta: dict) -> dict:
     return opts
 
 
+ONNX_CAM_GRAPHS = ("cam", "scorecam")  # CAM methods a model file stores as graphs (forward-only)
+
+
+def graph_settings(cam_method: str, options: Mapping) -> dict:
+    """The CAM settings a stored CAM graph is traced with; a run's settings must equal them for
+    the graph to serve it (onnx_export writes them, OnnxNetworks compares)."""
+    out = {"scales": [float(s) for s in options["scales"]], "flip": bool(options["flip"])}
+    if cam_method == "scorecam":
+        top_k = options.get("top_k")
+        out.update(layer=str(options["target_layer"]), top_k=int(top_k) if top_k else None,
+                   mask_size=int(options["mask_size"]) if options.get("mask_size") else None,
+                   select=str(options.get("select") or "mean"))
+    return out
+
+
 class TorchNetworks:
     """The weak scorer's three forwards on torch: gate probabilities, CAM maps, G(x)."""
 
@@ -142,7 +157,8 @@ class TorchNetworks:
 
 
 class OnnxNetworks:
-    """The same three forwards from the model file's ONNX graphs (plain CAM only)."""
+    """The same three forwards from the model file's ONNX graphs (plain CAM and Score-CAM, at the
+    settings their graphs were traced with)."""
 
     runtime = "onnx"
 
@@ -151,13 +167,22 @@ class OnnxNetworks:
         from ..runtime import load_network
 
         graphs = meta["onnx"][component]
-        cam = graphs.get("cam") or {}
-        if cam_method != "cam" or [float(s) for s in options["scales"]] != cam.get("scales") or \
-                bool(options["flip"]) != cam.get("flip"):
-            raise NotOnOnnx(f"the ONNX graphs hold plain CAM at scales {cam.get('scales')} flip {cam.get('flip')}; "
-                            "other CAM settings run with --runtime torch")
+        if cam_method not in ONNX_CAM_GRAPHS:
+            raise NotOnOnnx(f"{cam_method} needs gradients and runs with --runtime torch")
+        info = graphs.get(cam_method)
+        if not info:
+            raise NotOnOnnx(f"this model file has no ONNX graph of {cam_method} "
+                            "(`landslide-wsss export graphs MODEL` adds it; or --runtime torch)")
+        stored, wanted = {k: info.get(k) for k in graph_settings(cam_method, options)}, graph_settings(cam_method, options)
+        if stored != wanted:
+            raise NotOnOnnx(f"the ONNX graph holds {cam_method} at {stored}; other settings ({wanted}) "
+                            "run with --runtime torch")
         self.probs = load_network(path, meta, component, "probs", device)
-        self.cam = load_network(path, meta, component, "cam", device)
+        self.cam = load_network(path, meta, component, cam_method, device)
+        # Score-CAM's graph passes k masked inputs per image at once: `chunk` masked inputs per call
+        scored = min(int(info.get("top_k") or info["channels"]), int(info["channels"])) if cam_method == "scorecam" else 0
+        self.cam_images = max(1, int(options.get("chunk") or 1) // scored) if scored else None
+        self.mask_size = info.get("mask_size")
         self.generator = load_network(path, meta, "generator", "translate", device) if generator else None
         self.difference_mode = str((meta.get("generator") or {}).get("difference") or "l2")
 
@@ -166,7 +191,12 @@ class OnnxNetworks:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def cam_maps(self, tiles: np.ndarray) -> np.ndarray:
-        return self.cam(tiles=tiles)["cam"]
+        if self.mask_size and min(tiles.shape[-2:]) <= self.mask_size:  # the graph always shrinks to mask_size
+            raise ModelError(f"tiles of {tiles.shape[-1]} px are not above Score-CAM's mask_size {self.mask_size}: "
+                             "run with --runtime torch")
+        step = self.cam_images or len(tiles)
+        out = [self.cam(tiles=tiles[i:i + step])["cam"] for i in range(0, len(tiles), step)]
+        return np.concatenate(out) if out else np.zeros((0,) + tiles.shape[-2:], np.float32)
 
     def translate(self, spec: np.ndarray) -> np.ndarray:
         from .student import pad_to_stride
