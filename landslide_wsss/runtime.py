@@ -71,7 +71,7 @@ def choose(runtime: str, spec, meta: Mapping) -> str:
         runtime = "torch"
     if runtime == "onnx":
         if not spec.onnx:
-            raise ModelError(f"method {spec.name!r} needs gradients or training code and runs only on torch "
+            raise ModelError(f"method {spec.name!r} needs gradients or torch code at inference and runs only on torch "
                              f"(--runtime torch; {TRAIN_EXTRA})")
         if not graphs:
             raise ModelError(f"this model file has no ONNX graphs for {spec.name!r} "
