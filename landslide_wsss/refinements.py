@@ -49,16 +49,13 @@ class RefinedScorer(WeakScorer):
         out = super().predict_tiles(tiles, valid, terrain)
         if self.refinement != "terrain-crop":
             return out
-        import torch
-
         from .cam.terrain_crop import refine_batch
         valid = np.asarray(valid, bool)
         slope = None if terrain is None else np.asarray(terrain, np.float32)[:, 1] * valid
         keep = np.flatnonzero(self.last_probs >= float(self.settings.gate))
         if len(keep):
-            x = torch.from_numpy(np.ascontiguousarray(np.asarray(tiles, np.float32)[keep, : self.in_bands]))
-            xn = self.classifier.normalize(x.to(self.device)).cpu()
-            out["cam"][keep] = refine_batch(self.cam, xn, out["cam"][keep], self.crop,
+            x = np.ascontiguousarray(np.asarray(tiles, np.float32)[keep, : self.in_bands])
+            out["cam"][keep] = refine_batch(self.networks.cam_maps, x, out["cam"][keep], self.crop,
                                             None if slope is None else slope[keep], valid[keep])
         out["slope"] = slope if slope is not None else np.zeros(valid.shape, np.float32)
         return out

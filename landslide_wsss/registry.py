@@ -56,7 +56,7 @@ _REFINEMENTS = {
 SEGMENTATION = "landslide_wsss.scorers.student:SegmentationScorer"
 REFINED = "landslide_wsss.refinements:RefinedScorer"
 ONNX_CAMS = ("cam", "scorecam")  # forward-only; the gradient-based CAMs need torch
-ONNX_REFINEMENTS = ("rcm-mam",)  # plain CAM on its own classifier; the others run torch code at inference
+ONNX_REFINEMENTS = ("rcm-mam", "terrain-crop")  # plain CAM (on its own classifier; on crops); adversarial erasing reads Grad-CAM
 
 
 def _build() -> Dict[str, Method]:

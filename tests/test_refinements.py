@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from landslide_wsss.cam.terrain_crop import (CropParams, confident_mask, crop_cam, grow_box, plan_crops,
-                                             refine_batch, slope_gate, zoom_factor)
+                                             refine_batch, resize_bilinear, slope_gate, zoom_factor)
 from landslide_wsss.models.classifier import Classifier
 from landslide_wsss.training import adversarial_erasing as ae
 from landslide_wsss.training import rcm_mam as rm
@@ -68,10 +68,14 @@ def test_plan_crops_prefers_steep_component():
 
 def test_fused_cam_at_least_full_cam_everywhere():
     model = tiny()
-    x = torch.randn(2, 3, 64, 64)
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
     from landslide_wsss.cam import make_cam
-    cam_fn = make_cam("cam", model)
-    full = cam_fn(x).numpy()
+    cam = make_cam("cam", model)
+
+    def cam_fn(tiles):
+        return cam(torch.from_numpy(tiles)).numpy()
+
+    full = cam_fn(x)
     full[1] = 0  # a dark tile stays dark
     fused = refine_batch(cam_fn, x, full, CropParams(min_box=16, k=32))
     assert (fused >= full - 1e-7).all()
@@ -82,9 +86,18 @@ def test_fused_cam_at_least_full_cam_everywhere():
 def test_crop_cam_pastes_inside_box_only():
     full = np.zeros((32, 32), np.float32)
     full[10:20, 10:20] = 1.0
-    x = torch.zeros(3, 32, 32)
-    fused = crop_cam(lambda t: torch.ones(t.shape[0], *t.shape[-2:]), x, full, [((8, 8, 24, 24), 2.0)])
+    x = np.zeros((3, 32, 32), np.float32)
+    fused = crop_cam(lambda t: np.ones((t.shape[0],) + t.shape[-2:], np.float32), x, full, [((8, 8, 24, 24), 2.0)])
     assert (fused[8:24, 8:24] == 1).all() and fused.sum() == 16 * 16
+
+
+def test_resize_bilinear_is_torch_interpolate():
+    """The crops' numpy resizing is torch's bilinear (half-pixel centres, no antialiasing), up and down."""
+    import torch.nn.functional as F
+    a = np.random.default_rng(1).normal(size=(3, 23, 37)).astype(np.float32)
+    for size in ((64, 50), (16, 16), (23, 111), (5, 37)):
+        want = F.interpolate(torch.from_numpy(a)[None], size=size, mode="bilinear", align_corners=False)[0].numpy()
+        np.testing.assert_allclose(resize_bilinear(a, size), want, atol=1e-4)  # torch: float32 indices
 
 
 def test_slope_gate_uses_scene_quantile():

@@ -62,6 +62,34 @@ def test_weak_maps_equal_torch_fp32(method, sample_tiles):
         np.testing.assert_allclose(got[name], want[name], atol=1e-3 * max(1.0, float(want[name].max())))
 
 
+def test_terrain_crop_maps_equal_torch_fp32(tmp_path):
+    """Terrain-crop on onnxruntime: the CAM of each zoomed crop from the CAM graph, the crops and their
+    pasting shared; tiles centred on the sample scene's scars, where crops are made."""
+    import rasterio
+    from scipy import ndimage
+
+    from landslide_wsss.sample import make_sample_scene
+    path, scars = make_sample_scene(tmp_path / "s.tif")
+    with rasterio.open(path) as src:
+        img = src.read().astype(np.float32)
+    params = {"gate": 0.0, "bf16": False}
+    onnx = load_model(method="terrain-crop", device="cpu", runtime="onnx", params=params)
+    ref = load_model(method="terrain-crop", device="cpu", runtime="torch", params=params)
+    t = onnx.tile_size
+    labels, n = ndimage.label(scars)
+    corners = [[int(np.clip(v - t // 2, 0, s - t)) for v, s in zip(c, scars.shape)]
+               for c in ndimage.center_of_mass(scars, labels, range(1, n + 1))]
+    x = np.stack([img[:, r:r + t, c:c + t] for r, c in corners[:4]])
+    valid = np.ones((len(x), t, t), bool)
+    terrain = np.zeros((len(x), 2, t, t), np.float32)
+    terrain[:, 1] = np.linspace(0.0, 40.0, t)[None, None, :]  # slope rising eastwards: crops ranked by it
+    got, want = onnx.predict_tiles(x, valid, terrain), ref.predict_tiles(x, valid, terrain)
+    plain = load_model(method="cam", device="cpu", runtime="onnx", params=params).predict_tiles(x, valid)["cam"]
+    assert (np.abs(want["cam"] - plain) > 1e-3 * plain.max()).any()  # crops changed the maps
+    np.testing.assert_allclose(got["cam"], want["cam"], atol=1e-3 * float(want["cam"].max()))
+    np.testing.assert_array_equal(got["slope"], want["slope"])
+
+
 def _polygons(path):
     import geopandas as gpd
     return gpd.read_file(path)

@@ -20,6 +20,10 @@ Optional slope gating (`slope_gate`): CAM set to 0 where slope < the q-quantile 
 The CAM used inside is plain CAM (fc weights): on this GAP + linear classifier Grad-CAM equals
 CAM / (feature positions), so plain CAM is the size-invariant choice for comparing crops of other
 sizes with the full tile.
+
+The crops are cut from the raw bands and resized here in numpy; the CAM of a crop is the scorer's own
+CAM forward (`cam_fn`, raw tiles in, the network's normalization inside: bilinear resizing commutes
+with it), so the refinement is the same on either runtime.
 """
 from __future__ import annotations
 
@@ -27,8 +31,6 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 
@@ -124,17 +126,36 @@ def plan_crops(cam: np.ndarray, p: CropParams, slope: Optional[np.ndarray] = Non
     return plans
 
 
-def crop_cam(cam_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, full: np.ndarray,
+def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix of 1-D bilinear interpolation with half-pixel centres (torch's
+    `interpolate(mode="bilinear", align_corners=False)` without antialiasing); each row sums to 1."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = src - i0
+    m = np.zeros((n_out, n_in), np.float64)
+    np.add.at(m, (np.arange(n_out), i0), 1.0 - frac)
+    np.add.at(m, (np.arange(n_out), i1), frac)
+    return m
+
+
+def resize_bilinear(a: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """(..., H, W) -> (..., h, w) bilinear (half-pixel centres, no antialiasing), float32."""
+    rows = _bilinear_weights(a.shape[-2], int(size[0]))
+    cols = _bilinear_weights(a.shape[-1], int(size[1]))
+    return np.einsum("hH,...HW,wW->...hw", rows, np.asarray(a, np.float64), cols, optimize=True).astype(np.float32)
+
+
+def crop_cam(cam_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, full: np.ndarray,
              plans, match: str = "peak") -> np.ndarray:
-    """Steps 4–5 for one tile: x normalized (C, H, W), full CAM (H, W) -> fused CAM (H, W)."""
+    """Steps 4–5 for one tile: x raw bands (C, H, W), full CAM (H, W) -> fused CAM (H, W);
+    cam_fn: raw tiles (N, C, h, w) -> CAM (N, h, w)."""
     canvas = np.zeros_like(full, dtype=np.float32)
     for (r0, c0, r1, c1), z in plans:
-        crop = x[:, r0:r1, c0:c1][None]
         h, w = r1 - r0, c1 - c0
         zh, zw = max(16, int(round(h * z))), max(16, int(round(w * z)))
-        zc = F.interpolate(crop, size=(zh, zw), mode="bilinear", align_corners=False)
-        m = cam_fn(zc.contiguous())[0][None, None].float()
-        m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+        zc = resize_bilinear(x[:, r0:r1, c0:c1], (zh, zw))
+        m = resize_bilinear(np.asarray(cam_fn(zc[None]), np.float32)[0], (h, w))
         if match == "peak":
             pk, ref = float(m.max()), float(full[r0:r1, c0:c1].max())
             m = m * (ref / pk) if pk > 0 else m * 0
@@ -142,9 +163,9 @@ def crop_cam(cam_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, fu
     return np.maximum(full, canvas).astype(np.float32)
 
 
-def refine_batch(cam_fn, x: torch.Tensor, cams: np.ndarray, p: CropParams, slope: Optional[np.ndarray] = None,
+def refine_batch(cam_fn, x: np.ndarray, cams: np.ndarray, p: CropParams, slope: Optional[np.ndarray] = None,
                  valid: Optional[np.ndarray] = None) -> np.ndarray:
-    """Terrain-guided crop refinement of a batch: x normalized (N, C, H, W), cams (N, H, W)."""
+    """Terrain-guided crop refinement of a batch: x raw bands (N, C, H, W), cams (N, H, W)."""
     out = np.array(cams, np.float32, copy=True)
     for i in range(len(out)):
         if out[i].max() <= 0:
