@@ -8,11 +8,11 @@ import os
 import sys
 
 from qgis.core import QgsProject, QgsVectorLayer
-from qgis.PyQt.QtWidgets import QAction, QDialogButtonBox
+from qgis.PyQt.QtWidgets import QAction
 from qgis.utils import active_plugins, iface, plugins
 
 sys.path.insert(0, os.environ["LWSSS_QGIS_TESTS"])  # QGIS runs this file's text: its folder is not on sys.path
-from desktop_session import JOB, start, step  # noqa: E402
+from desktop_session import JOB, run_detection, start, step  # noqa: E402
 from qgis_helpers import PLUGIN_NAME, wait_for  # noqa: E402
 
 
@@ -53,18 +53,10 @@ def main():
     dlg.min_area.setValue(10.0)
     dlg.output.setFilePath(JOB["button_output"])
     step("dialog", python=dlg.python_path(), layer=dlg.layer_combo.currentLayer().name())
-    dlg.buttons.button(QDialogButtonBox.Ok).click()
-    task = plugin.task
-    done = wait_for(lambda: task is not None and task.done, 240)
-    layer = plugin.last_layer
-    step("button run", done=done, error=str(task.error) if task and task.error else None,
-         features=task.result.features if task and task.result else None,
-         layer_valid=bool(layer and layer.isValid()),
-         layer_in_project=bool(layer and QgsProject.instance().mapLayer(layer.id())),
+    layer, values = run_detection(plugin, 240)
+    step("button run", **values, layer_in_project=bool(layer and QgsProject.instance().mapLayer(layer.id())),
          layer_crs=layer.crs().authid() if layer else None, raster_crs=raster.crs().authid(),
-         layer_features=layer.featureCount() if layer else None,
-         renderer=layer.renderer().type() if layer else None,
-         fields=layer.fields().names() if layer else None)
+         renderer=layer.renderer().type() if layer else None, fields=layer.fields().names() if layer else None)
 
 
 start(main)

@@ -11,6 +11,9 @@ import traceback
 
 from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QDialogButtonBox
+
+from qgis_helpers import wait_for
 
 JOB_VARIABLE = "LWSSS_DESKTOP_JOB"
 with open(os.environ[JOB_VARIABLE], encoding="utf-8") as _fh:
@@ -27,6 +30,19 @@ QgsApplication.messageLog().messageReceived.connect(_log)
 
 def step(name, **values):
     RESULT["steps"].append(dict(name=name, **values))
+
+
+def run_detection(plugin, timeout):
+    """Click Run in the plugin's open dialog and wait for its detection task: (the layer it added, the
+    values every run's step records: done, error, features, layer_valid, layer_features)."""
+    plugin.dialog.buttons.button(QDialogButtonBox.Ok).click()
+    task = plugin.task
+    done = wait_for(lambda: task is not None and task.done, timeout)
+    layer = plugin.last_layer
+    return layer, dict(done=done, error=str(task.error) if task and task.error else None,
+                       features=task.result.features if task and task.result else None,
+                       layer_valid=bool(layer and layer.isValid()),
+                       layer_features=layer.featureCount() if layer else None)
 
 
 def _finish():

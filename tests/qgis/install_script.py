@@ -10,11 +10,11 @@ import sys
 import time
 
 from qgis.core import QgsApplication
-from qgis.PyQt.QtWidgets import QAction, QDialogButtonBox
+from qgis.PyQt.QtWidgets import QAction
 from qgis.utils import iface, plugins
 
 sys.path.insert(0, os.environ["LWSSS_QGIS_TESTS"])  # QGIS runs this file's text: its folder is not on sys.path
-from desktop_session import JOB, start, step  # noqa: E402
+from desktop_session import JOB, run_detection, start, step  # noqa: E402
 from qgis_helpers import PLUGIN_NAME, wait_for  # noqa: E402
 
 
@@ -54,14 +54,7 @@ def main():
 
     dlg.output.setFilePath(JOB["output"])
     dlg.device.setCurrentText("cpu")
-    dlg.buttons.button(QDialogButtonBox.Ok).click()
-    run = plugin.task
-    done = wait_for(lambda: run is not None and run.done, 600)
-    layer = plugin.last_layer
-    step("detect", done=done, error=str(run.error) if run and run.error else None,
-         features=run.result.features if run and run.result else None,
-         layer_valid=bool(layer and layer.isValid()),
-         layer_features=layer.featureCount() if layer else None)
+    step("detect", **run_detection(plugin, 600)[1])
 
 
 start(main)
