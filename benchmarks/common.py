@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -302,6 +303,29 @@ def _clean(o):
     if isinstance(o, Path):
         return str(o)
     return o
+
+
+def package_warnings(fn: Callable[[], object]) -> tuple:
+    """(fn's value, the texts of the warnings landslide_wsss raised in it: every one, repeats too)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn()
+    return value, [str(w.message) for w in caught if "landslide_wsss" in type(w.message).__module__]
+
+
+def add_row(rows: List[dict], row: dict) -> None:
+    """Keep a measured row and print it at once (a long run shows its figures as they come)."""
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def write_rows(path, header: dict, env: dict, rows: List[dict]) -> None:
+    """The benchmark's JSON file at `path` (its --out): `header`, then `env` with the closing load average,
+    then the rows; prints the path."""
+    out = {**header, "env": {**env, "loadavg_end": loadavg()}, "rows": rows}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+    print(path)
 
 
 def save(name: str, data: dict) -> Path:

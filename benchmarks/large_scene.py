@@ -92,13 +92,9 @@ def main(argv=None) -> int:
                 row = {"step": step, **json.loads(res.stdout.strip().splitlines()[-1])}
             row.update(size_px=a.size, megapixels=round(a.size ** 2 / 1e6), dtype="uint8" if a.scale == 1 else f"uint16 x{a.scale}",
                        wall_s=round(time.time() - t0, 1))
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    out = {"benchmark": "large_scene", "input": f"VRT of AMU-Net area B repeated to {a.size} x {a.size} px",
-           "env": {**info, "loadavg_end": C.loadavg()}, "rows": rows}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print(a.out)
+            C.add_row(rows, row)
+    C.write_rows(a.out, {"benchmark": "large_scene", "input": f"VRT of AMU-Net area B repeated to {a.size} x {a.size} px"},
+                 info, rows)
     return 0
 
 

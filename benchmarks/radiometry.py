@@ -11,11 +11,9 @@ mask, landslide IoU / precision / recall against area B's reference mask, the wa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +73,7 @@ def main(argv=None) -> int:
             path = write_encoding(C.AMUNET / "areaB_rgb.tif", Path(tmp) / f"areaB_{enc}.tif", enc)
             for mode in a.modes.split(","):
                 t0 = time.time()
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    _, pred, valid = predict_scene(path, model, radiometry=mode)
+                (_, pred, valid), caught = C.package_warnings(lambda: predict_scene(path, model, radiometry=mode))
                 pred &= valid
                 if enc == "uint8" and mode == "auto":
                     base = pred
@@ -85,15 +81,10 @@ def main(argv=None) -> int:
                 row = {"encoding": enc, "radiometry": mode, "mask_iou_vs_uint8": round(mask_iou(pred, base), 4),
                        "landslide_iou": round(conf["iou"], 4), "precision": round(conf["precision"], 4),
                        "recall": round(conf["recall"], 4), "marked_share": round(float(pred[valid].mean()), 4),
-                       "seconds": round(time.time() - t0, 1),
-                       "warnings": [str(w.message) for w in caught if "landslide_wsss" in type(w.message).__module__]}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    out = {"benchmark": "radiometry", "scene": "AMU-Net area B", "model": "embedded default", "method": model.name,
-           "env": {**info, "loadavg_end": C.loadavg()}, "rows": rows}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print(a.out)
+                       "seconds": round(time.time() - t0, 1), "warnings": caught}
+                C.add_row(rows, row)
+    C.write_rows(a.out, {"benchmark": "radiometry", "scene": "AMU-Net area B", "model": "embedded default",
+                         "method": model.name}, info, rows)
     return 0
 
 

@@ -11,10 +11,8 @@ resolution costs; a ResolutionWarning is noted where the package raises one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,20 +50,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="resolution-") as tmp:
         for gsd in [float(g) for g in a.gsd.split(",")]:
             img = C.AMUNET / "areaB_rgb.tif" if gsd == 0.5 else resample_to(C.AMUNET / "areaB_rgb.tif", Path(tmp) / f"b_{gsd:g}.tif", gsd)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                r = evaluate_scene(img, C.AMUNET / "areaB_mask.tif", model=model)
-            row = {"gsd_m": gsd, **{k: round(r[k], 4) for k in ("iou", "precision", "recall", "f1")},
-                   "seconds": r["seconds"],
-                   "warnings": [str(w.message) for w in caught if "landslide_wsss" in type(w.message).__module__]}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    out = {"benchmark": "resolution", "scene": "AMU-Net area B (native 0.5 m), its 0.5 m mask aligned onto each grid",
-           "model": "embedded default", "method": model.name, "working_gsd_m": getattr(model, "gsd", None),
-           "env": {**info, "loadavg_end": C.loadavg()}, "rows": rows}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print(a.out)
+            r, caught = C.package_warnings(lambda: evaluate_scene(img, C.AMUNET / "areaB_mask.tif", model=model))
+            C.add_row(rows, {"gsd_m": gsd, **{k: round(r[k], 4) for k in ("iou", "precision", "recall", "f1")},
+                             "seconds": r["seconds"], "warnings": caught})
+    C.write_rows(a.out, {"benchmark": "resolution",
+                         "scene": "AMU-Net area B (native 0.5 m), its 0.5 m mask aligned onto each grid",
+                         "model": "embedded default", "method": model.name,
+                         "working_gsd_m": getattr(model, "gsd", None)}, info, rows)
     return 0
 
 

@@ -76,7 +76,9 @@ class _Translate(nn.Module):
 
 
 def _trace(module: nn.Module, example: torch.Tensor, input_name: str, output_name: str,
-           dyn_in: Mapping[int, str], dyn_out: Mapping[int, str]) -> bytes:
+           dyn_in: Mapping[int, str], dyn_out: Mapping[int, str], fold_constants: bool = False) -> bytes:
+    """The module's ONNX graph. Constants are folded only for the self-contained Deepness model: the
+    weightless graphs keep each weight as the initializer of its model-file tensor."""
     import warnings
 
     buf = io.BytesIO()
@@ -84,7 +86,7 @@ def _trace(module: nn.Module, example: torch.Tensor, input_name: str, output_nam
         warnings.simplefilter("ignore")  # tracer notes on shape arithmetic: the sides are fixed multiples here
         torch.onnx.export(module.float().eval(), (example,), buf, input_names=[input_name],
                           output_names=[output_name], dynamic_axes={input_name: dict(dyn_in), output_name: dict(dyn_out)},
-                          opset_version=OPSET, do_constant_folding=False, dynamo=False)
+                          opset_version=OPSET, do_constant_folding=fold_constants, dynamo=False)
     return buf.getvalue()
 
 
@@ -126,17 +128,19 @@ def _graph_tensor(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
 
 
-def _segmentation_graphs(path, meta, component: str):
-    from .checkpoint import check_state_dict, load_checkpoint
-    from .models.student import build_student
+def _segmentation_net(path, meta, component: str):
+    """The file's `component` network (student or unet), float32, in eval mode."""
+    from .checkpoint import load_checkpoint
+    from .models.student import load_student
 
-    comp = meta[component]
     tensors, _ = load_checkpoint(path, prefixes=(component,))
-    net = build_student(comp["config"])
-    sd = {k[len(component) + 1:]: v.float() for k, v in tensors.items()}
-    check_state_dict(net, sd, path)
-    net.load_state_dict(sd)
-    wrapper = _Prob(net.eval())
+    return load_student(tensors, meta[component]["config"], component, path).eval()
+
+
+def _segmentation_graphs(path, meta, component: str):
+    comp = meta[component]
+    net = _segmentation_net(path, meta, component)
+    wrapper = _Prob(net)
     tile = int(comp.get("tile_size", 256))
     example = torch.rand(2, net.in_bands, tile, tile) * 255
     graph, keys = _strip_weights(_trace(wrapper, example, "tiles", "prob", NCHW, NHW), wrapper, "net.", component)
@@ -250,8 +254,7 @@ def export_deepness(model_path, out, method: Optional[str] = None, tile: Optiona
     class probabilities (N, 2, T, T), metadata keys JSON-encoded as Deepness reads them."""
     import onnx
 
-    from .checkpoint import check_state_dict, load_checkpoint, read_metadata
-    from .models.student import build_student
+    from .checkpoint import read_metadata
     from .raster import atomic_output
 
     meta = read_metadata(model_path)
@@ -260,23 +263,13 @@ def export_deepness(model_path, out, method: Optional[str] = None, tile: Optiona
     if component is None or not (meta.get(component) or {}).get("config"):
         raise InputError(f"--method {method!r}: Deepness runs segmentation networks; export student or unet")
     comp = meta[component]
-    tensors, _ = load_checkpoint(model_path, prefixes=(component,))
-    net = build_student(comp["config"])
-    sd = {k[len(component) + 1:]: v.float() for k, v in tensors.items()}
-    check_state_dict(net, sd, model_path)
-    net.load_state_dict(sd)
+    net = _segmentation_net(model_path, meta, component)
     tile = int(tile or comp.get("tile_size", 256))
     if tile % SEG_STRIDE:
         raise InputError(f"--tile {tile}: must be a multiple of {SEG_STRIDE}")
-    wrapper = _Deepness(net.eval(), 255.0).float().eval()
-    buf = io.BytesIO()
-    import warnings
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (torch.rand(1, net.in_bands, tile, tile),), buf, input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    model = onnx.load_from_string(buf.getvalue())
+    wrapper = _Deepness(net, 255.0)
+    model = onnx.load_from_string(_trace(wrapper, torch.rand(1, net.in_bands, tile, tile), "input", "output",
+                                         {0: "batch"}, {0: "batch"}, fold_constants=True))
     gsd = comp.get("gsd") or meta.get("gsd")
     props = {
         "model_type": "Segmentor",

@@ -6,50 +6,41 @@ during the install can be reopened and shows the same task's progress.
 """
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+from qgis.core import Qgis, QgsApplication, QgsMessageLog
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .installer import InstallError, InstallResult, install_environment
-from .runner import Canceled, RunError
-from .task import LOG_TAG
+from .runner import Canceled
+from .task import LOG_TAG, PluginTask
 
 _RUNNING: List["InstallTask"] = []
 
 
-class InstallTask(QgsTask):
+class InstallTask(PluginTask):
     """Installs the environment in `profile_dir`. Connect to `message` (each step; emitted from the worker
     thread, so queued to the GUI), `progressChanged` and `ended` (on the main thread, once done is set)."""
 
     message = pyqtSignal(str)
     ended = pyqtSignal()
+    error_type = InstallError
+    canceled_text = "installation cancelled; nothing was left behind"
+    no_result_text = "the installation ended without a result"
 
     def __init__(self, profile_dir: str, wheel: Optional[Path] = None, pip_args: Sequence[str] = ()):
-        super().__init__("Installing the landslide_wsss environment", QgsTask.CanCancel)
+        super().__init__("Installing the landslide_wsss environment")
         self.profile_dir = profile_dir
         self.wheel = wheel
         self.pip_args = tuple(pip_args)
         self.result: Optional[InstallResult] = None
-        self.error: Optional[RunError] = None
         self.last_message = ""
-        self.done = False
 
-    def run(self) -> bool:  # worker thread: no widgets here
-        try:
-            self.result = install_environment(self.profile_dir, wheel=self.wheel, pip_args=self.pip_args,
-                                              on_progress=self.setProgress, on_message=self._message,
-                                              is_canceled=self.isCanceled)
-            return True
-        except RunError as exc:  # InstallError, NoNetwork, Canceled
-            self.error = exc
-            return False
-        except Exception as exc:  # never let a traceback reach the user; keep it in the log
-            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
-            self.error = InstallError(f"unexpected error in the plugin: {exc}")
-            return False
+    def work(self) -> InstallResult:  # InstallError, NoNetwork, Canceled: RunErrors
+        return install_environment(self.profile_dir, wheel=self.wheel, pip_args=self.pip_args,
+                                   on_progress=self.setProgress, on_message=self._message,
+                                   is_canceled=self.isCanceled)
 
     def _message(self, text: str) -> None:
         self.last_message = text
@@ -57,13 +48,10 @@ class InstallTask(QgsTask):
         self.message.emit(text)
 
     def finished(self, ok: bool) -> None:  # main thread
-        if not ok and self.error is None:
-            self.error = Canceled("installation cancelled; nothing was left behind") if self.isCanceled() else \
-                InstallError("the installation ended without a result")
+        super().finished(ok)
         if self.error is not None:
             QgsMessageLog.logMessage(f"installation failed: {self.error}", LOG_TAG,
                                      Qgis.Info if isinstance(self.error, Canceled) else Qgis.Warning)
-        self.done = True
         if self in _RUNNING:
             _RUNNING.remove(self)
         self.ended.emit()

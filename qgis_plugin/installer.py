@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence
 
 from .environment import MARKER, carried_wheel, interpreter, managed_env, read_marker
-from .runner import Canceled, RunError, child_env, stop_process
+from .runner import Canceled, RunError, child_env, end_process, pump, start_process, stop_process
 
 MIN_PYTHON = (3, 9)
 PROBE_TIMEOUT_S = 30.0
@@ -280,20 +280,14 @@ class _Steps:
             classify: Optional[Callable[[List[str], int], InstallError]] = None) -> List[str]:
         if self.is_canceled():
             raise Canceled("installation cancelled; nothing was left behind")
-        kwargs = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-                      cwd=tempfile.gettempdir())
-        if os.name == "posix":
-            kwargs["start_new_session"] = True  # own process group: cancel stops pip's children too
-        else:
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
-                subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         try:
-            proc = subprocess.Popen(argv, **kwargs)
+            proc = start_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
+                                 cwd=tempfile.gettempdir())
         except OSError as exc:
             raise InstallError(f"{what}: cannot start {argv[0]} ({exc})") from None
         lines: List[str] = []
         pipe: "queue.Queue[Optional[str]]" = queue.Queue()
-        reader = threading.Thread(target=_pump, args=(proc.stdout, pipe.put), daemon=True)
+        reader = threading.Thread(target=pump, args=(proc.stdout, pipe.put), daemon=True)
         reader.start()
         try:
             while True:
@@ -311,22 +305,10 @@ class _Steps:
                     on_line(line)
             proc.wait()
         finally:
-            if proc.poll() is None:
-                stop_process(proc)
-            proc.stdout.close()
+            end_process(proc)
         if proc.returncode != 0:
             if classify:
                 raise classify(lines, proc.returncode)
             tail = " | ".join(ln.strip() for ln in lines[-3:] if ln.strip())
             raise InstallError(f"{what} failed (exit code {proc.returncode}): {tail}")
         return lines
-
-
-def _pump(stream, put) -> None:
-    try:
-        for raw in iter(stream.readline, b""):
-            put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-    except (OSError, ValueError):
-        pass
-    finally:
-        put(None)

@@ -362,15 +362,9 @@ def run_cli(
     """
     argv = [python, "-m", "landslide_wsss.cli", *args]
     # cwd: never QGIS's, where a landslide_wsss source folder could be imported by accident
-    kwargs = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                  env=child_env(scratch=scratch), cwd=scratch or tempfile.gettempdir())
-    if os.name == "posix":
-        kwargs["start_new_session"] = True  # own process group: cancel reaches its workers too
-    else:
-        kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
-            subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     try:
-        proc = subprocess.Popen(argv, **kwargs)
+        proc = start_process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=child_env(scratch=scratch), cwd=scratch or tempfile.gettempdir())
     except OSError as exc:
         raise EnvironmentProblem(f"cannot start {python}: {exc}. " + install_hint(python)) from None
     messages: List[str] = []
@@ -379,8 +373,8 @@ def run_cli(
             on_started(proc)
         lines: "queue.Queue[Optional[str]]" = queue.Queue()
         stderr_tail: List[str] = []
-        t_out = threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True)
-        t_err = threading.Thread(target=_pump, args=(proc.stderr, lambda s: _tail(stderr_tail, s)), daemon=True)
+        t_out = threading.Thread(target=pump, args=(proc.stdout, lines.put), daemon=True)
+        t_err = threading.Thread(target=pump, args=(proc.stderr, lambda s: _tail(stderr_tail, s)), daemon=True)
         t_out.start()
         t_err.start()
         result = None
@@ -426,16 +420,35 @@ def run_cli(
             raise _failure(python, args, what, proc.returncode, error, stderr_tail)
         return result, messages
     finally:
-        if proc.poll() is None:
-            stop_process(proc)
-        for stream in (proc.stdout, proc.stderr):
-            try:
-                stream.close()
-            except (OSError, ValueError):
-                pass
+        end_process(proc)
 
 
-def _pump(stream, put) -> None:
+def start_process(argv: List[str], **popen_kwargs) -> subprocess.Popen:
+    """`subprocess.Popen` (stdin closed) in a process group of its own, so that stop_process reaches the
+    child's own children too (the CLI's workers, pip's builds); no console window on Windows."""
+    if os.name == "posix":
+        popen_kwargs["start_new_session"] = True
+    else:
+        popen_kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
+            subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, **popen_kwargs)
+
+
+def end_process(proc: subprocess.Popen) -> None:
+    """After reading a child: stop it if it still runs (an error or a cancel on our side) and close its pipes."""
+    if proc.poll() is None:
+        stop_process(proc)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.close()
+        except (OSError, ValueError):
+            pass
+
+
+def pump(stream, put) -> None:
+    """Reader thread: each line of `stream` (decoded, line end dropped) to `put`, then None at its end."""
     try:
         for raw in iter(stream.readline, b""):
             put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))

@@ -172,3 +172,15 @@ class StudentNet(BandNorm):
 def build_student(config: dict) -> StudentNet:
     return StudentNet(in_bands=int(config.get("in_bands", 3)), encoder=str(config.get("encoder", "resnet18")),
                       depth=int(config.get("depth", 4)), decoder=tuple(config.get("decoder", (128, 64, 32, 16))))
+
+
+def load_student(tensors, config: dict, prefix: str, path) -> StudentNet:
+    """The `prefix` network of a model file (student, or the unet yardstick) built from its `config`, with
+    the float32 weights of the `prefix.*` tensors; a mismatch is a ModelError naming `path`."""
+    from ..checkpoint import check_state_dict
+
+    net = build_student(config)
+    sd = {k[len(prefix) + 1:]: v.float() for k, v in tensors.items() if k.startswith(prefix + ".")}
+    check_state_dict(net, sd, path)
+    net.load_state_dict(sd)
+    return net

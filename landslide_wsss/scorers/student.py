@@ -139,14 +139,10 @@ class SegmentationScorer:
 
 def load_segmentation(tensors, meta, path, prefix: str, name: str, device: str = "cpu") -> Optional[SegmentationScorer]:
     """The `prefix` component of a model file as a torch scorer, or None when the file has none."""
-    from ..checkpoint import check_state_dict
-    from ..models.student import build_student
+    from ..models.student import load_student
 
     comp = meta.get(prefix)
     if not comp:
         return None
-    net = build_student(comp["config"])
-    sd = {k[len(prefix) + 1:]: v.float() for k, v in tensors.items() if k.startswith(prefix + ".")}
-    check_state_dict(net, sd, path)
-    net.load_state_dict(sd)
+    net = load_student(tensors, comp["config"], prefix, path)
     return SegmentationScorer(torch_forward(net, device), comp, name, str(meta.get("version", __version__)))

@@ -16,7 +16,7 @@ import subprocess  # noqa: E402
 import zipfile  # noqa: E402
 
 
-from qgis_helpers import PLUGIN_NAME, SCENE_EPSG, write_geotiff  # noqa: E402
+from qgis_helpers import PLUGIN_NAME, SCENE_EPSG, desktop_profile, run_desktop_qgis, write_geotiff  # noqa: E402
 
 QGIS_TIMEOUT = 420
 
@@ -37,16 +37,7 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
     # A fresh profile: the plugin unzipped into it and enabled; the interpreter comes from the
     # plugin's saved setting (not the environment variable).
     profiles = tmp_path / "profiles_root"
-    profile = profiles / "profiles" / "default"  # "default": the profile qgis_process uses too
-    (profile / "python" / "plugins").mkdir(parents=True)
-    (profile / "QGIS").mkdir()
-    with zipfile.ZipFile(zpath) as zf:
-        zf.extractall(profile / "python" / "plugins")
-    (profile / "QGIS" / "QGIS3.ini").write_text(
-        "[PythonPlugins]\n"
-        f"{PLUGIN_NAME}=true\n\n"
-        "[qgis]\ncheckVersion=false\nshowTips322=false\n\n"
-        f"[landslide_wsss]\npython={detector_python}\n", encoding="utf-8")
+    desktop_profile(profiles, zpath, f"\n[landslide_wsss]\npython={detector_python}\n")
 
     raster = write_geotiff(tmp_path / "scene.tif", size=96)
     job = {
@@ -54,19 +45,8 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
         "processing_output": str(tmp_path / "proc.gpkg"), "button_output": str(tmp_path / "button.gpkg"),
         "result": str(tmp_path / "result.json"),
     }
-    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
-    env = dict(os.environ, LWSSS_DESKTOP_JOB=str(tmp_path / "job.json"))
-    for key in ("LANDSLIDE_WSSS_PYTHON", "QT_QPA_PLATFORM", "QGIS_CUSTOM_CONFIG_PATH"):
-        env.pop(key, None)
-    script = os.path.join(os.path.dirname(__file__), "desktop_script.py")
-    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "qgis", "--profiles-path", str(profiles),
-           "--profile", "default", "--nologo", "--noversioncheck", "--code", script]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=QGIS_TIMEOUT, cwd=str(tmp_path))
-    log = (proc.stdout + proc.stderr)[-4000:]
-    assert (tmp_path / "result.json").is_file(), f"QGIS wrote no result (exit {proc.returncode}):\n{log}"
-    result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
-    assert result["ok"], result.get("error", "") + "\n" + log
-    steps = {s["name"]: s for s in result["steps"]}
+    desktop = run_desktop_qgis("desktop_script.py", job, tmp_path, profiles, QGIS_TIMEOUT)
+    result, steps, log = desktop.result, desktop.steps, desktop.log
     assert steps["plugin active"]["active"]
     assert steps["action"]["found"] and steps["action"]["in_toolbar"]
     assert steps["action state"] == {"name": "action state", "raster": True, "vector": False, "raster_again": True}
@@ -80,7 +60,7 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
     assert run["renderer"] == "graduatedSymbol"
     assert {"area_m2", "score_mean", "score_max", "scene", "method", "model_version"} <= set(run["fields"])
     assert os.path.isfile(job["button_output"]) and os.path.isfile(job["processing_output"])
-    assert proc.returncode == 0, log
+    assert desktop.returncode == 0, log
     # no Python error from the plugin anywhere in QGIS's message log (tracebacks land there)
     # (levels: 0 info, 1 warning, 2 critical, 3 success)
     bad = [m for m in result["log"] if (m["level"] == 2 and (PLUGIN_NAME in m["message"] or "Traceback" in m["message"]))
@@ -92,7 +72,7 @@ def test_desktop_qgis_with_plugin_from_zip(builder, tiny_model, detector_python,
     qp = shutil.which("qgis_process.bin") or shutil.which("qgis_process")  # Debian's wrapper adds a bad option
     if qp:
         out = tmp_path / "qgis_process.gpkg"
-        env_qp = dict(env, QGIS_CUSTOM_CONFIG_PATH=str(profiles), QT_QPA_PLATFORM="offscreen")
+        env_qp = dict(desktop.env, QGIS_CUSTOM_CONFIG_PATH=str(profiles), QT_QPA_PLATFORM="offscreen")
         run = subprocess.run([qp, "--json", "run", "landslide_wsss:detect", "--", f"INPUT={raster}",
                               f"MODEL={tiny_model}", "DEVICE=1", "TILE=64", "THRESHOLD=0", f"OUTPUT={out}"],
                              env=env_qp, capture_output=True, text=True, timeout=QGIS_TIMEOUT, cwd=str(tmp_path))

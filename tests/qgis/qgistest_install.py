@@ -24,7 +24,7 @@ import zipfile  # noqa: E402
 from qgis.core import QgsApplication  # noqa: E402
 from qgis.PyQt.QtWidgets import QAction  # noqa: E402
 
-from qgis_helpers import PLUGIN_NAME, REPO, process_events, wait_for  # noqa: E402
+from qgis_helpers import PLUGIN_NAME, REPO, desktop_profile, process_events, run_desktop_qgis, wait_for  # noqa: E402
 
 DIST = REPO / "dist"
 INSTALL_TIMEOUT = 1200  # s: a fresh environment from the package index (a few minutes; slow mirrors more)
@@ -221,13 +221,8 @@ def test_fresh_profile_installs_its_environment_and_detects(detector_python, tmp
         assert len(wheels) == 1, names
         info = json.loads(zf.read(f"{PLUGIN_NAME}/build_info.json"))
         assert "repository_path" not in info and info["wheel"] == wheels[0].rsplit("/", 1)[1]
-        profiles = tmp_path / "profiles_root"
-        profile = profiles / "profiles" / "default"
-        (profile / "python" / "plugins").mkdir(parents=True)
-        (profile / "QGIS").mkdir()
-        zf.extractall(profile / "python" / "plugins")
-    (profile / "QGIS" / "QGIS3.ini").write_text(
-        f"[PythonPlugins]\n{PLUGIN_NAME}=true\n\n[qgis]\ncheckVersion=false\nshowTips322=false\n", encoding="utf-8")
+    profiles = tmp_path / "profiles_root"
+    profile = desktop_profile(profiles, zips[-1])
 
     # The scene: the project's sample scene (small), made by the project's own environment.
     scene = tmp_path / "sample_scene.tif"
@@ -235,19 +230,9 @@ def test_fresh_profile_installs_its_environment_and_detects(detector_python, tmp
                    check=True, timeout=300, capture_output=True)
     job = {"raster": str(scene), "output": str(tmp_path / "sample_landslides.gpkg"),
            "result": str(tmp_path / "result.json"), "install_timeout": INSTALL_TIMEOUT}
-    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
-    env = dict(os.environ, LWSSS_INSTALL_JOB=str(tmp_path / "job.json"))
-    for key in ("LANDSLIDE_WSSS_PYTHON", "QT_QPA_PLATFORM", "QGIS_CUSTOM_CONFIG_PATH", "VIRTUAL_ENV", "PYTHONPATH"):
-        env.pop(key, None)
-    script = os.path.join(os.path.dirname(__file__), "install_script.py")
-    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "qgis", "--profiles-path", str(profiles),
-           "--profile", "default", "--nologo", "--noversioncheck", "--code", script]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=QGIS_TIMEOUT, cwd=str(tmp_path))
-    log = (proc.stdout + proc.stderr)[-4000:]
-    assert (tmp_path / "result.json").is_file(), f"QGIS wrote no result (exit {proc.returncode}):\n{log}"
-    result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
-    assert result["ok"], result.get("error", "") + "\n" + json.dumps(result["steps"], indent=1) + "\n" + log
-    steps = {s["name"]: s for s in result["steps"]}
+    desktop = run_desktop_qgis("install_script.py", job, tmp_path, profiles, QGIS_TIMEOUT,
+                               unset=("VIRTUAL_ENV", "PYTHONPATH"))
+    result, steps = desktop.result, desktop.steps
     assert steps["before"]["python"] is None and steps["before"]["origin"] == "not found"
     offer = steps["offer"]
     assert offer["row_visible"] and offer["button"] == "Install environment" and offer["python_field"] == ""
