@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import registry
 from .errors import InputError, ModelError
+from .params import SegmentationSettings
 from .runtime import graph_key
 
 OPSET = 17
@@ -138,10 +140,9 @@ def _segmentation_net(path, meta, component: str):
 
 
 def _segmentation_graphs(path, meta, component: str):
-    comp = meta[component]
     net = _segmentation_net(path, meta, component)
     wrapper = _Prob(net)
-    tile = int(comp.get("tile_size", 256))
+    tile = SegmentationSettings.from_component(meta[component]).tile_size
     example = torch.rand(2, net.in_bands, tile, tile) * 255
     graph, keys = _strip_weights(_trace(wrapper, example, "tiles", "prob", NCHW, NHW), wrapper, "net.", component)
     return {"prob": (graph, {"stride": SEG_STRIDE, "initializers": keys})}
@@ -259,25 +260,26 @@ def export_deepness(model_path, out, method: Optional[str] = None, tile: Optiona
 
     meta = read_metadata(model_path)
     method = method or meta.get("method_default") or "student"
-    component = {"student": "student", "unet": "unet", "yardstick": "unet"}.get(method)
+    spec = registry.METHODS.get(method)
+    component = spec.component if spec is not None and spec.scorer == registry.SEGMENTATION else None
     if component is None or not (meta.get(component) or {}).get("config"):
-        raise InputError(f"--method {method!r}: Deepness runs segmentation networks; export student or unet")
-    comp = meta[component]
+        raise InputError(f"--method {method!r}: Deepness runs segmentation networks; export student or yardstick")
+    settings = SegmentationSettings.from_component(meta[component])
     net = _segmentation_net(model_path, meta, component)
-    tile = int(tile or comp.get("tile_size", 256))
+    tile = int(tile or settings.tile_size)
     if tile % SEG_STRIDE:
         raise InputError(f"--tile {tile}: must be a multiple of {SEG_STRIDE}")
     wrapper = _Deepness(net, 255.0)
     model = onnx.load_from_string(_trace(wrapper, torch.rand(1, net.in_bands, tile, tile), "input", "output",
                                          {0: "batch"}, {0: "batch"}, fold_constants=True))
-    gsd = comp.get("gsd") or meta.get("gsd")
+    gsd = settings.gsd or meta.get("gsd")
     props = {
         "model_type": "Segmentor",
         "class_names": {"0": "background", "1": "landslide"},
         "resolution": round(float(gsd) * 100, 3) if gsd else 50.0,  # cm / px
         "tile_size": tile,
         "tiles_overlap": int(overlap_percent),
-        "seg_thresh": float(comp.get("threshold", 0.5)),
+        "seg_thresh": settings.threshold,
         "seg_small_segment": 0,
         "standardization_mean": [0.0] * net.in_bands,
         "standardization_std": [1.0] * net.in_bands,

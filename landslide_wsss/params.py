@@ -88,3 +88,26 @@ DEFAULT_BATCH = 8             # tiles per read batch (two in memory: 16 cost are
 DEFAULT_LAYER = "landslides"  # the output GeoPackage's layer
 GRID_LAYER = "label_grid"     # the label grid's layer
 DEFAULT_TILE_M = 64.0         # the label grid's tile side in metres
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """A segmentation network's settings as its model-file component records them (the student and
+    the yardstick; training/rebuild/networks.py writes them): read once, here, by the scorer and
+    the exports."""
+    in_bands: int = 3
+    tile_size: int = 256         # inference tile at the working GSD
+    overlap: int = 32            # tile overlap (px); a component without one takes tile_size // 8
+    gsd: Any = None              # working GSD (m); None: the scene's own
+    threshold: float = 0.5       # mask = prob > threshold
+    gate_high: Any = None        # hysteresis core threshold; None: no gate
+
+    @classmethod
+    def from_component(cls, comp: Mapping[str, Any]) -> "SegmentationSettings":
+        tile = int(comp.get("tile_size") or cls.tile_size)
+        gsd, high = comp.get("gsd"), comp.get("gate_high")
+        return cls(in_bands=int((comp.get("config") or {}).get("in_bands") or cls.in_bands), tile_size=tile,
+                   overlap=int(comp["overlap"]) if comp.get("overlap") is not None else tile // 8,
+                   gsd=float(gsd) if gsd else None,
+                   threshold=float(comp["threshold"]) if comp.get("threshold") is not None else cls.threshold,
+                   gate_high=float(high) if high is not None else None)

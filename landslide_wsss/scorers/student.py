@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ModelError
+from ..params import SegmentationSettings
 
 
 def mirror_fill(tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -84,12 +85,9 @@ class SegmentationScorer:
         self.name = name
         self.version = version
         self.meta = component
-        self.in_bands = int(component["config"].get("in_bands", 3))
-        self.tile_size = int(component.get("tile_size", 256))
-        self.overlap = int(component.get("overlap", self.tile_size // 8))
-        self.gsd = float(component["gsd"]) if component.get("gsd") else None
-        self.threshold = float(component.get("threshold", 0.5))
-        self.gate_high = component.get("gate_high")  # None: no hysteresis gate
+        settings = SegmentationSettings.from_component(component)
+        self.in_bands, self.tile_size, self.overlap = settings.in_bands, settings.tile_size, settings.overlap
+        self.gsd, self.threshold, self.gate_high = settings.gsd, settings.threshold, settings.gate_high
 
     @property
     def net(self):
