@@ -195,3 +195,52 @@ def test_self_training_round_is_kept_only_when_the_hold_out_rises(better):
         assert record["kept_rounds"] == 2 and kept == measured[-1] and not same
     else:
         assert record["kept_rounds"] == 0 and kept == start and same
+
+
+def test_mine_negatives_draws_the_false_alarms_more_often_within_each_source():
+    """student.mine_negatives: a landslide-free sample the network marks more gets more weight, each
+    source's landslide-free total and the landslide samples stay, targets are untouched."""
+    rng = np.random.default_rng(0)
+
+    def sample(name, positive, weight):
+        tgt = np.ones((8, 8), np.uint8) if positive else np.zeros((8, 8), np.uint8)
+        return st.Sample(rng.integers(0, 255, (3, 8, 8)).astype(np.uint8), tgt, name, positive, weight)
+    samples = [sample("ls_1", True, 0.2), sample("nls_1", False, 0.2), sample("nls_2", False, 0.2),
+               sample("areaA_r0_c0", False, 0.2), sample("areaA_r0_c8", False, 0.2)]
+    marked = {"nls_1": 0.5, "nls_2": 0.0, "areaA_r0_c0": 0.25, "areaA_r0_c8": 0.25}
+    by_image = {id(s.image): marked.get(s.name, 1.0) for s in samples}
+
+    def predict(net, image):  # a network that marks the given share of each image's pixels
+        p = np.zeros(image.shape[1:], np.float32)
+        p.flat[: int(round(by_image[id(image)] * p.size))] = 0.9
+        return p
+    out = st.mine_negatives(None, samples, 0.5, predict=predict)
+    w = {s.name: s.weight for s in out}
+    assert w["ls_1"] == 0.2
+    assert w["nls_1"] == pytest.approx(0.4 * (0.25 + 0.5)) and w["nls_2"] == pytest.approx(0.4 * 0.25)
+    assert w["areaA_r0_c0"] == pytest.approx(0.2) and w["areaA_r0_c8"] == pytest.approx(0.2)  # equal alarms: even
+    assert all(np.array_equal(a.target, b.target) and a.image is b.image for a, b in zip(out, samples))
+    quiet = st.mine_negatives(None, samples, 0.95, predict=predict)  # nothing above the threshold: as before
+    assert [s.weight for s in quiet] == [s.weight for s in samples]
+
+
+def test_hard_negative_round_trains_on_mined_samples_and_keeps_only_a_better_network():
+    """selftrain.hard_negatives: one round at the hold-out's threshold, by the one rule (kept when the
+    hold-out rises; otherwise the network comes back exactly as it was)."""
+    from landslide_wsss.models.student import StudentNet
+    from landslide_wsss.training.selftrain import hard_negatives
+    samples = _blob_samples(n=4)
+    mean, std = st.band_stats(samples)
+    torch.manual_seed(0)
+    net = StudentNet(mean=mean, std=std, **SMALL)
+    net, _ = st.fit_student(samples, net, 8, crop=64, batch=4, progress=False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    items = {"held": [(s.image, s.target, None) for s in samples[:2]]}
+    start = holdout.score(net, items)
+
+    def worse(n):
+        return {**holdout.score(n, items), "mean_iou": start["mean_iou"] - 0.1}
+    net, kept, record = hard_negatives(net, samples, worse, start, rounds=1, steps=3, seed=0)
+    assert record["kept_rounds"] == 0 and kept == start and len(record["runs"]) == 1
+    assert record["runs"][0]["done"] == 3 and record["runs"][0]["seed"] == 101
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -24,7 +24,8 @@ that make its missing work files):
   scale       the working GSD (rebuild/sweeps.py): 400-step students at 1.0 / 1.6 / 2.4 m from two seeds.
   pseudo      the three-band pseudo-masks (and true masks) as samples at that GSD.
   area-share  the share of crops from area A by the same rule (0.3 / 0.5 ...).
-  student     the full-length student (706 steps + one 350-step self-training round, kept by the hold-out)
+  student     the full-length student (706 steps + one 350-step self-training round + one 350-step hard-negative
+              round on its own false alarms over the landslide-free samples, each kept by the hold-out)
               against the 400-step one, from two seeds (the length rule); embedded as student.*.
   unet        the supervised yardstick: the student's network, data, GSD, area share and crops on the true
               masks, 3186 steps, embedded as unet.* (int8).
@@ -68,7 +69,7 @@ def settings_from_args(argv=None) -> tuple:
     ap.add_argument("--rule-seeds", type=int, default=RULE_SEEDS,
                     help=f"seeds per trial of each rule: scale, area share, length (default {RULE_SEEDS})")
     ap.add_argument("--minutes", type=float, help="stop the full-length student early after this long")
-    ap.add_argument("--selftrain-minutes", type=float, help="stop a self-training round early after this long")
+    ap.add_argument("--selftrain-minutes", type=float, help="stop a self-training or hard-negative round early after this long")
     ap.add_argument("--unet-minutes", type=float, help="stop the yardstick early after this long")
     ap.add_argument("--refine-minutes", type=float, help="stop each refinement's fine-tune early after this long")
     ap.add_argument("--seed", type=int, default=0)

@@ -278,5 +278,39 @@ def relabel(net, samples: Sequence[Sample], hi: float = ST_HI, lo: float = ST_LO
     return out
 
 
+def sample_source(name: str) -> str:
+    """Where a sample comes from: area A's blocks or Bijie images (the rebuild weighs the two)."""
+    return "areaA" if name.startswith("areaA") else "bijie"
+
+
+def mine_negatives(net, samples: Sequence[Sample], threshold: float, predict=None) -> List[Sample]:
+    """Hard negatives: within each source, the landslide-free samples' total weight is shared half
+    evenly and half in proportion to the share of their valid pixels the network marks (prob >
+    `threshold`), so its false alarms are drawn more often. Landslide samples, each source's
+    landslide-free total and every target stay as they are. `predict(net, image)`: the
+    probability at the sample's grid (predict_prob)."""
+    predict = predict or predict_prob
+    groups: dict = {}
+    for i, s in enumerate(samples):
+        if not s.positive:
+            groups.setdefault(sample_source(s.name), []).append(i)
+    out = list(samples)
+    for idx in groups.values():
+        fired = []
+        for i in idx:
+            keep = samples[i].target != IGNORE
+            p = predict(net, samples[i].image)
+            fired.append(float((p[keep] > threshold).mean()) if keep.any() else 0.0)
+        fired = np.asarray(fired)
+        if fired.sum() <= 0:
+            continue  # no false alarm in this source: nothing to mine
+        total = sum(samples[i].weight for i in idx)
+        share = 0.5 / len(idx) + 0.5 * fired / fired.sum()
+        for i, sh in zip(idx, share):
+            s = samples[i]
+            out[i] = Sample(s.image, s.target, s.name, s.positive, float(total * sh))
+    return out
+
+
 def student_tensors(net) -> dict:
     return fp16_tensors(net, "student")

@@ -17,7 +17,7 @@ from ... import __version__
 from ...checkpoint import load_checkpoint, save_checkpoint
 from .. import holdout
 from .. import student as st
-from ..selftrain import SELFTRAIN_STEPS, self_train
+from ..selftrain import SELFTRAIN_STEPS, hard_negatives, self_train
 from .teacher import AREA_SHARE, GSD, load_samples, weights
 from .workdir import read_json, write_json
 
@@ -34,7 +34,8 @@ def new_student(samples):
 
 
 def train_network(data, samples_file, folder, *, name: str, steps: int, seed: int, split_seed: int,
-                  area_share: Optional[float] = None, rounds: int = 0, selftrain_steps: int = SELFTRAIN_STEPS,
+                  area_share: Optional[float] = None, rounds: int = 0, negative_rounds: int = 0,
+                  selftrain_steps: int = SELFTRAIN_STEPS,
                   max_minutes: Optional[float] = None, selftrain_max_minutes: Optional[float] = None,
                   log=print) -> dict:
     """A segmentation network on the samples of `samples_file` (pseudo-masks: the student; true
@@ -62,10 +63,13 @@ def train_network(data, samples_file, folder, *, name: str, steps: int, seed: in
     net, best, selftraining = self_train(
         net, samples, measure, best, rounds=rounds, steps=selftrain_steps, seed=seed, log=log,
         state_path=lambda r: folder / f"{name}.st{r}.state.safetensors", max_minutes=selftrain_max_minutes)
+    net, best, negatives = hard_negatives(
+        net, samples, measure, best, rounds=negative_rounds, steps=selftrain_steps, seed=seed, log=log,
+        state_path=lambda r: folder / f"{name}.neg{r}.state.safetensors", max_minutes=selftrain_max_minutes)
     record = {"seed": seed, "steps": steps, "run": run, "rounds": selftraining["rounds"],
-              "kept_rounds": selftraining["kept_rounds"], "self_training": selftraining,
+              "kept_rounds": selftraining["kept_rounds"], "self_training": selftraining, "hard_negatives": negatives,
               "stopped_early": run["stopped_early"] or next((r["stopped_early"] for r in selftraining["runs"]
-                                                            if r["stopped_early"]), None)}
+                                                            + negatives["runs"] if r["stopped_early"]), None)}
     out = {"config": net.config(), "gsd": gsd, "tile_size": INFER_TILE, "overlap": INFER_TILE // 8,
            "crop": st.CROP, "threshold": best["threshold"], "holdout": best, "training": record,
            "teacher": meta["teacher"] if name == "student" else None,

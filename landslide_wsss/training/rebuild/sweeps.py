@@ -10,7 +10,8 @@ tables recorded in the model file's metadata.
 
 Cost (on this 2-core CPU, about 0.85 s per student step at 192 px crops): every extra rule seed
 adds one 400-step student per scale and per area-share trial (about 6 minutes each) and one full
-student with its self-training round (about 15 minutes): about 40 minutes for the second seed.
+student with its self-training and hard-negative rounds (about 20 minutes): about 45 minutes for the
+second seed.
 """
 from __future__ import annotations
 
@@ -138,13 +139,15 @@ def area_share(data, wd: WorkDir, seed: int, rules: Rules, log=print, shares=ARE
 
 def full_student(data, wd: WorkDir, seed: int, first_seed: int, share: float, rules: Rules, selftrain_steps: int,
                  max_minutes=None, selftrain_max_minutes=None, log=print) -> Path:
-    """The full-length student of one rule seed (with its self-training round), on WORK's samples
+    """The full-length student of one rule seed (with its self-training round and its hard-negative
+    round, each kept only when the hold-out says so), on WORK's samples
     at `share`: WORK/student.* for the first seed, WORK/length/seedS/ for the others."""
     folder = wd.second if seed == first_seed else wd.length_trial(seed)
     gsd = samples_gsd(wd.samples("weak"))
     if made_as(wd.record("student", folder), gsd, share, rules.full_steps) is None:
         train_network(data, wd.samples("weak"), folder, name="student", steps=rules.full_steps, seed=seed,
-                      split_seed=first_seed, area_share=share, rounds=1, selftrain_steps=selftrain_steps,
+                      split_seed=first_seed, area_share=share, rounds=1, negative_rounds=1,
+                      selftrain_steps=selftrain_steps,
                       max_minutes=max_minutes, selftrain_max_minutes=selftrain_max_minutes, log=log)
     return wd.network("student", folder)
 

@@ -80,8 +80,8 @@ def samples_gsd(path) -> float:
 
 def weights(samples, share=AREA_SHARE):
     """`share` of the crops from area A blocks, the rest from Bijie images."""
-    a = [s for s in samples if s.name.startswith("areaA")]
-    b = [s for s in samples if not s.name.startswith("areaA")]
+    a = [s for s in samples if st.sample_source(s.name) == "areaA"]
+    b = [s for s in samples if st.sample_source(s.name) != "areaA"]
     for s in a:
         s.weight = share / max(len(a), 1)
     for s in b:
