@@ -1,4 +1,4 @@
-"""Collect benchmarks/results/{scorecam,detect,evaluate}.json into one report with the issue's targets.
+"""Collect benchmarks/results/{scorecam,detect,evaluate}.json into one report with their targets.
 
 Prints the report and writes benchmarks/results/report.md (benchmarks/RESULTS.md is the committed copy
 of a chosen run's figures).
