@@ -39,7 +39,7 @@ def main(argv=None) -> int:
         print("error: needs ../shared/data (Bijie and AMU-Net)", file=sys.stderr)
         return 2
     stored = read_metadata(a.model).get("validation") or {}
-    methods = a.methods.split(",") if a.methods else sorted(stored)
+    methods = a.methods.split(",") if a.methods else sorted(k for k, v in stored.items() if isinstance(v, dict))
     rows = []
     for method in methods:
         row = {"method": method, "stored": {k: figures(v) for k, v in (stored.get(method) or {}).items()}}
