@@ -165,20 +165,25 @@ def test_choose_keeps_the_incumbent_unless_beaten_by_more_than_the_spread():
     assert holdout.choose(table, "a", 0.1)["chosen"] == "a"  # the least margin holds even without spread
 
 
-@pytest.mark.parametrize("better", [True, False])
-def test_self_training_round_is_kept_only_when_the_hold_out_rises(better):
-    """selftrain.self_train: a round trains on the relabelled samples; kept when the hold-out rises,
-    otherwise the network comes back exactly as it was."""
+def _briefly_trained():
+    """Four blob samples, a small student trained 8 steps on them, a hold-out of two and its score."""
     from landslide_wsss.models.student import StudentNet
-    from landslide_wsss.training.selftrain import self_train
     samples = _blob_samples(n=4)
     mean, std = st.band_stats(samples)
     torch.manual_seed(0)
     net = StudentNet(mean=mean, std=std, **SMALL)
     net, _ = st.fit_student(samples, net, 8, crop=64, batch=4, progress=False)
-    before = {k: v.clone() for k, v in net.state_dict().items()}
     items = {"held": [(s.image, s.target, None) for s in samples[:2]]}
-    start = holdout.score(net, items)
+    return samples, net, items, holdout.score(net, items)
+
+
+@pytest.mark.parametrize("better", [True, False])
+def test_self_training_round_is_kept_only_when_the_hold_out_rises(better):
+    """selftrain.self_train: a round trains on the relabelled samples; kept when the hold-out rises,
+    otherwise the network comes back exactly as it was."""
+    from landslide_wsss.training.selftrain import self_train
+    samples, net, items, start = _briefly_trained()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     measured = []
 
     def measure(n):  # the real hold-out score, moved up or down to steer the rule
@@ -227,16 +232,9 @@ def test_mine_negatives_draws_the_false_alarms_more_often_within_each_source():
 def test_hard_negative_round_trains_on_mined_samples_and_keeps_only_a_better_network():
     """selftrain.hard_negatives: one round at the hold-out's threshold, by the one rule (kept when the
     hold-out rises; otherwise the network comes back exactly as it was)."""
-    from landslide_wsss.models.student import StudentNet
     from landslide_wsss.training.selftrain import hard_negatives
-    samples = _blob_samples(n=4)
-    mean, std = st.band_stats(samples)
-    torch.manual_seed(0)
-    net = StudentNet(mean=mean, std=std, **SMALL)
-    net, _ = st.fit_student(samples, net, 8, crop=64, batch=4, progress=False)
+    samples, net, items, start = _briefly_trained()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    items = {"held": [(s.image, s.target, None) for s in samples[:2]]}
-    start = holdout.score(net, items)
 
     def worse(n):
         return {**holdout.score(n, items), "mean_iou": start["mean_iou"] - 0.1}
