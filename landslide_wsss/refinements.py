@@ -52,7 +52,7 @@ class RefinedScorer(WeakScorer):
         from .cam.terrain_crop import refine_batch
         valid = np.asarray(valid, bool)
         slope = None if terrain is None else np.asarray(terrain, np.float32)[:, 1] * valid
-        keep = np.flatnonzero(self.last_probs >= float(self.settings.gate))
+        keep = self.last_kept
         if len(keep):
             x = np.ascontiguousarray(np.asarray(tiles, np.float32)[keep, : self.in_bands])
             out["cam"][keep] = refine_batch(self.networks.cam_maps, x, out["cam"][keep], self.crop,

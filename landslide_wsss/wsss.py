@@ -83,7 +83,7 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
     (runtime.choose: onnxruntime where the method and file allow it, else torch)."""
     from . import registry
     from .checkpoint import read_metadata
-    from .runtime import NotOnOnnx, available, choose
+    from .runtime import TRAIN_EXTRA, NotOnOnnx, available, choose
 
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file() and path == DEFAULT_MODEL:
@@ -99,7 +99,6 @@ def load_model(path=None, method: Optional[str] = None, device: str = "auto", pa
         if runtime != "auto":
             raise
         if not available("torch"):
-            from .runtime import TRAIN_EXTRA
             raise NotOnOnnx(f"{exc}; without torch: {TRAIN_EXTRA}") from None
     return spec.scorer_class().from_file(path, meta, spec, device=_device(device, "torch"), runtime="torch",
                                          params=params)

@@ -173,7 +173,8 @@ class OnnxNetworks:
         if not info:
             raise NotOnOnnx(f"this model file has no ONNX graph of {cam_method} "
                             "(`landslide-wsss export graphs MODEL` adds it; or --runtime torch)")
-        stored, wanted = {k: info.get(k) for k in graph_settings(cam_method, options)}, graph_settings(cam_method, options)
+        wanted = graph_settings(cam_method, options)
+        stored = {k: info.get(k) for k in wanted}
         if stored != wanted:
             raise NotOnOnnx(f"the ONNX graph holds {cam_method} at {stored}; other settings ({wanted}) "
                             "run with --runtime torch")
@@ -298,6 +299,7 @@ class WeakScorer:
         probs = self.networks.probabilities(tiles, bs)
         self.last_probs = probs
         keep = np.flatnonzero(probs >= float(self.settings.gate))
+        self.last_kept = keep  # the tiles through the gate (the terrain-crop refinement reads them)
         cam = np.zeros((n, h, w), np.float32)
         diff = np.zeros((n, h, w), np.float32) if self.cyclegan else None
         for i in range(0, len(keep), bs):
