@@ -47,7 +47,7 @@ def main():
         t0 = time.process_time()
         m.predict_tiles(x, v, t)
         out[method] = round((time.process_time() - t0) / len(x), 4)
-        out[method + "_gated_in"] = float(np.mean(m.last_probs >= float(m.params.get("gate", 0.5))))
+        out[method + "_gated_in"] = float(np.mean(m.last_probs >= float(m.settings.gate)))
         print(method, out[method], flush=True)
     (REPO / "runs/ablation_timing.json").write_text(json.dumps(out, indent=1))
 

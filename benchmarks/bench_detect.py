@@ -114,8 +114,8 @@ def child(args) -> int:
         out = inner(tiles, valid, terrain)
         counts["tiles_scored"] += len(tiles)
         probs = getattr(model, "last_probs", None)
-        if probs is not None and hasattr(model, "params"):
-            counts["gated_out"] += int((np.asarray(probs) < float(model.params.get("gate", 0.5))).sum())
+        if probs is not None and hasattr(model, "settings"):
+            counts["gated_out"] += int((np.asarray(probs) < float(model.settings.gate)).sum())
         else:
             counts["gate_known"] = False
         return out

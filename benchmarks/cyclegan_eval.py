@@ -17,6 +17,7 @@ Prints and writes one JSON object; also the share of predict time spent in the g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import copy
 import json
 import sys
@@ -52,7 +53,7 @@ class MultiDiff:
         t0 = time.perf_counter()
         out = dict(self.scorer.predict_tiles(tiles, valid))
         t1 = time.perf_counter()
-        keep = np.asarray(self.scorer.last_probs) >= float(self.scorer.params.get("gate", 0.5))
+        keep = np.asarray(self.scorer.last_probs) >= float(self.scorer.settings.gate)
         self.tiles += len(tiles)
         self.gated += int(keep.sum())
         spec = normalize_spectral(np.asarray(tiles, np.float32)[:, :3])
@@ -208,24 +209,22 @@ def main(argv=None):
             for d in diff_opts]
     tuned = {}
     hold = [s for s in ("hold_bijie", "hold_strip") if s in items]
-    cam_only = dict(scorer.params)
+    cam_only = scorer.settings  # typed (CamParams): swapped whole, never changed in place
     if hold and not a.no_tune:  # the CAM-only baseline tuned the same way (training/tune.py's grid)
         from landslide_wsss.training.tune import NORMS, THRESHOLDS
         best = (-1, None)
-        saved = {k: (dict(v) if isinstance(v, dict) else v) for k, v in scorer.params.items()}
+        saved = scorer.settings
         for norm in NORMS:
             for t in THRESHOLDS:
-                scorer.params.update(norm)
-                scorer.params["thresholds"] = {**saved["thresholds"], a.method: t}
+                scorer.settings = dataclasses.replace(saved, **norm, thresholds={**saved.thresholds, a.method: t})
                 iou = float(np.mean([score_cam_only(scorer, items[s])["iou"] for s in hold]))
                 if iou > best[0]:
                     best = (iou, dict(norm, threshold=t))
-                scorer.params.clear()
-                scorer.params.update(saved)
+        scorer.settings = saved
         res["tuned_cam_only"] = {"params": best[1], "holdout_mean_iou": best[0]}
         print(f"tuned cam-only: {best}", file=sys.stderr, flush=True)
-        cam_only = dict(saved, **{k: v for k, v in best[1].items() if k != "threshold"})
-        cam_only["thresholds"] = {**saved["thresholds"], a.method: best[1]["threshold"]}
+        cam_only = dataclasses.replace(saved, **{k: v for k, v in best[1].items() if k != "threshold"},
+                                       thresholds={**saved.thresholds, a.method: best[1]["threshold"]})
     gkeys = [f"{v}:{g}" for g in gens for v in mm.variants]
     for g in gkeys:
         best = (-1, FusionParams().to_dict())
@@ -240,12 +239,9 @@ def main(argv=None):
         print(f"tuned {g}: {best}", file=sys.stderr, flush=True)
     for sp, its in items.items():
         r = {a.method + "[model params]": score_cam_only(scorer, its)}
-        saved = dict(scorer.params)
-        scorer.params.clear()
-        scorer.params.update(cam_only)
+        saved, scorer.settings = scorer.settings, cam_only
         r[a.method + "[tuned]"] = score_cam_only(scorer, its)
-        scorer.params.clear()
-        scorer.params.update(saved)
+        scorer.settings = saved
         for g in gkeys:
             r[f"{a.method}-cyclegan[{g},default]"] = score_fused(its, g, FusionParams())
             r[f"{a.method}-cyclegan[{g},tuned]"] = score_fused(its, g, tuned[g])
