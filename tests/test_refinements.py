@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from landslide_wsss.cam.terrain_crop import (CropParams, confident_mask, crop_cam, grow_box, plan_crops,
-                                             refine_batch, resize_bilinear, slope_gate, zoom_factor)
+                                             refine_batch, slope_gate, zoom_factor)
 from landslide_wsss.models.classifier import Classifier
 from landslide_wsss.training import adversarial_erasing as ae
 from landslide_wsss.training import rcm_mam as rm
@@ -89,15 +89,6 @@ def test_crop_cam_pastes_inside_box_only():
     x = np.zeros((3, 32, 32), np.float32)
     fused = crop_cam(lambda t: np.ones((t.shape[0],) + t.shape[-2:], np.float32), x, full, [((8, 8, 24, 24), 2.0)])
     assert (fused[8:24, 8:24] == 1).all() and fused.sum() == 16 * 16
-
-
-def test_resize_bilinear_is_torch_interpolate():
-    """The crops' numpy resizing is torch's bilinear (half-pixel centres, no antialiasing), up and down."""
-    import torch.nn.functional as F
-    a = np.random.default_rng(1).normal(size=(3, 23, 37)).astype(np.float32)
-    for size in ((64, 50), (16, 16), (23, 111), (5, 37)):
-        want = F.interpolate(torch.from_numpy(a)[None], size=size, mode="bilinear", align_corners=False)[0].numpy()
-        np.testing.assert_allclose(resize_bilinear(a, size), want, atol=1e-4)  # torch: float32 indices
 
 
 def test_slope_gate_uses_scene_quantile():

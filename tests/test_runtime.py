@@ -256,3 +256,22 @@ def test_auto_runs_torch_where_the_graphs_cannot_serve_the_settings():
     with pytest.raises(ModelError, match="--runtime torch"):
         load_model(method="cam", params=teacher, runtime="onnx")
     assert load_model(method="cam").runtime == "onnx"
+
+
+def test_evaluate_runs_without_torch(tmp_path):
+    """`evaluate bijie` resamples each image to the model's working GSD and its maps back: on numpy,
+    so the light install evaluates as well as detects, with the torch runtime's figures."""
+    import json
+
+    from test_datasets import make_bijie
+    root = make_bijie(tmp_path / "bijie")
+    argv = ["evaluate", "bijie", str(root), "--split", str(root / "train.txt"), "--json"]
+    light = subprocess.run([sys.executable, "-c", NO_TORCH] + argv, capture_output=True, text=True)
+    assert light.returncode == 0, light.stderr
+    heavy = subprocess.run([sys.executable, "-m", "landslide_wsss.cli"] + argv + ["--runtime", "torch"],
+                           capture_output=True, text=True)
+    assert heavy.returncode == 0, heavy.stderr
+    a, b = json.loads(light.stdout), json.loads(heavy.stdout)
+    assert a["images"] == b["images"] == 3 and a["free_images"] == 1
+    assert a["tp"] + a["fn"] == b["tp"] + b["fn"] > 0  # the same masks, resampled alike
+    assert abs(a["iou"] - b["iou"]) <= 0.05  # torch runs bf16, onnxruntime fp32

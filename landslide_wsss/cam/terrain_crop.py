@@ -33,6 +33,8 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 from scipy import ndimage
 
+from ..resample import resize_bilinear
+
 
 @dataclass
 class CropParams:
@@ -124,26 +126,6 @@ def plan_crops(cam: np.ndarray, p: CropParams, slope: Optional[np.ndarray] = Non
         z = min(zoom_factor(area, p.k, p.max_zoom), p.max_crop_px / max(side, 1))
         plans.append((box, z))  # < 1 only for boxes larger than max_crop_px
     return plans
-
-
-def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix of 1-D bilinear interpolation with half-pixel centres (torch's
-    `interpolate(mode="bilinear", align_corners=False)` without antialiasing); each row sums to 1."""
-    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    frac = src - i0
-    m = np.zeros((n_out, n_in), np.float64)
-    np.add.at(m, (np.arange(n_out), i0), 1.0 - frac)
-    np.add.at(m, (np.arange(n_out), i1), frac)
-    return m
-
-
-def resize_bilinear(a: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """(..., H, W) -> (..., h, w) bilinear (half-pixel centres, no antialiasing), float32."""
-    rows = _bilinear_weights(a.shape[-2], int(size[0]))
-    cols = _bilinear_weights(a.shape[-1], int(size[1]))
-    return np.einsum("hH,...HW,wW->...hw", rows, np.asarray(a, np.float64), cols, optimize=True).astype(np.float32)
 
 
 def crop_cam(cam_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, full: np.ndarray,
