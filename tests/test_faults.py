@@ -232,8 +232,8 @@ def test_train_weak_killed_at_any_point_resumes_to_a_valid_model(tmp_path, start
 
 
 def test_a_state_write_cut_short_is_dropped_not_refused(tmp_path):
-    """A kill during a state write leaves atomic_output's temporary file in the folder: resume drops it."""
-    from landslide_wsss.training.weak import _check_state
+    """A kill during a state write, or the output's, leaves atomic_output's temporary file: resume drops it."""
+    from landslide_wsss.training.weak import _check_state, _drop_cut_short_output
     key = "0123456789abcdef"
     state = tmp_path / "m.safetensors.state"
     state.mkdir()
@@ -242,3 +242,7 @@ def test_a_state_write_cut_short_is_dropped_not_refused(tmp_path):
     (state / ".key.txt.a9.part.txt").write_text("0123")
     _check_state(state, key)
     assert sorted(p.name for p in state.iterdir()) == ["key.txt"]
+    (tmp_path / ".m.safetensors.k3.part.safetensors").write_bytes(b"\x10\x00")
+    (tmp_path / ".other.safetensors.k3.part.safetensors").write_bytes(b"\x10\x00")  # another output's: kept
+    _drop_cut_short_output(tmp_path / "m.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.safetensors.k3.part.safetensors", state.name]

@@ -120,6 +120,14 @@ def state_folder(out, state_dir=None) -> Path:
     return Path(state_dir) if state_dir else Path(out).parent / (Path(out).name + ".state")
 
 
+def _drop_cut_short_output(out: Path) -> None:
+    """A kill while the output model was being written leaves atomic_output's hidden temporary file
+    beside it; the next run of the same command removes it (only train weak writes a model there,
+    and two runs to one output would share, and refuse, one state folder)."""
+    for part in Path(out).parent.glob(f".{Path(out).name}.*.part*"):
+        part.unlink(missing_ok=True)
+
+
 def _check_state(state: Path, key: str) -> None:
     """A resume state folder is ours and whole before anything resumes from it, else one InputError:
     a file, or a folder holding files not ours, is never written into nor removed; our state of
@@ -230,6 +238,7 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
                                        "neg": negative_distance_m, "seed": seed, "radiometry": radiometry,
                                        "steps": steps})
     _check_state(state, key)
+    _drop_cut_short_output(out)
     state.mkdir(parents=True, exist_ok=True)
     with atomic_output(state / "key.txt", overwrite=True) as tmp:
         tmp.write_text(key)
