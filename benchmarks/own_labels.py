@@ -54,9 +54,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     image, mask = C.AMUNET / "areaB_rgb.tif", C.AMUNET / "areaB_mask.tif"
     mid_x, east_mask = halves(mask, work)
-    grid = ticked_grid(image, mask, work / "ticked_all.gpkg")
-    import geopandas as gpd
-    tiles = gpd.read_file(work / "ticked_all.gpkg", layer="label_grid")
+    tiles, grid = ticked_grid(image, mask, work / "ticked_all.gpkg")
     west = tiles[tiles.geometry.bounds.maxx <= mid_x]
     west.to_file(work / "ticked_west.gpkg", layer="label_grid")
     keys = ("iou", "precision", "recall", "false_alarm")

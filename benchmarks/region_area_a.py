@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ticked_grid(image, mask_path, out):
+    """The label grid over `image` ticked from its mask (written to `out`): (tiles, counts)."""
     grid = label_grid([image], None, tile_m=64.0)
     with rasterio.open(mask_path) as ds:
         m, transform = ds.read(1), ds.transform
@@ -42,7 +43,7 @@ def ticked_grid(image, mask_path, out):
     grid = grid[grid.label.notna()].copy()
     grid["label"] = grid.label.astype(int)
     grid.to_file(out, layer="label_grid")
-    return {"tiles": int(len(grid)), "landslide": int(grid.label.sum())}
+    return grid, {"tiles": int(len(grid)), "landslide": int(grid.label.sum())}
 
 
 def point_inventory(mask_path, out):
@@ -65,7 +66,7 @@ def main(argv=None):
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     res = {"minutes_budget": a.minutes, "load_before": os.getloadavg()}
-    res["grid"] = ticked_grid(d / "areaA_rgb.tif", d / "areaA_mask.tif", work / "ticked.gpkg")
+    _, res["grid"] = ticked_grid(d / "areaA_rgb.tif", d / "areaA_mask.tif", work / "ticked.gpkg")
     res["inventory"] = point_inventory(d / "areaA_mask.tif", work / "points.gpkg")
     runs = {"embedded": None}
     for name, labels in (("tiles", work / "ticked.gpkg"), ("points", work / "points.gpkg")):
