@@ -270,31 +270,29 @@ def _run_scene(sc: Scene, model, work: Path, tile, overlap, dsm, batch_size, pro
     (work / "working").mkdir(exist_ok=True)
     with resampled_scene(sc, gsd) as ws:
         wpaths = _run_grid(ws, model, work / "working", tile, overlap, dsm, batch_size, progress)
-    return _to_scene_grid(sc, wpaths, work, len(model.map_names))
+    return _to_scene_grid(sc, wpaths, work)
 
 
-def _to_scene_grid(sc: Scene, wpaths: Dict[str, Path], work: Path, n_maps: int) -> Dict[str, Path]:
-    """Working-grid results -> the scene's grid, strip by strip: score and maps bilinear, the mask
-    bilinear then >= 0.5 (smooth outlines), valid from the scene itself."""
+def _to_scene_grid(sc: Scene, wpaths: Dict[str, Path], work: Path) -> Dict[str, Path]:
+    """Working-grid results -> the scene's grid, strip by strip: the score bilinear, the mask bilinear
+    then >= 0.5 (smooth outlines), valid from the scene itself. The raw maps stay on the working grid:
+    only the preview reads them, decimated to a few hundred pixels anyway."""
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
-    paths = {k: work / f"{k}.tif" for k in ("maps", "valid", "score", "mask")}
+    paths = {k: work / f"{k}.tif" for k in ("valid", "score", "mask")}
     grid = dict(crs=sc.crs, transform=sc.transform, width=sc.width, height=sc.height, resampling=Resampling.bilinear)
-    with rasterio.open(wpaths["score"]) as s0, rasterio.open(wpaths["mask"]) as m0, rasterio.open(wpaths["maps"]) as p0, \
-            WarpedVRT(s0, **grid) as s, WarpedVRT(p0, **grid) as p, \
+    with rasterio.open(wpaths["score"]) as s0, rasterio.open(wpaths["mask"]) as m0, WarpedVRT(s0, **grid) as s, \
             WarpedVRT(m0, **dict(grid, dtype="float32", src_nodata=None, nodata=None)) as m, \
             rasterio.open(paths["score"], "w", **_work_profile(sc, 1, "float32")) as sdst, \
             rasterio.open(paths["mask"], "w", **_work_profile(sc, 1, "uint8")) as mdst, \
-            rasterio.open(paths["maps"], "w", **_work_profile(sc, n_maps, "float32")) as pdst, \
             rasterio.open(paths["valid"], "w", **_work_profile(sc, 1, "uint8")) as vdst:
         for win in block_windows(sc.width, sc.height, STRIP_ROWS):
             valid = sc.read_valid(win)
             vdst.write(valid.astype(np.uint8), 1, window=win)
             sdst.write(np.where(valid, s.read(1, window=win), 0).astype(np.float32), 1, window=win)
             mdst.write((valid & (m.read(1, window=win) >= 0.5)).astype(np.uint8), 1, window=win)
-            pdst.write(np.where(valid, p.read(window=win), 0).astype(np.float32), window=win)
-    return paths
+    return {**paths, "maps": wpaths["maps"]}
 
 
 def _run_grid(sc: Scene, model, work: Path, tile, overlap, dsm, batch_size, progress) -> Dict[str, Path]:
