@@ -22,6 +22,39 @@ def test_multiband_float_with_nodata_and_nan(tmp_path):
     assert not valid[10, 10] and arr[:, 10, 10].tolist() == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("dtype,nodata", [("uint8", 0), ("uint16", 65535), ("float32", -9999.5),
+                                           ("float32", float("nan"))])
+def test_valid_mask_from_values_is_gdals_mask(tmp_path, dtype, nodata):
+    """Where a band's mask is its nodata value, the valid mask comes from the values already read
+    (GDAL's mask band would read each band again): the same as GDAL's own masks, for plain files,
+    a resampled (warped) scene and windows reaching outside."""
+    from landslide_wsss.raster import resampled_scene
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 200, (3, 40, 50)).astype(dtype)
+    data[0, :8, :] = nodata
+    data[1, 20:, 30:] = nodata
+    data[2, 5, 5] = nodata
+    p = write_tif(tmp_path / "n.tif", data, nodata=nodata)
+    with open_scene(p) as sc:
+        for scene in (sc, resampled_scene(sc, sc.gsd * 1.7)):
+            for win, boundless in ((Window(0, 0, scene.width, scene.height), False), (Window(-7, 3, 40, 45), True)):
+                _, valid = scene.read(win, boundless=boundless)
+                want = scene._padded(lambda w: scene.dataset.read_masks(scene.bands, window=w), win, boundless)
+                want = np.all(want > 0, axis=0)
+                if np.dtype(dtype).kind == "f":
+                    raw = scene._padded(lambda w: scene.dataset.read(scene.bands, window=w), win, boundless)
+                    want &= np.isfinite(raw).all(axis=0)
+                np.testing.assert_array_equal(valid, want)
+                np.testing.assert_array_equal(scene.read_valid(win, boundless=boundless), want)
+                assert 0 < valid.sum() and (valid.sum() < valid.size or scene is not sc and not boundless)
+
+
+def test_a_nodata_value_the_band_cannot_hold_marks_nothing():
+    from landslide_wsss.raster import _as_dtype
+    assert _as_dtype(-9999, "uint8") is None and _as_dtype(0.5, "uint16") is None
+    assert _as_dtype(65535, "uint16") == 65535 and _as_dtype(0.1, "float32") == np.float32(0.1)
+
+
 def test_internal_mask_is_respected(tmp_path):
     p = tmp_path / "m.tif"
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
