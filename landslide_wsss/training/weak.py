@@ -124,7 +124,8 @@ def _drop_cut_short_output(out: Path) -> None:
     """A kill while the output model was being written leaves atomic_output's hidden temporary file
     beside it; the next run of the same command removes it (only train weak writes a model there,
     and two runs to one output would share, and refuse, one state folder)."""
-    for part in Path(out).parent.glob(f".{Path(out).name}.*.part*"):
+    from ..raster import cut_short_writes
+    for part in cut_short_writes(out):
         part.unlink(missing_ok=True)
 
 
@@ -134,6 +135,7 @@ def _check_state(state: Path, key: str) -> None:
     other inputs is removed (a fresh start); a damaged or foreign checkpoint in it is refused."""
     from ..checkpoint import read_metadata
     from ..errors import ModelError
+    from ..raster import cut_short_writes
 
     if not state.exists():
         return
@@ -141,7 +143,7 @@ def _check_state(state: Path, key: str) -> None:
         raise InputError(f"{state}: the resume state path is a file, not a train weak state folder; "
                          "remove it or give another output")
     for name in STATE_FILES:  # a write a kill cut short: its temporary file (atomic_output's name), never read
-        for part in state.glob(f".{name}.*.part*"):
+        for part in cut_short_writes(state / name):
             part.unlink(missing_ok=True)
     names = {p.name for p in state.iterdir()}
     if not names:
