@@ -3,7 +3,7 @@ B's 64 m tiles ticked from its mask over its western half (any landslide pixel o
 from the embedded model on them, then `evaluate scene` on the eastern half (the western half's mask
 set to ignored) for the trained model beside the embedded one, in the same run, for each seed.
 
-    .venv/bin/python benchmarks/own_labels.py [--seeds 0,1] [--steps N] [--selftrain-steps N] [--name own_labels]
+    .venv/bin/python benchmarks/own_labels.py [--seeds 0,1] [--steps N] [--name own_labels]
 
 The done-when this measures: the trained model beats the embedded one on the eastern half by at least
 0.02 IoU (mean over seeds, with their spread).
@@ -43,7 +43,6 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--steps", type=int, default=FINE_TUNE_STEPS)
-    ap.add_argument("--selftrain-steps", type=int, default=None, help="default: train weak's own")
     ap.add_argument("--work", default=str(C.ROOT / "runs" / "own_labels"))
     ap.add_argument("--name", default="own_labels")
     a = ap.parse_args(argv)
@@ -65,11 +64,12 @@ def main(argv=None) -> int:
         out = work / f"west_seed{seed}.safetensors"
         t0 = time.time()
         summary = train_weak([image], work / "ticked_west.gpkg", out, seed=seed, steps=a.steps, overwrite=True,
-                             selftrain_steps=a.selftrain_steps,
                              progress=False)
         r = evaluate_scene(image, east_mask, model_path=out)
         rows["trained"].append({"seed": seed, "wall_s": round(time.time() - t0, 1),
-                                "kept_fine_tuned": summary.get("fine_tuned_student_kept"),
+                                "kept_fine_tuned": summary["fine_tuned_student_kept"],
+                                "holdout_start_model": summary["holdout_start_model"],
+                                "holdout_fine_tuned": summary["holdout_fine_tuned"],
                                 "east": {k: round(float(r[k]), 4) for k in keys}})
         print(rows["trained"][-1], flush=True)
     ious = [t["east"]["iou"] for t in rows["trained"]]

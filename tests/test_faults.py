@@ -145,8 +145,8 @@ def test_state_of_other_inputs_is_replaced_and_a_foreign_folder_refused_by_the_c
 
 
 
-# train weak as a process of its own, as the CLI runs it, with short runs: state written every 5 steps
-# (100 in a real run) and a short self-training round, so that every stage is reached in seconds
+# train weak as a process of its own, as the CLI runs it, with a short run: state written every 5 steps
+# (100 in a real run), so that every point is reached in seconds
 TRAIN_WEAK = """
 import sys
 import landslide_wsss.training.student as st
@@ -154,8 +154,7 @@ from landslide_wsss.training.common import Logger
 from landslide_wsss.training.weak import train_weak
 st.STATE_EVERY = 5
 scene, labels, init, out = sys.argv[1:5]
-train_weak([scene], labels, out, init=init, tile_m=16.0, minutes=5, steps=30, selftrain_steps=20, log=Logger(),
-           progress=False)
+train_weak([scene], labels, out, init=init, tile_m=16.0, minutes=5, steps=40, log=Logger(), progress=False)
 """
 
 
@@ -190,8 +189,8 @@ def _state_step(path):
 
 
 def test_train_weak_killed_at_any_point_resumes_to_a_valid_model(tmp_path, start_model):  # noqa: F811
-    """SIGKILL as the state folder appears, after a fine-tune state write, after a self-training one;
-    after each the output is absent, and the same command run again goes on from the state (not from
+    """SIGKILL as the state folder appears, after a fine-tune state write, after a later one by the
+    resumed run; after each the output is absent, and the same command run again goes on from the state (not from
     zero) and ends with a valid model, its steps done, and no state folder."""
     import json
     import os
@@ -209,20 +208,19 @@ def test_train_weak_killed_at_any_point_resumes_to_a_valid_model(tmp_path, start
     _kill_when(cmd, lambda: _state_step(state / "fit.safetensors") >= 10)
     assert not out.exists()
     fit_step = _state_step(state / "fit.safetensors")
-    err = _kill_when(cmd, lambda: _state_step(state / "selftrain.safetensors") >= 5)
+    err = _kill_when(cmd, lambda: _state_step(state / "fit.safetensors") >= fit_step + 10)
     assert not out.exists()
-    assert f"event=resume step={fit_step} total=30" in err, err[-800:]  # the fine-tune went on from its state
+    assert f"event=resume step={fit_step} total=40" in err, err[-800:]  # the fine-tune went on from its state
     first = [int(w.split("=")[1]) for w in err.split() if w.startswith("step=")]
     assert first[1] == fit_step + 5, err[-800:]  # its next record: not step 5 again
-    self_step = _state_step(state / "selftrain.safetensors")
+    last = _state_step(state / "fit.safetensors")
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-800:]
-    assert f"event=resume step={self_step} total=20" in res.stderr, res.stderr[-800:]  # self-training went on
+    assert f"event=resume step={last} total=40" in res.stderr, res.stderr[-800:]
     assert not state.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("mine", ".mine"))) == [out.name]
     meta = read_metadata(out)["trained_on"]
-    assert meta["fine_tune"]["done"] == 30 and meta["stopped_early"] is None, json.dumps(meta)[:500]
-    assert meta["self_training"]["runs"][0]["done"] == 20
+    assert meta["fine_tune"]["done"] == 40 and meta["stopped_early"] is None, json.dumps(meta)[:500]
     model = load_model(out, device="cpu")
     with rasterio.open(scene) as ds:
         tile = ds.read(window=((0, 64), (0, 64))).astype(np.float32)

@@ -20,6 +20,7 @@ from landslide_wsss.errors import ModelError
 from landslide_wsss.models.student import StudentNet
 from landslide_wsss.scorers.student import mirror_fill
 from landslide_wsss.resample import resample_target
+from landslide_wsss.training import holdout
 from landslide_wsss.training import student as st
 
 SMALL = dict(depth=3, decoder=(16, 8, 8))
@@ -207,11 +208,11 @@ def test_unknown_device_is_a_clean_error(tmp_path, capsys):
 
 @pytest.fixture
 def start_model(tmp_path, weak_model_file):
-    """The toy weak model of conftest plus a tiny student at 1 m: what `train weak` starts from."""
+    """The toy weak model of conftest plus a tiny student at 1 m trained on blobs: what `train weak`
+    starts from (its own confident marks become the targets)."""
     from landslide_wsss.checkpoint import load_checkpoint
     tensors, meta = load_checkpoint(weak_model_file)
-    torch.manual_seed(0)
-    net = StudentNet(mean=[40.0] * 3, std=[60.0] * 3, **SMALL)
+    net, _ = _trained_student()
     tensors.update(st.student_tensors(net))
     meta = {k: v for k, v in meta.items() if k != "format"}
     meta["student"] = {"config": net.config(), "gsd": 1.0, "tile_size": 64, "overlap": 8, "threshold": 0.4,
@@ -265,24 +266,60 @@ def test_train_weak_from_a_ticked_grid(tmp_path, start_model):
     scene, mask = _region(tmp_path)
     labels, grid = _ticked(tmp_path, scene, mask)
     out = tmp_path / "mine.safetensors"
-    summary = train_weak([scene], labels, out, init=start_model, minutes=5, tile_m=16.0, progress=False, steps=20,
-                         selftrain_steps=10)
-    meta = read_metadata(out)
+    summary = train_weak([scene], labels, out, init=start_model, minutes=5, tile_m=16.0, progress=False, steps=20)
+    meta, start_meta = read_metadata(out), read_metadata(start_model)
     assert meta["method_default"] == "student" and meta["trained_on"] == summary
     assert summary["landslide_tiles"] + summary["free_tiles"] == len(grid)
     assert summary["landslide_tiles"] == int(grid.label.sum())
     assert summary["fine_tune"]["done"] == 20 and summary["stopped_early"] is None  # steps, not the budget
-    start, kept = summary["holdout_start_model"], summary["holdout"]
-    assert kept["mean_iou"] >= start["mean_iou"]  # the start model's student stays only when it scores better
-    assert summary["fine_tuned_student_kept"] or kept == start
-    assert meta["student"]["threshold"] == kept["threshold"]
-    assert "gate_high" not in meta["student"]  # its threshold was chosen without the start model's gate
+    start, tuned = summary["holdout_start_model"], summary["holdout_fine_tuned"]
+    assert start["landslide_tiles"] >= 1 and start["free_tiles"] >= 1
+    assert summary["fine_tuned_student_kept"] == holdout.facts_prefer(tuned, start)
+    # the landslide-free tiles taught it: fewer marks on held-out landslide-free ground, every landslide still found
+    assert tuned["free_pixels_marked"] < start["free_pixels_marked"] and tuned["landslide_tiles_found"] == 1.0
+    assert meta["student"]["holdout"] == (tuned if summary["fine_tuned_student_kept"] else start)
+    for k in ("threshold", "gsd", "gate_high"):  # detection settings stay the start model's
+        assert meta["student"].get(k) == start_meta["student"].get(k)
     assert not (tmp_path / "mine.safetensors.state").exists()  # the resume state is gone once done
-    # the trained file works with detect: the rule called the held-out landslide tiles (on the scars) right,
-    # so its student marks pixels there (the fine-tuned one may mark only specks: min area 0)
     gdf = api.detect(scene, None, model=out, min_area_m2=0)
     assert len(gdf) and set(gdf.method) == {"student"}
     assert any(p.intersects(s) for p in gdf.geometry for s in _scars(scene, mask)), "nothing found on a scar"
+
+
+def test_train_weak_targets_are_what_the_labels_and_the_start_student_agree_on():
+    from landslide_wsss.training.student import IGNORE
+    from landslide_wsss.training.weak import TARGET_BG, tile_targets
+    prob = np.array([[0.9, 0.5], [0.1, 0.85]], np.float32)
+    valid = np.array([[True, True], [True, False]])
+    assert (tile_targets(prob, 0, valid, 0.8) == [[0, 0], [0, IGNORE]]).all()  # free tile: background, all of it
+    assert (tile_targets(prob, 1, valid, 0.8) == [[1, IGNORE], [0, IGNORE]]).all()
+    assert TARGET_BG > 0.1 and (tile_targets(prob * 0.5, 1, valid, 0.8) == IGNORE).all()  # nothing marked: no labels
+
+
+def test_train_weak_keep_rule_reads_only_what_the_labels_say():
+    base = {"landslide_tiles_found": 0.75, "free_pixels_marked": 0.02}
+    assert holdout.facts_prefer({**base, "free_pixels_marked": 0.01}, base)
+    assert holdout.facts_prefer({**base, "landslide_tiles_found": 1.0}, base)
+    assert not holdout.facts_prefer(dict(base), base)  # no evidence: the start model stays
+    assert not holdout.facts_prefer({"landslide_tiles_found": 1.0, "free_pixels_marked": 0.03}, base)  # a trade
+    assert not holdout.facts_prefer({"landslide_tiles_found": 0.5, "free_pixels_marked": 0.0}, base)
+
+
+def test_tile_facts_count_marks_inside_the_tile_only():
+    """A held-out tile is judged on its own valid pixels; the context around it is only seen."""
+    net = StudentNet(**SMALL).eval()
+    img = np.zeros((3, 64, 64), np.uint8)
+    valid = np.ones((64, 64), bool)
+    inner = (slice(16, 48), slice(16, 48))
+    items = [holdout.TileItem(img, 0, valid, inner), holdout.TileItem(img, 1, valid, inner)]
+    everything, nothing = holdout.tile_facts(net, items, -1.0), holdout.tile_facts(net, items, 1.0)
+    assert everything["free_pixels_marked"] == 1.0 and everything["free_tiles_flagged"] == 1.0
+    assert everything["landslide_tiles_found"] == 1.0
+    assert nothing["free_pixels_marked"] == 0.0 and nothing["landslide_tiles_found"] == 0.0
+    half = valid.copy()
+    half[:32] = False  # invalid pixels are never counted
+    part = holdout.tile_facts(net, [holdout.TileItem(img, 0, half, inner)], -1.0)
+    assert part["free_pixels_marked"] == 1.0 and part["free_tiles"] == 1
 
 
 @pytest.mark.parametrize("case", ["no-landslide", "tiny-budget", "no-steps", "output-exists", "no-student"])

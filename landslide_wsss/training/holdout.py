@@ -3,8 +3,8 @@ validation data (Bijie val, area B).
 
 Rebuild: the seeded 10 % of the Bijie train list (stratified by label) and the bottom strip of
 AMU-Net area A (data.STRIP_FRAC of its rows), both with their true masks. `train weak`: a seeded
-share of the user's labelled tiles, whose pixel reference is what the labels say: a landslide-free
-tile is background everywhere, a landslide tile carries the teacher's confident bands.
+share of the user's labelled tiles, judged only by what their labels say exactly (`tile_facts`):
+a landslide-free tile holds no landslide pixel, a landslide tile holds at least one.
 
 One measure serves every rule that judges a segmentation network (`score`): per hold-out set,
 histograms of the network's probability on landslide / background reference pixels; the threshold
@@ -13,6 +13,7 @@ model (gate, default method) run the `evaluate` path users run on the same hold-
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -207,6 +208,56 @@ def choose_threshold(hists: dict) -> dict:
                     **{f"{k}_precision": round(v["precision"], 4) for k, v in per.items()}}
     return best
 
+
+
+# ---------------------------------------------------------------------------------------------
+# `train weak`'s hold-out: image-level labels, judged by what they say exactly
+
+
+@dataclass(frozen=True)
+class TileItem:
+    """A held-out labelled tile: the working image around it (the context a scene gives), its label
+    (1 landslide, 0 none), the valid pixels, and the tile's slice of the image."""
+    image: np.ndarray
+    label: int
+    valid: np.ndarray
+    inner: Tuple[slice, slice]
+
+
+def tile_facts(net, items: Sequence[TileItem], threshold: float, gate_high: Optional[float] = None) -> dict:
+    """A network's marks on held-out tiles at a detection threshold (and hysteresis gate), as the
+    labels judge them exactly: the share of landslide-free pixels marked, of landslide-free tiles
+    with a mark, and of landslide tiles with a mark."""
+    from ..morphology import hysteresis
+    from .student import predict_prob
+    free_px = free_marked = free_flagged = n_free = found = n_slide = 0
+    for it in items:
+        p = predict_prob(net, it.image, it.valid)
+        mask = p > threshold
+        if gate_high is not None:
+            mask = hysteresis(mask, p > gate_high)
+        inner, v = mask[it.inner], it.valid[it.inner]
+        marked = int((inner & v).sum())
+        if it.label == 0:
+            n_free += 1
+            free_px += int(v.sum())
+            free_marked += marked
+            free_flagged += marked > 0
+        else:
+            n_slide += 1
+            found += marked > 0
+    return {"threshold": float(threshold), "gate_high": gate_high, "landslide_tiles": n_slide, "free_tiles": n_free,
+            "landslide_tiles_found": round(found / max(n_slide, 1), 4),
+            "free_tiles_flagged": round(free_flagged / max(n_free, 1), 4),
+            "free_pixels_marked": round(free_marked / max(free_px, 1), 6)}
+
+
+def facts_prefer(new: dict, old: dict) -> bool:
+    """`train weak`'s keep rule: `new` replaces `old` only when it finds no fewer held-out landslide
+    tiles, marks no larger share of held-out landslide-free pixels, and is better on one of the two."""
+    found, marked = "landslide_tiles_found", "free_pixels_marked"
+    no_worse = new[found] >= old[found] and new[marked] <= old[marked]
+    return no_worse and (new[found] > old[found] or new[marked] < old[marked])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,23 +1,25 @@
 """`landslide-wsss train weak`: a model for your own region from image-level labels.
 
 Labels (landslide_wsss.labels): a ticked polygon grid (any tile size), an inventory of points,
-or rough outlines, in any CRS. The run is the second stage of the default model, on your scenes:
+or rough outlines, in any CRS. The run fine-tunes the start model's student on your scenes:
 
 1. tiles of `tile_m` metres get image-level labels from the layer; a seeded 15 % of them (at least
    one of each label) is held out;
-2. teacher: the start model's classifier gives multi-scale + flipped CAMs on the landslide tiles, cut
-   into three bands with the start model's hold-out-chosen thresholds; landslide-free tiles are
-   exact background; every unlabelled pixel is ignored (seen as context, never as a label);
-3. student: the start model's student, fine-tuned at its working GSD on those pseudo-masks for
-   FINE_TUNE_STEPS steps (resumable), then one self-training round by the rebuild's own rule
-   (training/selftrain.py); `--minutes` only stops either early (the file then says where);
-4. the measure, on the held-out tiles (training/holdout.py): pixel IoU against what the labels
-   say there (a landslide-free tile is background everywhere, a landslide tile carries the
-   teacher's confident bands) at the best threshold; the fine-tuned student replaces the start one
-   unless the start one scores better there.
+2. targets: landslide-free tiles are exact background (the false alarms the start model makes
+   there are what the labels correct); in a landslide tile the start student's own confident
+   pixels: landslide where it would mark them (its detection threshold), background below
+   TARGET_BG, the band between ignored; a landslide tile where it marks nothing is ignored whole
+   (its own background there would contradict the label). Unlabelled pixels are never labels;
+3. the student, fine-tuned at its working GSD on those targets for FINE_TUNE_STEPS steps
+   (resumable); `--minutes` only stops it early (the file then says where);
+4. the keep rule, on the held-out tiles, from what their labels say exactly (holdout.tile_facts,
+   at the model's own threshold): the share of landslide-free pixels marked, and the share of
+   landslide tiles where something is marked. The fine-tuned student replaces the start one only
+   when it is no worse on either and better on one.
 
-The classifier itself is not retrained (it is the teacher as shipped). The output is a complete
-model file: the start model with the new student and metadata saying what it was trained on.
+The classifier is not retrained, and the detection settings (threshold, gate, working GSD) stay the
+start model's. The output is a complete model file: the start model with the new student and
+metadata saying what it was trained on.
 """
 from __future__ import annotations
 
@@ -36,14 +38,14 @@ from ..params import DEFAULT_TILE_M
 from ..resample import resample_target
 from . import holdout
 from . import student as st
-from .selftrain import SELFTRAIN_STEPS, keeps, self_train
 
 HOLDOUT_FRAC = 0.15
 MIN_MINUTES = 0.2
 BLOCK = 320            # working-grid blocks cut around the labelled tiles
-FINE_TUNE_STEPS = 1200  # what the fine-tune's share of a 30-minute budget gave on a 2-core CPU (0.85 s/step)
+FINE_TUNE_STEPS = 400  # 9 minutes on a 2-core CPU (1.4 s/step at 1 m GSD); the measured recipe's length
 FINE_TUNE_LR = 3e-4
-SET = "user_holdout"   # the name of the user's hold-out set in the figures
+TARGET_BG = st.ST_LO   # below this the start student's pixels in a landslide tile are background targets
+CONTEXT = 64           # working px around each held-out tile that its prediction sees (as in a scene)
 
 
 def _inputs_key(images, labels, options) -> str:
@@ -68,11 +70,26 @@ def _split(tiles, seed):
     return train, hold
 
 
-def _scene_samples(path, tiles, hold, teacher, bands, gsd, log, radiometry="auto", record=None):
-    """Working-grid blocks of one scene with their three-band targets (held-out tiles ignored),
-    and the held-out tiles as hold-out items (working image, reference at the scene's grid, valid). The
-    scene is read as detect reads it: red/green/blue picked as there, band values mapped onto the start
-    model's radiometry."""
+def tile_targets(prob: np.ndarray, label: int, valid: np.ndarray, threshold: float) -> np.ndarray:
+    """One labelled tile's targets (0/1/IGNORE) from the start student's probability there (step 2
+    of the module docstring)."""
+    out = np.full(prob.shape, st.IGNORE, np.uint8)
+    if label == 0:
+        out[valid] = 0
+        return out
+    fg = (prob >= threshold) & valid
+    if fg.any():  # a landslide tile the start student marks nothing in teaches nothing
+        out[(prob < TARGET_BG) & valid] = 0
+        out[fg] = 1
+    return out
+
+
+def _scene_samples(path, tiles, hold, start, gsd, log, radiometry="auto", record=None):
+    """Working-grid blocks of one scene with their targets from the start student `start` (a
+    scorer: its tiled maps, as detect makes them; held-out tiles ignored), and the held-out tiles as
+    holdout.TileItem (working image with CONTEXT px around, label, valid, the tile's slice). The
+    scene is read as detect reads it: red/green/blue picked as there, band values mapped onto the
+    start model's radiometry."""
     import logging
 
     from rasterio.windows import Window
@@ -80,31 +97,28 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log, radiometry="auto
     from ..evaluation import maps_at_gsd
     from ..radiometry import map_scene
     from ..raster import fit_bands, needs_resampling, open_scene, resampled_scene
-    from .affinity import refine, teacher_map
     held = []
     with open_scene(path) as opened:
-        sc = map_scene(fit_bands(opened, teacher.in_bands, logging.getLogger("landslide_wsss")), radiometry, record)
+        sc = map_scene(fit_bands(opened, start.in_bands, logging.getLogger("landslide_wsss")), radiometry, record)
         ws = resampled_scene(sc, gsd) if needs_resampling(sc, gsd) else sc
         try:
             f = ws.width / sc.width  # working px per scene px
             img, valid = ws.read(Window(0, 0, ws.width, ws.height))
+            img = np.clip(img, 0, 255).astype(np.uint8)
+            prob = maps_at_gsd(start, img.astype(np.float32), valid, gsd)["prob"]
             target = np.full((ws.height, ws.width), st.IGNORE, np.uint8)
             for tl in tiles:
                 r0, c0 = int(round(tl.row_off * f)), int(round(tl.col_off * f))
                 n = max(1, int(round(tl.size * f)))
-                data, v = sc.read(Window(tl.col_off, tl.row_off, tl.size, tl.size))
-                if tl.label == 0:
-                    ref = np.where(v, 0, st.IGNORE).astype(np.uint8)
-                else:
-                    cam = teacher_map(maps_at_gsd(teacher, data.astype(np.float32), v, sc.gsd))
-                    cam = refine(cam, data, bands["refine"], sc.gsd)  # the start model's teacher recipe
-                    ref = st.pseudo_mask(cam, bands["t_fg"], bands["t_bg"], v)
-                if tl in hold:  # judged against what its label says, never trained on
-                    held.append((img[:, r0:r0 + n, c0:c0 + n].copy(), ref, valid[r0:r0 + n, c0:c0 + n].copy()))
+                rs, cs = slice(max(r0, 0), r0 + n), slice(max(c0, 0), c0 + n)
+                if tl in hold:  # judged by what its label says, never trained on
+                    R, C = slice(max(rs.start - CONTEXT, 0), rs.stop + CONTEXT), slice(max(cs.start - CONTEXT, 0), cs.stop + CONTEXT)
+                    inner = (slice(rs.start - R.start, rs.stop - R.start), slice(cs.start - C.start, cs.stop - C.start))
+                    held.append(holdout.TileItem(img[:, R, C].copy(), tl.label, valid[R, C].copy(), inner))
                     continue
-                target[r0:r0 + n, c0:c0 + n] = resample_target(ref, target[r0:r0 + n, c0:c0 + n].shape)
+                target[rs, cs] = tile_targets(prob[rs, cs], tl.label, valid[rs, cs], start.threshold)
             target[~valid] = st.IGNORE
-            samples = st.cut_blocks(np.clip(img, 0, 255).astype(np.uint8), target, sc.name, BLOCK)
+            samples = st.cut_blocks(img, target, sc.name, BLOCK)
         finally:
             if ws is not sc:
                 ws.close()
@@ -112,7 +126,7 @@ def _scene_samples(path, tiles, hold, teacher, bands, gsd, log, radiometry="auto
     return samples, held
 
 
-STATE_FILES = {"key.txt", "fit.safetensors", "selftrain.safetensors"}
+STATE_FILES = {"key.txt", "fit.safetensors"}
 STATE_ARCHITECTURE = "student-training-state"
 
 
@@ -188,7 +202,7 @@ def train_weak(images: Sequence, labels, out, *, state_dir=None, **options) -> d
 def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, label_field: Optional[str] = "label",
                init=None, minutes: float = 30.0, tile_m: float = DEFAULT_TILE_M, negative_distance_m: float = 100.0,
                seed: int = 0, overwrite: bool = False, state_dir=None, progress: bool = True, log=None,
-               radiometry: str = "auto", steps: int = FINE_TUNE_STEPS, selftrain_steps: Optional[int] = None) -> dict:
+               radiometry: str = "auto", steps: int = FINE_TUNE_STEPS) -> dict:
     """Train a model from image-level labels (see the module docstring). Returns its metadata summary.
     radiometry: auto | stretch | none, how the scenes' values are mapped onto the start model's
     (landslide_wsss.radiometry); the output keeps the start model's radiometry record."""
@@ -198,7 +212,7 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
     from ..labels import labels_for_scenes
     from ..raster import atomic_output, check_output
     from ..scorers.student import load_segmentation
-    from ..wsss import DEFAULT_MODEL, load_model
+    from ..wsss import DEFAULT_MODEL
     t0 = time.time()
     log = log or (lambda **r: None)
     images = [Path(p) for p in images]
@@ -219,13 +233,11 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
         raise InputError(f"{out}: a model file is written as *.safetensors")
     init_path = Path(init) if init is not None else DEFAULT_MODEL
     tensors, meta = load_checkpoint(init_path, raw=True)  # copied into the output as stored
-    base = load_segmentation(dequantize(tensors), meta, init_path, "student", "student")
-    if base is None:
+    start = load_segmentation(dequantize(tensors), meta, init_path, "student", "student")
+    if start is None:
         raise InputError(f"{init_path}: --init needs a model file with a student network (the embedded one has it)")
     comp = meta["student"]
-    gsd = float(comp["gsd"])
-    bands = {k: (comp.get("teacher") or {}).get(k, d) for k, d in (("t_fg", 0.4), ("t_bg", 0.3), ("refine", "none"))}
-    teacher_method = (comp.get("teacher") or {}).get("method", "gradcam++")
+    gsd = float(start.gsd)
 
     def tile_px(scene):
         return max(8, int(round(tile_m / scene.gsd)))
@@ -246,62 +258,48 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
         tmp.write_text(key)
     train_tiles, hold = _split(tiles, seed)
     held_set = {id(t) for _, t in hold}
-    teacher = load_model(init_path, method=teacher_method, device="cpu",
-                         params=dict(st.TEACHER_PARAMS))
     from ..radiometry import model_record
     record = meta.get("radiometry") or model_record(None, init_path)
     samples, held = [], []
     for p in images:
         mine = [t for q, t in tiles if q == p]
-        s, h = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], teacher, bands, gsd, log,
-                              radiometry, record)
+        s, h = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], start, gsd, log, radiometry, record)
         samples += s
         held += h
     if not any(s.positive for s in samples):
-        raise InputError("no landslide tile is left for training after the hold-out; label more landslide tiles")
-    sets = {SET: held}
+        raise InputError("no landslide tile is left for training after the hold-out where the start model marks "
+                         "anything; label more landslide tiles")
 
     def measure(n):
-        return holdout.score(n, sets)
+        return holdout.tile_facts(n, held, start.threshold, start.gate_high)
 
-    def minutes_left(reserve=0.05):  # a share of the budget for the hold-out and saving
-        return max(0.0, minutes * (1 - reserve) - (time.time() - t0) / 60)
-    start_score = measure(base.net)
-    start_state = {k: v.clone() for k, v in base.net.state_dict().items()}
+    start_facts = measure(start.net)
+    start_state = {k: v.clone() for k, v in start.net.state_dict().items()}
     torch.manual_seed(seed)
-    net, run = st.fit_student(samples, base.net, steps, lr=FINE_TUNE_LR, seed=seed, max_minutes=minutes_left(0.1),
+    budget = max(0.0, minutes * 0.9 - (time.time() - t0) / 60)  # a tenth kept for the hold-out and saving
+    net, run = st.fit_student(samples, start.net, steps, lr=FINE_TUNE_LR, seed=seed, max_minutes=budget,
                               state_path=state / "fit.safetensors", log=log, progress=progress)
-    score = measure(net)
-    selftraining = None
-    if minutes_left() > 0:
-        net, score, selftraining = self_train(
-            net, samples, measure, score, rounds=1, steps=selftrain_steps or SELFTRAIN_STEPS, seed=seed,
-            state_path=lambda r: state / "selftrain.safetensors", max_minutes=minutes_left(), log=log,
-            progress=progress)
-    keep = not keeps(start_score, score)  # the start model's student only when the hold-out prefers it
+    facts = measure(net)
+    keep = holdout.facts_prefer(facts, start_facts)  # else the start model's student stays
     if not keep:
         net.load_state_dict(start_state)
-        score = start_score
-    log(event="holdout", start_model=start_score, trained=score, kept=keep)
+    log(event="holdout", start_model=start_facts, trained=facts, kept=keep)
     new = {k: v for k, v in tensors.items() if not k.startswith(("student.", "onnx.student."))}
     new.update(st.student_tensors(net))
     meta = dict(meta)
     meta["onnx"] = {c: g for c, g in (meta.get("onnx") or {}).items() if c != "student"}
-    plain = {k: v for k, v in comp.items() if k not in ("gate_high", "gate")}  # the hold-out chose a plain threshold
-    meta["student"] = {**plain, "threshold": score["threshold"], "holdout": score, "trained_from_labels": True}
+    meta["student"] = {**comp, "holdout": facts if keep else start_facts, "trained_from_labels": True}
     meta["method_default"] = "student"
     meta["trained_on"] = {
         "scenes": [str(p) for p in images], "labels": str(labels), "layer": layer, "label_field": label_field,
         **counts, "held_out_tiles": len(hold), "gsd": gsd, "tile_m": tile_m, "negative_distance_m": negative_distance_m,
-        "init": str(init_path), "teacher": teacher_method, "bands": bands, "radiometry": radiometry,
-        "minutes_budget": minutes,
-        "seconds": round(time.time() - t0, 1), "seed": seed, "fine_tune": run,
-        "self_training": selftraining, "self_training_rounds": (selftraining or {}).get("kept_rounds", 0),
-        "stopped_early": run["stopped_early"] or next((r["stopped_early"] for r in (selftraining or {}).get("runs", [])
-                                                       if r["stopped_early"]), None),
-        "holdout_measure": "pixel IoU against the held-out tiles' labels (landslide-free: background; landslide: "
-                           "the teacher's confident bands) at the best threshold",
-        "holdout_start_model": start_score, "holdout": score, "fine_tuned_student_kept": keep,
+        "init": str(init_path), "radiometry": radiometry, "minutes_budget": minutes,
+        "targets": {"landslide": f"start student >= {start.threshold:g}", "background": f"start student < {TARGET_BG:g}",
+                    "landslide_free_tiles": "background"},
+        "seconds": round(time.time() - t0, 1), "seed": seed, "fine_tune": run, "stopped_early": run["stopped_early"],
+        "holdout_measure": "held-out tiles at the model's threshold: share of landslide-free pixels marked, share of "
+                           "landslide tiles with a mark (kept: no worse on both, better on one)",
+        "holdout_start_model": start_facts, "holdout_fine_tuned": facts, "fine_tuned_student_kept": keep,
     }
     from ..runtime import available
     with atomic_output(out, overwrite=overwrite) as tmp:  # the output appears only whole, graphs included
@@ -356,11 +354,14 @@ def main(argv=None) -> int:
                      minutes=a.minutes, tile_m=a.tile_m, negative_distance_m=a.negative_distance, seed=a.seed,
                      overwrite=a.overwrite, progress=not (a.quiet or a.jsonl), log=log, radiometry=a.radiometry,
                      steps=a.steps)
+    kept = res["holdout_fine_tuned"] if res["fine_tuned_student_kept"] else res["holdout_start_model"]
     if a.jsonl:
         _emit({"event": "result", "output": str(Path(a.output).resolve()), **{k: res[k] for k in (
-            "landslide_tiles", "free_tiles", "held_out_tiles", "seconds")}, "holdout": res["holdout"]})
+            "landslide_tiles", "free_tiles", "held_out_tiles", "seconds", "fine_tuned_student_kept")}, "holdout": kept})
     elif not a.quiet:
         print(f"{a.output}: trained on {res['landslide_tiles']} landslide + {res['free_tiles']} landslide-free tiles "
-              f"in {res['seconds']:.0f} s; hold-out IoU {res['holdout']['mean_iou']:.3f}"
-              + ("" if res["fine_tuned_student_kept"] else " (the start model's student scored better there: kept)"))
+              f"in {res['seconds']:.0f} s; held-out tiles: {kept['landslide_tiles_found']:.0%} of "
+              f"{kept['landslide_tiles']} landslide tiles found, {kept['free_pixels_marked']:.1%} of the landslide-free "
+              f"pixels marked" + ("" if res["fine_tuned_student_kept"] else
+                                  " (the start model's student: the fine-tuned one was not better there)"))
     return 0
