@@ -149,7 +149,8 @@ YOUR_REGION = [
                   "grid.label.value_counts(dropna=False)"),
     new_code_cell("summary = train_weak([scene], WORK / 'ticked.gpkg', WORK / 'region.safetensors', minutes=0.5,\n"
                   "                     overwrite=True, progress=False)\n"
-                  "{k: summary[k] for k in ('landslide_tiles', 'free_tiles', 'held_out_tiles', 'seconds', 'holdout')}"),
+                  "{k: summary[k] for k in ('landslide_tiles', 'free_tiles', 'held_out_tiles', 'seconds',\n"
+                  "                               'holdout_start_model', 'holdout_fine_tuned', 'fine_tuned_student_kept')}"),
     new_code_cell("gdf = api.detect(scene, WORK / 'region.gpkg', model=WORK / 'region.safetensors', overwrite=True,\n"
                   "                 preview=WORK / 'region.png', min_area_m2=20)\n"
                   "print(len(gdf), 'polygons;', gdf.method.unique())\n"

@@ -289,7 +289,7 @@ def test_train_weak_from_a_ticked_grid(tmp_path, start_model):
 def test_train_weak_targets_are_what_the_labels_and_the_start_student_agree_on():
     from landslide_wsss.training.student import IGNORE
     from landslide_wsss.training.weak import TARGET_BG, tile_targets
-    prob = np.array([[0.9, 0.5], [0.1, 0.85]], np.float32)
+    prob = np.array([[0.9, 0.8], [0.1, 0.85]], np.float32)  # 0.8: not above the threshold, not marked
     valid = np.array([[True, True], [True, False]])
     assert (tile_targets(prob, 0, valid, 0.8) == [[0, 0], [0, IGNORE]]).all()  # free tile: background, all of it
     assert (tile_targets(prob, 1, valid, 0.8) == [[1, IGNORE], [0, IGNORE]]).all()

@@ -35,7 +35,6 @@ import numpy as np
 
 from ..errors import InputError
 from ..params import DEFAULT_TILE_M
-from ..resample import resample_target
 from . import holdout
 from . import student as st
 
@@ -77,7 +76,7 @@ def tile_targets(prob: np.ndarray, label: int, valid: np.ndarray, threshold: flo
     if label == 0:
         out[valid] = 0
         return out
-    fg = (prob >= threshold) & valid
+    fg = (prob > threshold) & valid  # what detect marks
     if fg.any():  # a landslide tile the start student marks nothing in teaches nothing
         out[(prob < TARGET_BG) & valid] = 0
         out[fg] = 1
@@ -112,7 +111,8 @@ def _scene_samples(path, tiles, hold, start, gsd, log, radiometry="auto", record
                 n = max(1, int(round(tl.size * f)))
                 rs, cs = slice(max(r0, 0), r0 + n), slice(max(c0, 0), c0 + n)
                 if tl in hold:  # judged by what its label says, never trained on
-                    R, C = slice(max(rs.start - CONTEXT, 0), rs.stop + CONTEXT), slice(max(cs.start - CONTEXT, 0), cs.stop + CONTEXT)
+                    R = slice(max(rs.start - CONTEXT, 0), rs.stop + CONTEXT)
+                    C = slice(max(cs.start - CONTEXT, 0), cs.stop + CONTEXT)
                     inner = (slice(rs.start - R.start, rs.stop - R.start), slice(cs.start - C.start, cs.stop - C.start))
                     held.append(holdout.TileItem(img[:, R, C].copy(), tl.label, valid[R, C].copy(), inner))
                     continue
@@ -250,7 +250,7 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
     state = state_folder(out, state_dir)
     key = _inputs_key(images, labels, {"layer": layer, "field": label_field, "init": str(init_path), "tile_m": tile_m,
                                        "neg": negative_distance_m, "seed": seed, "radiometry": radiometry,
-                                       "steps": steps})
+                                       "steps": steps, "targets": "start student"})
     _check_state(state, key)
     _drop_cut_short_output(out)
     state.mkdir(parents=True, exist_ok=True)
@@ -294,7 +294,7 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
         "scenes": [str(p) for p in images], "labels": str(labels), "layer": layer, "label_field": label_field,
         **counts, "held_out_tiles": len(hold), "gsd": gsd, "tile_m": tile_m, "negative_distance_m": negative_distance_m,
         "init": str(init_path), "radiometry": radiometry, "minutes_budget": minutes,
-        "targets": {"landslide": f"start student >= {start.threshold:g}", "background": f"start student < {TARGET_BG:g}",
+        "targets": {"landslide": f"start student > {start.threshold:g}", "background": f"start student < {TARGET_BG:g}",
                     "landslide_free_tiles": "background"},
         "seconds": round(time.time() - t0, 1), "seed": seed, "fine_tune": run, "stopped_early": run["stopped_early"],
         "holdout_measure": "held-out tiles at the model's threshold: share of landslide-free pixels marked, share of "
