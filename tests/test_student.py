@@ -286,6 +286,28 @@ def test_train_weak_from_a_ticked_grid(tmp_path, start_model):
     assert any(p.intersects(s) for p in gdf.geometry for s in _scars(scene, mask)), "nothing found on a scar"
 
 
+def test_train_weak_from_a_start_model_that_marks_nothing_in_the_landslide_tiles(tmp_path, start_model):
+    """Its landslide tiles teach nothing (their own background would contradict the label); the
+    landslide-free ones still train, and with no evidence either way the start student stays."""
+    from landslide_wsss.checkpoint import load_checkpoint, read_metadata
+    from landslide_wsss.training.weak import train_weak
+    tensors, meta = load_checkpoint(start_model)
+    meta = {k: v for k, v in meta.items() if k != "format"}
+    meta["student"] = {**meta["student"], "threshold": 0.999, "gate_high": None}  # marks nothing
+    blind = tmp_path / "blind.safetensors"
+    save_checkpoint(blind, tensors, meta)
+    scene, mask = _region(tmp_path)
+    labels, _ = _ticked(tmp_path, scene, mask)
+    out = tmp_path / "mine.safetensors"
+    summary = train_weak([scene], labels, out, init=blind, minutes=5, tile_m=16.0, progress=False, steps=10)
+    held_slides = summary["holdout_start_model"]["landslide_tiles"]
+    assert summary["landslide_tiles_unmarked_by_start"] == summary["landslide_tiles"] - held_slides > 0
+    assert summary["fine_tune"]["done"] == 10 and not summary["fine_tuned_student_kept"]
+    mine, _ = load_checkpoint(out)
+    assert all(torch.equal(mine[k], v) for k, v in tensors.items() if k.startswith("student."))
+    assert read_metadata(out)["student"]["threshold"] == 0.999
+
+
 def test_train_weak_targets_are_what_the_labels_and_the_start_student_agree_on():
     from landslide_wsss.training.student import IGNORE
     from landslide_wsss.training.weak import TARGET_BG, tile_targets

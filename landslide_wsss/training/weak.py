@@ -86,9 +86,10 @@ def tile_targets(prob: np.ndarray, label: int, valid: np.ndarray, threshold: flo
 def _scene_samples(path, tiles, hold, start, gsd, log, radiometry="auto", record=None):
     """Working-grid blocks of one scene with their targets from the start student `start` (a
     scorer: its tiled maps, as detect makes them; held-out tiles ignored), and the held-out tiles as
-    holdout.TileItem (working image with CONTEXT px around, label, valid, the tile's slice). The
-    scene is read as detect reads it: red/green/blue picked as there, band values mapped onto the
-    start model's radiometry."""
+    holdout.TileItem (working image with CONTEXT px around, label, valid, the tile's slice), and the
+    number of training landslide tiles the start student marks nothing in. The scene is read as
+    detect reads it: red/green/blue picked as there, band values mapped onto the start model's
+    radiometry."""
     import logging
 
     from rasterio.windows import Window
@@ -96,7 +97,7 @@ def _scene_samples(path, tiles, hold, start, gsd, log, radiometry="auto", record
     from ..evaluation import maps_at_gsd
     from ..radiometry import map_scene
     from ..raster import fit_bands, needs_resampling, open_scene, resampled_scene
-    held = []
+    held, unmarked = [], 0
     with open_scene(path) as opened:
         sc = map_scene(fit_bands(opened, start.in_bands, logging.getLogger("landslide_wsss")), radiometry, record)
         ws = resampled_scene(sc, gsd) if needs_resampling(sc, gsd) else sc
@@ -116,14 +117,16 @@ def _scene_samples(path, tiles, hold, start, gsd, log, radiometry="auto", record
                     inner = (slice(rs.start - R.start, rs.stop - R.start), slice(cs.start - C.start, cs.stop - C.start))
                     held.append(holdout.TileItem(img[:, R, C].copy(), tl.label, valid[R, C].copy(), inner))
                     continue
-                target[rs, cs] = tile_targets(prob[rs, cs], tl.label, valid[rs, cs], start.threshold)
+                target[rs, cs] = t = tile_targets(prob[rs, cs], tl.label, valid[rs, cs], start.threshold)
+                unmarked += tl.label == 1 and not (t == 1).any()
             target[~valid] = st.IGNORE
             samples = st.cut_blocks(img, target, sc.name, BLOCK)
         finally:
             if ws is not sc:
                 ws.close()
-    log(event="scene", scene=str(path), tiles=len(tiles), held_out=len(held), blocks=len(samples))
-    return samples, held
+    log(event="scene", scene=str(path), tiles=len(tiles), held_out=len(held), blocks=len(samples),
+        landslide_tiles_unmarked=unmarked)
+    return samples, held, unmarked
 
 
 STATE_FILES = {"key.txt", "fit.safetensors"}
@@ -260,15 +263,16 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
     held_set = {id(t) for _, t in hold}
     from ..radiometry import model_record
     record = meta.get("radiometry") or model_record(None, init_path)
-    samples, held = [], []
+    if not any(t.label == 1 for _, t in train_tiles):
+        raise InputError("no landslide tile is left for training after the hold-out; label more landslide tiles")
+    samples, held, unmarked = [], [], 0
     for p in images:
         mine = [t for q, t in tiles if q == p]
-        s, h = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], start, gsd, log, radiometry, record)
-        samples += s
-        held += h
-    if not any(s.positive for s in samples):
-        raise InputError("no landslide tile is left for training after the hold-out where the start model marks "
-                         "anything; label more landslide tiles")
+        s, h, u = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], start, gsd, log, radiometry, record)
+        samples, held, unmarked = samples + s, held + h, unmarked + u
+    if not samples:
+        raise InputError("nothing to learn from: the start model marks nothing in the landslide tiles and no "
+                         "landslide-free tile is labelled")
 
     def measure(n):
         return holdout.tile_facts(n, held, start.threshold, start.gate_high)
@@ -292,7 +296,7 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
     meta["method_default"] = "student"
     meta["trained_on"] = {
         "scenes": [str(p) for p in images], "labels": str(labels), "layer": layer, "label_field": label_field,
-        **counts, "held_out_tiles": len(hold), "gsd": gsd, "tile_m": tile_m, "negative_distance_m": negative_distance_m,
+        **counts, "held_out_tiles": len(hold), "landslide_tiles_unmarked_by_start": unmarked, "gsd": gsd, "tile_m": tile_m, "negative_distance_m": negative_distance_m,
         "init": str(init_path), "radiometry": radiometry, "minutes_budget": minutes,
         "targets": {"landslide": f"start student > {start.threshold:g}", "background": f"start student < {TARGET_BG:g}",
                     "landslide_free_tiles": "background"},
@@ -364,4 +368,7 @@ def main(argv=None) -> int:
               f"{kept['landslide_tiles']} landslide tiles found, {kept['free_pixels_marked']:.1%} of the landslide-free "
               f"pixels marked" + ("" if res["fine_tuned_student_kept"] else
                                   " (the start model's student: the fine-tuned one was not better there)"))
+        if res["landslide_tiles_unmarked_by_start"]:
+            print(f"{res['landslide_tiles_unmarked_by_start']} landslide tile(s) taught nothing: the start model marks "
+                  "nothing there")
     return 0
