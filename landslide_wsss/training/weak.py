@@ -189,14 +189,15 @@ def _check_state(state: Path, key: str) -> None:
 
 def train_weak(images: Sequence, labels, out, *, state_dir=None, **options) -> dict:
     """Train a model from image-level labels (see the module docstring; options as _train_weak's).
-    A failed write (a full disk) removes the resume state folder this run made: nothing is left."""
+    A failed write (a full disk) or a refusal removes the resume state folder this run made: nothing
+    is left."""
     from ..errors import OutputError
 
     state = state_folder(out, state_dir)
     made = not state.exists()
     try:
         return _train_weak(images, labels, out, state_dir=state_dir, **options)
-    except OutputError:
+    except (InputError, OutputError):
         if made:
             shutil.rmtree(state, ignore_errors=True)
         raise
@@ -250,6 +251,9 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
     tiles = [(p, t) for p, tl in per_scene.items() for t in tl]
     counts = {"landslide_tiles": sum(t.label == 1 for _, t in tiles), "free_tiles": sum(t.label == 0 for _, t in tiles)}
     log(event="labels", **counts)
+    train_tiles, hold = _split(tiles, seed)
+    if not any(t.label == 1 for _, t in train_tiles):
+        raise InputError("no landslide tile is left for training after the hold-out; label more landslide tiles")
     state = state_folder(out, state_dir)
     key = _inputs_key(images, labels, {"layer": layer, "field": label_field, "init": str(init_path), "tile_m": tile_m,
                                        "neg": negative_distance_m, "seed": seed, "radiometry": radiometry,
@@ -259,20 +263,17 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
     state.mkdir(parents=True, exist_ok=True)
     with atomic_output(state / "key.txt", overwrite=True) as tmp:
         tmp.write_text(key)
-    train_tiles, hold = _split(tiles, seed)
     held_set = {id(t) for _, t in hold}
     from ..radiometry import model_record
     record = meta.get("radiometry") or model_record(None, init_path)
-    if not any(t.label == 1 for _, t in train_tiles):
-        raise InputError("no landslide tile is left for training after the hold-out; label more landslide tiles")
     samples, held, unmarked = [], [], 0
     for p in images:
         mine = [t for q, t in tiles if q == p]
         s, h, u = _scene_samples(p, mine, [t for t in mine if id(t) in held_set], start, gsd, log, radiometry, record)
         samples, held, unmarked = samples + s, held + h, unmarked + u
-    if not samples:
-        raise InputError("nothing to learn from: the start model marks nothing in the landslide tiles and no "
-                         "landslide-free tile is labelled")
+    if not samples:  # labels_for_scenes asks for landslide-free tiles; all of theirs may be nodata
+        raise InputError("nothing to learn from: the start model marks nothing in the landslide tiles and the "
+                         "landslide-free tiles hold no valid pixel")
 
     def measure(n):
         return holdout.tile_facts(n, held, start.threshold, start.gate_high)
@@ -296,7 +297,8 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
     meta["method_default"] = "student"
     meta["trained_on"] = {
         "scenes": [str(p) for p in images], "labels": str(labels), "layer": layer, "label_field": label_field,
-        **counts, "held_out_tiles": len(hold), "landslide_tiles_unmarked_by_start": unmarked, "gsd": gsd, "tile_m": tile_m, "negative_distance_m": negative_distance_m,
+        **counts, "held_out_tiles": len(hold), "landslide_tiles_unmarked_by_start": unmarked, "gsd": gsd,
+        "tile_m": tile_m, "negative_distance_m": negative_distance_m,
         "init": str(init_path), "radiometry": radiometry, "minutes_budget": minutes,
         "targets": {"landslide": f"start student > {start.threshold:g}", "background": f"start student < {TARGET_BG:g}",
                     "landslide_free_tiles": "background"},
