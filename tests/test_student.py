@@ -335,12 +335,14 @@ def test_tile_facts_count_marks_inside_the_tile_only():
     inner = (slice(16, 48), slice(16, 48))
     items = [holdout.TileItem(img, 0, valid, inner), holdout.TileItem(img, 1, valid, inner)]
     everything, nothing = holdout.tile_facts(net, items, -1.0), holdout.tile_facts(net, items, 1.0)
+    assert everything["free_pixels"] == 32 * 32  # the tile's own pixels, not the context's 64 x 64
     assert everything["free_pixels_marked"] == 1.0 and everything["free_tiles_flagged"] == 1.0
     assert everything["landslide_tiles_found"] == 1.0
     assert nothing["free_pixels_marked"] == 0.0 and nothing["landslide_tiles_found"] == 0.0
     half = valid.copy()
-    half[:32] = False  # invalid pixels are never counted
+    half[:32] = False  # invalid pixels are never counted: rows 32..47 of the tile are left
     part = holdout.tile_facts(net, [holdout.TileItem(img, 0, half, inner)], -1.0)
+    assert part["free_pixels"] == 16 * 32
     assert part["free_pixels_marked"] == 1.0 and part["free_tiles"] == 1
 
 

@@ -226,8 +226,9 @@ class TileItem:
 
 def tile_facts(net, items: Sequence[TileItem], threshold: float, gate_high: Optional[float] = None) -> dict:
     """A network's marks on held-out tiles at a detection threshold (and hysteresis gate), as the
-    labels judge them exactly: the share of landslide-free pixels marked, of landslide-free tiles
-    with a mark, and of landslide tiles with a mark."""
+    labels judge them exactly: the share of landslide-free pixels marked (of `free_pixels`, the
+    valid pixels inside the landslide-free tiles), of landslide-free tiles with a mark, and of
+    landslide tiles with a mark. The context around a tile is seen, never counted."""
     from ..morphology import hysteresis
     from .student import predict_prob
     free_px = free_marked = free_flagged = n_free = found = n_slide = 0
@@ -249,7 +250,7 @@ def tile_facts(net, items: Sequence[TileItem], threshold: float, gate_high: Opti
     return {"threshold": float(threshold), "gate_high": gate_high, "landslide_tiles": n_slide, "free_tiles": n_free,
             "landslide_tiles_found": round(found / max(n_slide, 1), 4),
             "free_tiles_flagged": round(free_flagged / max(n_free, 1), 4),
-            "free_pixels_marked": round(free_marked / max(free_px, 1), 6)}
+            "free_pixels_marked": round(free_marked / max(free_px, 1), 6), "free_pixels": free_px}
 
 
 def facts_prefer(new: dict, old: dict) -> bool:
