@@ -391,4 +391,11 @@ class TrainAlgorithm(_CliAlgorithm):
             return {}
         remember_trained_model(result.output)
         feedback.pushInfo(f"Model written to {result.output}")
+        held = result.details.get("holdout") or {}
+        if "landslide_tiles_found" in held:  # what the held-out tiles showed, and which student the file has
+            feedback.pushInfo(
+                f"Held-out tiles: {held['landslide_tiles_found']:.0%} of {held['landslide_tiles']} landslide tiles found, "
+                f"{held['free_pixels_marked']:.1%} of the landslide-free pixels marked"
+                + ("; fine-tuned student kept" if result.details.get("fine_tuned_student_kept")
+                   else "; the start model's student kept (the fine-tuned one was not better there)"))
         return {self.OUTPUT: output}

@@ -288,6 +288,7 @@ def test_train_then_detect_with_the_trained_model(plugin, qgis_iface, train_weak
     assert res["OUTPUT"] == str(out) and out.is_file() and out.stat().st_size > 0
     assert progress and max(progress) == 100.0
     assert settings.last_trained_model() == str(out)
+    assert "Held-out tiles: " in feedback.textLog() and "student kept" in feedback.textLog()
     grid.rollBack()
 
     det = processing.run("landslide_wsss:detect", {"INPUT": raster, "MODEL": str(out), "DEVICE": 1,
