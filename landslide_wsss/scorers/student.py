@@ -127,12 +127,18 @@ class SegmentationScorer:
         return {"prob": (prob * valid).astype(np.float32)}
 
     def fuse(self, maps, stats):
-        from ..morphology import hysteresis
         p = np.clip(np.asarray(maps["prob"], np.float32), 0, 1)
-        mask = p > self.threshold
-        if self.gate_high is not None:
-            mask = hysteresis(mask, p > float(self.gate_high))
-        return p, mask
+        return p, detection_mask(p, self.threshold, self.gate_high)
+
+
+def detection_mask(p: np.ndarray, threshold: float, gate_high: Optional[float] = None) -> np.ndarray:
+    """What a segmentation network's probability `p` marks: p > threshold, and with a gate only the
+    blobs holding a core p > gate_high (hysteresis)."""
+    from ..morphology import hysteresis
+    mask = p > threshold
+    if gate_high is not None:
+        mask = hysteresis(mask, p > float(gate_high))
+    return mask
 
 
 def load_segmentation(tensors, meta, path, prefix: str, name: str, device: str = "cpu") -> Optional[SegmentationScorer]:

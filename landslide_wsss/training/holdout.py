@@ -229,14 +229,11 @@ def tile_facts(net, items: Sequence[TileItem], threshold: float, gate_high: Opti
     labels judge them exactly: the share of landslide-free pixels marked (of `free_pixels`, the
     valid pixels inside the landslide-free tiles), of landslide-free tiles with a mark, and of
     landslide tiles with a mark. The context around a tile is seen, never counted."""
-    from ..morphology import hysteresis
+    from ..scorers.student import detection_mask
     from .student import predict_prob
     free_px = free_marked = free_flagged = n_free = found = n_slide = 0
     for it in items:
-        p = predict_prob(net, it.image, it.valid)
-        mask = p > threshold
-        if gate_high is not None:
-            mask = hysteresis(mask, p > gate_high)
+        mask = detection_mask(predict_prob(net, it.image, it.valid), threshold, gate_high)
         inner, v = mask[it.inner], it.valid[it.inner]
         marked = int((inner & v).sum())
         if it.label == 0:

@@ -76,7 +76,7 @@ def tile_targets(prob: np.ndarray, label: int, valid: np.ndarray, threshold: flo
     if label == 0:
         out[valid] = 0
         return out
-    fg = (prob > threshold) & valid  # what detect marks
+    fg = (prob > threshold) & valid  # above detect's threshold (a gate, where the model has one, is not applied)
     if fg.any():  # a landslide tile the start student marks nothing in teaches nothing
         out[(prob < TARGET_BG) & valid] = 0
         out[fg] = 1
