@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import warnings
 from typing import List, Optional
@@ -423,6 +424,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     shown = warnings.showwarning
     _show_input_warnings(jsonl)
+    terminate = _stop_on_sigterm()
     try:
         if args.command == "train":
             return _cmd_train(args, rest)
@@ -431,6 +433,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args.func(args)
     except LandslideWSSSError as exc:
         return _fail(str(exc), 2, jsonl)
+    except Terminated:
+        return _fail("terminated; nothing was written", 128 + signal.SIGTERM, jsonl)
     except KeyboardInterrupt:
         return _fail("interrupted; nothing was written", 130, jsonl)
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
@@ -439,6 +443,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", 1, jsonl)
     finally:
         warnings.showwarning = shown
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command was, so every cleanup that Ctrl-C runs runs."""
+
+
+def _stop_on_sigterm():
+    """`kill` (SIGTERM) stops a command as Ctrl-C does, so its outputs are cleaned up (atomic_output)
+    and it says so, instead of dying mid-write. Returns the handler it replaced (None off the main
+    thread, where Python cannot take signals)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _show_input_warnings(jsonl: bool) -> None:

@@ -339,13 +339,48 @@ def check_output(path, overwrite: bool) -> Path:
     return path
 
 
-PART = ".part"  # atomic_output's temporary files: .NAME.RANDOM.part.SUFFIX beside the output
+PART = ".part"  # atomic_output's temporary files: .NAME.HOST-PID.RANDOM.part.SUFFIX beside the output
+
+
+def _writer_tag() -> str:
+    """This process as a temporary file's name tells it: a short hash of the host, and the PID."""
+    import socket
+    import zlib
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}-{os.getpid()}"
+
+
+def _writer_gone(fields: list) -> bool:
+    """Whether the writer of a temporary file named .NAME.<fields> was killed: HOST-PID.RANDOM.part...
+    names a process (gone when not running on this host; another host's cannot be seen from here,
+    so they count as running); RANDOM.part... is an older version's name, taken as gone; anything
+    else is not atomic_output's file for NAME."""
+    if len(fields) > 1 and fields[1] == PART[1:]:
+        return True
+    if len(fields) < 3 or fields[2] != PART[1:]:
+        return False
+    host, _, pid = fields[0].partition("-")
+    if host != _writer_tag().partition("-")[0] or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
 
 
 def cut_short_writes(path) -> list:
-    """The temporary files atomic_output left beside `path` when its process was killed mid-write."""
+    """The temporary files atomic_output left beside `path` when its process was killed mid-write
+    (never those of a writer still running)."""
     path = Path(path)
-    return list(path.parent.glob(f".{path.name}.*{PART}*"))
+    parts = path.parent.glob(f".{path.name}.*{PART}*")
+    return [p for p in parts if _writer_gone(p.name[len(path.name) + 2:].split("."))]
+
+
+def drop_cut_short_writes(path) -> None:
+    for part in cut_short_writes(path):
+        part.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -359,8 +394,9 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
     fails on a full file system is one OutputError saying so.
     """
     path = check_output(path, overwrite)
+    drop_cut_short_writes(path)  # a killed earlier run's; never a running one's
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART + path.suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=PART + path.suffix, dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from None
     os.close(fd)

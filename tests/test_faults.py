@@ -231,7 +231,7 @@ def test_train_weak_killed_at_any_point_resumes_to_a_valid_model(tmp_path, start
 
 def test_a_state_write_cut_short_is_dropped_not_refused(tmp_path):
     """A kill during a state write, or the output's, leaves atomic_output's temporary file: resume drops it."""
-    from landslide_wsss.training.weak import _check_state, _drop_cut_short_output
+    from landslide_wsss.training.weak import _check_state
     key = "0123456789abcdef"
     state = tmp_path / "m.safetensors.state"
     state.mkdir()
@@ -240,7 +240,26 @@ def test_a_state_write_cut_short_is_dropped_not_refused(tmp_path):
     (state / ".key.txt.a9.part.txt").write_text("0123")
     _check_state(state, key)
     assert sorted(p.name for p in state.iterdir()) == ["key.txt"]
-    (tmp_path / ".m.safetensors.k3.part.safetensors").write_bytes(b"\x10\x00")
-    (tmp_path / ".other.safetensors.k3.part.safetensors").write_bytes(b"\x10\x00")  # another output's: kept
-    _drop_cut_short_output(tmp_path / "m.safetensors")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.safetensors.k3.part.safetensors", state.name]
+
+
+def test_a_killed_writers_temporary_file_goes_with_the_next_write_a_running_ones_stays(tmp_path):
+    """A run killed mid-write (SIGKILL: nothing of it can clean up) leaves its hidden temporary file; the
+    next write of the same output removes it, but never the file of a writer still running, nor another
+    output's."""
+    import subprocess
+    import sys
+
+    from landslide_wsss.raster import _writer_tag, atomic_output
+    host = _writer_tag().partition("-")[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    names = {"killed": f".o.gpkg.{host}-{int(dead.stdout)}.abc123.part.gpkg",
+             "older version": ".o.gpkg.abc123.part.gpkg",
+             "running": f".o.gpkg.{_writer_tag()}.xyz789.part.gpkg",
+             "another host": f".o.gpkg.{int(host, 16) ^ 1:08x}-{int(dead.stdout)}.abc123.part.gpkg",
+             "another output": f".o.gpkg.b.{host}-{int(dead.stdout)}.abc123.part.gpkg"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"x")
+    with atomic_output(tmp_path / "o.gpkg") as tmp:
+        tmp.write_text("whole")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([names["running"], names["another host"], names["another output"], "o.gpkg"])

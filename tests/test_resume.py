@@ -62,7 +62,9 @@ def test_sigkill_then_resume_finishes_every_scene_once(tmp_path):
     assert not journal.exists()
 
 
-def test_sigint_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("sig,code,said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_interrupt_or_kill_stops_cleanly(tmp_path, sig, code, said):
+    """Ctrl-C and `kill` both stop the run with one error line, no output and no hidden temporary file."""
     d, model = _scenes(tmp_path, n=3, size=512)
     out = tmp_path / "all.gpkg"
     proc = _start(d, out, model)
@@ -70,9 +72,11 @@ def test_sigint_stops_cleanly(tmp_path):
         line = proc.stdout.readline()
         if '"progress"' in line:
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     # three 512 px scenes at 32 px tiles take far longer than the signal's delivery: the run must stop
-    assert proc.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1].startswith("error: interrupted") and "Traceback" not in stderr
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"error: {said}") and "Traceback" not in stderr
     assert not out.exists()  # the journal stays, for a resume
+    journal = tmp_path / "all.gpkg.parts"
+    assert [p.name for p in journal.iterdir() if p.name.startswith(".")] == []

@@ -137,22 +137,13 @@ def state_folder(out, state_dir=None) -> Path:
     return Path(state_dir) if state_dir else Path(out).parent / (Path(out).name + ".state")
 
 
-def _drop_cut_short_output(out: Path) -> None:
-    """A kill while the output model was being written leaves atomic_output's hidden temporary file
-    beside it; the next run of the same command removes it (only train weak writes a model there,
-    and two runs to one output would share, and refuse, one state folder)."""
-    from ..raster import cut_short_writes
-    for part in cut_short_writes(out):
-        part.unlink(missing_ok=True)
-
-
 def _check_state(state: Path, key: str) -> None:
     """A resume state folder is ours and whole before anything resumes from it, else one InputError:
     a file, or a folder holding files not ours, is never written into nor removed; our state of
     other inputs is removed (a fresh start); a damaged or foreign checkpoint in it is refused."""
     from ..checkpoint import read_metadata
     from ..errors import ModelError
-    from ..raster import cut_short_writes
+    from ..raster import drop_cut_short_writes
 
     if not state.exists():
         return
@@ -160,8 +151,7 @@ def _check_state(state: Path, key: str) -> None:
         raise InputError(f"{state}: the resume state path is a file, not a train weak state folder; "
                          "remove it or give another output")
     for name in STATE_FILES:  # a write a kill cut short: its temporary file (atomic_output's name), never read
-        for part in cut_short_writes(state / name):
-            part.unlink(missing_ok=True)
+        drop_cut_short_writes(state / name)
     names = {p.name for p in state.iterdir()}
     if not names:
         return
@@ -259,7 +249,6 @@ def _train_weak(images: Sequence, labels, out, *, layer: Optional[str] = None, l
                                        "neg": negative_distance_m, "seed": seed, "radiometry": radiometry,
                                        "steps": steps, "targets": "start student"})
     _check_state(state, key)
-    _drop_cut_short_output(out)
     state.mkdir(parents=True, exist_ok=True)
     with atomic_output(state / "key.txt", overwrite=True) as tmp:
         tmp.write_text(key)
