@@ -92,6 +92,12 @@ def test_command_line_lengths_are_steps_and_budgets_only_stop_early(tmp_path):
     s, stage = settings_from_args(["--stage", "unet", "--log-dir", str(tmp_path), "--unet-minutes", "25",
                                    "--rule-seeds", "3"])
     assert stage == "unet" and s.work.root == tmp_path and s.rules == Rules.with_seeds(3)
+    assert (s.rules.scale_seeds, s.rules.area_share_seeds, s.rules.length_seeds) == (0, 0, 3)
+    swept, _ = settings_from_args(["--sweep", "scale,length"])
+    assert (swept.rules.scale_seeds, swept.rules.area_share_seeds, swept.rules.length_seeds) == (2, 0, 2)
+    with pytest.raises(SystemExit) as e:
+        settings_from_args(["--sweep", "scale,depth"])
+    assert e.value.code == 2
     assert s.yardstick_steps == 3186 and s.yardstick_max_minutes == 25 and s.student_max_minutes is None
     with pytest.raises(SystemExit) as e:
         settings_from_args(["--stage", "nope"])
@@ -142,7 +148,7 @@ def test_area_share_rule_reuses_the_scale_trial_and_compares_seed_means(tmp_path
         fake_train("data", wd.samples("weak", wd.scale_trial(2.4)), folder, name="student", steps=400, seed=seed,
                    split_seed=0)
     trained.clear()
-    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2), log=_quiet)
+    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2, ("area-share",)), log=_quiet)
     assert trained == [(0.5, 0, 400), (0.5, 1, 400), (0.7, 0, 400), (0.7, 1, 400)]
     assert r["gsd"] == 2.4 and r["share"] == 0.5  # +0.05 over 0.3, above the 0.01 spread; 0.7 below 0.5
     assert [f["mean_iou"] for f in r["table"]["0.3"]["per_seed"]] == pytest.approx([0.40, 0.41])
@@ -151,8 +157,53 @@ def test_area_share_rule_reuses_the_scale_trial_and_compares_seed_means(tmp_path
     gain[0.5] = 0.005  # within the margin: the incumbent stays
     for f in wd.second.glob("area_share/**/student.json"):
         f.unlink()
-    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2), log=_quiet)
+    r = sweeps.area_share("data", wd, 0, Rules.with_seeds(2, ("area-share",)), log=_quiet)
     assert r["share"] == 0.3 and r["decision"]["best"] == "0.5"
+
+
+def _recording_trainer(trained, gain):
+    """A stand-in for networks.train_network that records what it was asked to train and writes the
+    record a trained network leaves (the rules' bookkeeping is under test; the trainer has its own)."""
+    from landslide_wsss.training.rebuild import teacher
+
+    def fake_train(data, samples_file, folder, *, name, steps, seed, split_seed, area_share=None, **kw):
+        trained.append((folder.name, area_share, seed, steps))
+        rec = {"holdout": {"mean_iou": 0.40 + gain.get(steps, 0.0) + 0.01 * seed},
+               "gsd": teacher.samples_gsd(samples_file),
+               "area_share": area_share if area_share is not None else teacher.AREA_SHARE, "training": {"steps": steps}}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(rec))
+        return rec
+    return fake_train
+
+
+def test_rules_without_seeds_keep_their_documented_values_and_the_length_rule_trains_on_work_samples(
+        tmp_path, monkeypatch):
+    """By default the scale and area-share rules train nothing (their fixed values stand, recorded as
+    fixed); the length rule, with no scale trial to reuse, trains its short students on WORK's samples
+    at the fixed share, beside the full ones, and keeps the short incumbent within the spread."""
+    from landslide_wsss.training.rebuild import sweeps, teacher
+    wd = WorkDir(tmp_path)
+    wd.second.mkdir(parents=True)
+    teacher.save_samples(wd.samples("weak"), [st.Sample(np.zeros((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8),
+                                                        "ls_0.png", True)], {"gsd": teacher.GSD})
+    trained = []
+    monkeypatch.setattr(sweeps, "train_network", _recording_trainer(trained, {Rules().full_steps: 0.005}))
+    rules = Rules()
+    assert (rules.scale_seeds, rules.area_share_seeds, rules.length_seeds) == (0, 0, 2)
+    sc = sweeps.scale("data", wd, 0, rules, log=_quiet)  # no teacher file needed: nothing is made
+    assert sc["gsd"] == teacher.GSD == 1.0 and sc["seeds"] == [] and "fixed" in sc["rule"]
+    sh = sweeps.area_share("data", wd, 0, rules, log=_quiet)
+    assert sh["share"] == teacher.AREA_SHARE and sh["gsd"] == 1.0 and "fixed" in sh["rule"] and trained == []
+    r = sweeps.length("data", wd, 0, rules, sh, selftrain_steps=3, log=_quiet)
+    full, short = rules.full_steps, rules.short_steps
+    assert trained == [("second_stage", 0.3, 0, full), ("share0.3", 0.3, 0, short),
+                       ("seed1", 0.3, 1, full), ("seed1", 0.3, 1, short)]
+    assert r["chosen"] == "short" and r["file"] == str(wd.network("student", wd.share_trial(0.3)))
+    assert [f["mean_iou"] for f in r["table"]["short"]["per_seed"]] == pytest.approx([0.40, 0.41])
+    trained.clear()
+    fixed = sweeps.length("data", wd, 0, Rules(length_seeds=0), sh, selftrain_steps=3, log=_quiet)
+    assert trained == [] and fixed["chosen"] == "short" and fixed["file"] == r["file"]  # already made: reused
 
 
 def test_choose_keeps_the_incumbent_unless_beaten_by_more_than_the_spread():

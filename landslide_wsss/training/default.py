@@ -21,9 +21,10 @@ that make its missing work files):
               file's classifier with their trainers' settings, embedded under their names, int8.
   teacher     the shipped classifier as teacher: CAM method, CycleGAN cue, affinity refinement (none /
               SLIC) and bands chosen on the hold-outs (rebuild/teacher.py).
-  scale       the working GSD (rebuild/sweeps.py): 400-step students at 1.0 / 1.6 / 2.4 m from two seeds.
+  scale       the working GSD: 1.0 m (rebuild/teacher.py says why); with --sweep scale, the rule
+              (rebuild/sweeps.py): 400-step students at 1.0 / 1.6 / 2.4 m from --rule-seeds seeds.
   pseudo      the three-band pseudo-masks (and true masks) as samples at that GSD.
-  area-share  the share of crops from area A by the same rule (0.3 / 0.5 ...).
+  area-share  the share of crops from area A: 0.3; with --sweep area-share, by the scale rule (0.3 / 0.5 ...).
   student     the full-length student (706 steps + one 350-step self-training round + one 350-step hard-negative
               round on its own false alarms over the landslide-free samples, each kept by the hold-out)
               against the 400-step one, from two seeds (the length rule); embedded as student.*.
@@ -36,7 +37,8 @@ that make its missing work files):
   evaluate    landslide IoU/F1/precision/recall/mIoU on Bijie val and AMU-Net area B for every method,
               written into the model metadata and runs/default_eval.json.
 Every length is a step count; the --*-minutes options only stop a run early (the metadata says where).
-The rules compare candidates on the mean over --rule-seeds seeds, with a margin above their spread.
+The rules that train (--sweep; the length rule by default) compare candidates on the mean over
+--rule-seeds seeds, with a margin above their spread.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ from pathlib import Path
 from .data import REPO
 from .rebuild.first_stage import CLASSIFIER_EPOCHS, FUSION  # noqa: F401  (FUSION: benchmarks read it here)
 from .rebuild.stages import EVALUATE_METHODS, STAGE_NAMES, Settings, run
-from .rebuild.sweeps import RULE_MARGIN, RULE_SEEDS, Rules
+from .rebuild.sweeps import RULE_MARGIN, RULE_SEEDS, SWEPT, Rules
 from .rebuild.workdir import WorkDir
 
 from ..paths import DATA_DIR, DEFAULT_MODEL as DEFAULT_OUT
@@ -67,7 +69,10 @@ def settings_from_args(argv=None) -> tuple:
     ap.add_argument("--selftrain-steps", type=int, default=SELFTRAIN_STEPS)
     ap.add_argument("--unet-steps", type=int, default=YARDSTICK_STEPS, help="the supervised yardstick's steps")
     ap.add_argument("--rule-seeds", type=int, default=RULE_SEEDS,
-                    help=f"seeds per trial of each rule: scale, area share, length (default {RULE_SEEDS})")
+                    help=f"seeds per trial of each rule that trains (default {RULE_SEEDS})")
+    ap.add_argument("--sweep", default=",".join(SWEPT),
+                    help="the rules that train to choose, of scale, area-share, length (default: length; "
+                         "the others keep their documented values; each sweep adds about half an hour)")
     ap.add_argument("--minutes", type=float, help="stop the full-length student early after this long")
     ap.add_argument("--selftrain-minutes", type=float, help="stop a self-training or hard-negative round early after this long")
     ap.add_argument("--unet-minutes", type=float, help="stop the yardstick early after this long")
@@ -81,9 +86,13 @@ def settings_from_args(argv=None) -> tuple:
     for name in ("epochs", "student_steps", "short_steps", "selftrain_steps", "unet_steps", "rule_seeds"):
         if getattr(a, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    swept = tuple(r for r in a.sweep.split(",") if r)
+    bad = set(swept) - {"scale", "area-share", "length"}
+    if bad:
+        ap.error(f"--sweep: unknown rule(s) {', '.join(sorted(bad))}; of scale, area-share, length")
     s = Settings(data=Path(a.data), out=Path(a.out), work=WorkDir(Path(a.log_dir)), seed=a.seed, threads=a.threads,
                  epochs=a.epochs, classifier_gsd=a.classifier_gsd,
-                 rules=Rules.with_seeds(a.rule_seeds, margin=RULE_MARGIN, short_steps=a.short_steps,
+                 rules=Rules.with_seeds(a.rule_seeds, swept, margin=RULE_MARGIN, short_steps=a.short_steps,
                                         full_steps=a.student_steps),
                  selftrain_steps=a.selftrain_steps, yardstick_steps=a.unet_steps, student_max_minutes=a.minutes,
                  selftrain_max_minutes=a.selftrain_minutes, yardstick_max_minutes=a.unet_minutes,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -244,11 +245,13 @@ def run(settings: Settings, which: str = "all", log: Optional[Callable] = None) 
         if stage.name != which and wd.is_done(stage.name, key):
             log(event="stage", stage=stage.name, status="done before")
             continue
-        log(event="stage", stage=stage.name, status="start")
+        log(event="stage", stage=stage.name, status="start", at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        t0 = time.time()
         stage.run(settings, log)
         for later in downstream(stage.name):
             wd.forget(later.name)
         wd.mark_done(stage.name, key)
         ran.append(stage.name)
-        log(event="stage", stage=stage.name, status="done")
+        # wall seconds of this run of the stage (a resumed stage counts only its last run)
+        log(event="stage", stage=stage.name, status="done", seconds=round(time.time() - t0, 1))
     return ran

@@ -1,7 +1,9 @@
 """The rules that train to choose: the working scale, the share of crops from area A, and the
 student's training length.
 
-Each trial is a student trained from several seeds (`Rules`: a seed count per rule, the first seed
+A rule with no seeds does not train: its documented value stands (the scale and the area share by
+default, see Rules; the scale rule flipped between rebuilds, and the two sweeps cost about an hour of
+the rebuild's budget). Each trial is a student trained from several seeds (`Rules`: a seed count per rule, the first seed
 being the rebuild's); a candidate is judged on its mean hold-out IoU over those seeds (holdout.score),
 and it replaces the rule's incumbent (the documented fixed value) only when it beats it by a margin
 above the measured seed spread (holdout.choose). So a choice that the seeds cannot tell apart
@@ -29,24 +31,30 @@ SCALE_STEP, SCALE_MAX = 0.8, 3.2  # while the coarsest GSD wins, the grid grows 
 # (3.2 m = 4x Bijie's 0.8 m: coarser, most Bijie images would be smaller than one training crop)
 AREA_SHARES = (0.3, 0.5)               # shares of the crops from area A tried at the working GSD
 AREA_SHARE_STEP, AREA_SHARE_MAX = 0.2, 0.7  # while the largest share wins, one step more, up to this
-RULE_SEEDS = 2       # seeds per trial (see the cost above)
+RULE_SEEDS = 2       # seeds per trial of a rule that trains (see the cost above)
+SWEPT = ("length",)  # the rules that train by default; the others keep their documented values
 RULE_MARGIN = 0.01   # the least margin a candidate needs over the incumbent (more when the seeds spread more)
 
 
 @dataclass(frozen=True)
 class Rules:
-    """How the rules train and compare: seeds per trial of each rule, the least margin, steps of a
-    short and of a full-length student."""
-    scale_seeds: int = RULE_SEEDS
-    area_share_seeds: int = RULE_SEEDS
+    """How the rules train and compare: seeds per trial of each rule (0: the rule keeps its documented
+    value without training), the least margin, steps of a short and of a full-length student."""
+    scale_seeds: int = 0
+    area_share_seeds: int = 0
     length_seeds: int = RULE_SEEDS
     margin: float = RULE_MARGIN
     short_steps: int = SHORT_STEPS
     full_steps: int = STUDENT_STEPS
 
     @classmethod
-    def with_seeds(cls, seeds: int, **kw) -> "Rules":
-        return cls(scale_seeds=seeds, area_share_seeds=seeds, length_seeds=seeds, **kw)
+    def with_seeds(cls, seeds: int, swept: Sequence[str] = SWEPT, **kw) -> "Rules":
+        """`seeds` for each rule in `swept` (names: scale, area-share, length), none for the others."""
+        unknown = set(swept) - {"scale", "area-share", "length"}
+        if unknown:
+            raise ValueError(f"unknown rule(s) {', '.join(sorted(unknown))}: scale, area-share, length")
+        return cls(**{f"{r}_seeds": seeds if r.replace("_", "-") in swept else 0
+                      for r in ("scale", "area_share", "length")}, **kw)
 
     def seed_list(self, first: int, rule: str) -> list:
         """The seeds of a rule's trials: the rebuild's seed first."""
@@ -85,7 +93,11 @@ def short_student(data, wd: WorkDir, samples_file: Path, folder: Path, seed: int
 
 
 def scale(data, wd: WorkDir, seed: int, rules: Rules, model=None, log=print, gsds=SCALE_GSDS) -> dict:
-    """The working scale: short students at each GSD (samples of the cached teacher at that GSD)."""
+    """The working scale: short students at each GSD (samples of the cached teacher at that GSD), or
+    the fixed GSD when the rule has no seeds."""
+    seeds = rules.seed_list(seed, "scale")
+    if not seeds:
+        return {"gsd": GSD, "table": {}, "seeds": [], "rule": f"fixed at {GSD:g} m (the scale rule not swept)"}
     teacher = read_json(wd.teacher)
     targets = None  # the teacher's pseudo-masks: made once, at the first GSD that needs them
 
@@ -98,7 +110,6 @@ def scale(data, wd: WorkDir, seed: int, rules: Rules, model=None, log=print, gsd
         res = short_student(data, wd, wd.samples("weak", sub), sub, s, seed, rules, log=log)["holdout"]
         log(event="scale", gsd=g, seed=s, **res)
         return res
-    seeds = rules.seed_list(seed, "scale")
     table, decision = sweep_upward(gsds, trial, SCALE_STEP, SCALE_MAX, GSD, seeds, rules.margin)
     return {"gsd": float(decision["chosen"]), "table": table, "decision": decision, "steps": rules.short_steps,
             "seeds": seeds,
@@ -108,9 +119,13 @@ def scale(data, wd: WorkDir, seed: int, rules: Rules, model=None, log=print, gsd
 
 
 def share_folder(wd: WorkDir, share: float, gsd: float) -> Path:
-    """Where the short student of a share lies: the scale trial at GSD for AREA_SHARE (the same
-    recipe: samples at that GSD with their own weights), else the area-share trial."""
-    return wd.scale_trial(gsd) if abs(share - AREA_SHARE) < 1e-9 else wd.share_trial(share)
+    """Where the short student of a share lies: the scale trial at GSD for AREA_SHARE when the scale
+    rule made one (the same recipe: samples at that GSD with their own weights), else the
+    area-share trial."""
+    trial = wd.scale_trial(gsd)
+    if abs(share - AREA_SHARE) < 1e-9 and wd.samples("weak", trial).is_file():
+        return trial
+    return wd.share_trial(share)
 
 
 def share_student(data, wd: WorkDir, share: float, gsd: float, seed: int, first_seed: int, rules: Rules,
@@ -123,14 +138,18 @@ def share_student(data, wd: WorkDir, share: float, gsd: float, seed: int, first_
 
 
 def area_share(data, wd: WorkDir, seed: int, rules: Rules, log=print, shares=AREA_SHARES) -> dict:
-    """The share of the student's crops drawn from area A, by the scale rule at the working GSD."""
+    """The share of the student's crops drawn from area A, by the scale rule at the working GSD, or
+    the fixed share when the rule has no seeds."""
     gsd = samples_gsd(wd.samples("weak"))
+    seeds = rules.seed_list(seed, "area_share")
+    if not seeds:
+        return {"share": AREA_SHARE, "gsd": gsd, "table": {}, "seeds": [],
+                "rule": f"fixed at {AREA_SHARE:g} (the area-share rule not swept)"}
 
     def trial(share, s):
         res = share_student(data, wd, share, gsd, s, seed, rules, log)["holdout"]
         log(event="area_share", share=share, seed=s, **res)
         return res
-    seeds = rules.seed_list(seed, "area_share")
     table, decision = sweep_upward(shares, trial, AREA_SHARE_STEP, AREA_SHARE_MAX, AREA_SHARE, seeds, rules.margin)
     return {"share": float(decision["chosen"]), "gsd": gsd, "table": table, "decision": decision,
             "steps": rules.short_steps, "seeds": seeds,
@@ -158,11 +177,18 @@ def length(data, wd: WorkDir, seed: int, rules: Rules, shares: dict, selftrain_s
     round when kept) or the short one at the chosen share, by mean hold-out IoU over the rule
     seeds; the full one replaces the short incumbent only with a margin above the seed spread
     (long training on pseudo-masks can learn their noise). Returns the table and the file of the
-    rebuild seed's chosen student."""
+    rebuild seed's chosen student (with no rule seeds: the short incumbent of the rebuild seed)."""
     share, gsd = shares["share"], shares["gsd"]
     figures: Dict[str, list] = {"full": [], "short": []}
     files = {}
     seeds = rules.seed_list(seed, "length")
+    if not seeds:
+        share_student(data, wd, share, gsd, seed, seed, rules, log)
+        result = {"chosen": "short", "table": {}, "seeds": [], "steps": {"short": rules.short_steps},
+                  "rule": "fixed: the short student (the length rule not swept)",
+                  "file": str(wd.network("student", share_folder(wd, share, gsd)))}
+        write_json(wd.length, result)
+        return result
     for s in seeds:
         full = full_student(data, wd, s, seed, share, rules, selftrain_steps, max_minutes, selftrain_max_minutes, log)
         figures["full"].append(read_json(full.with_suffix(".json"))["holdout"])
