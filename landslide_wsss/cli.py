@@ -217,6 +217,8 @@ def _add_evaluate(sub) -> None:
     b.add_argument("--gallery", help="folder for per-image overlays (image | reference | prediction), first 48 images")
     b.add_argument("--pr-plot", help="PNG of precision / recall / IoU against the score threshold")
     b.add_argument("--gsd", type=float, help="ground sampling distance of the images in metres (default: the Bijie crops')")
+    b.add_argument("--jpeg-quality", type=int, help="measure each image after a JPEG round trip at this quality "
+                   "(1-95; 95: as the Bijie training images are stored)")
     s = esub.add_parser("scene", help="a georeferenced scene with a pixel mask (255 = ignore)")
     s.add_argument("--image", required=True)
     s.add_argument("--dsm")
@@ -243,7 +245,7 @@ def _cmd_evaluate(args) -> int:
     if args.kind == "bijie":
         res = evaluation.evaluate_bijie(args.data_dir, args.split, method=args.method, model_path=args.model,
                                         device=args.device, limit=args.limit, gallery=args.gallery,
-                                        pr_plot=args.pr_plot, runtime=args.runtime,
+                                        pr_plot=args.pr_plot, runtime=args.runtime, jpeg_quality=args.jpeg_quality,
                                         **({} if args.gsd is None else {"gsd": args.gsd}))
     else:
         res = evaluation.evaluate_scene(args.image, args.mask, dsm=args.dsm, method=args.method,

@@ -40,13 +40,14 @@ def image_stats(maps: Dict[str, np.ndarray], valid: Optional[np.ndarray] = None)
     return SceneStats({k: map_stats(v, valid) for k, v in maps.items()})
 
 
-def bijie_maps(model, root, names: List[str], batch_size: int = 32, gsd: float = BIJIE_GSD):
-    """Yield (name, stitched maps, mask) for Bijie images (taken as `gsd` metres), maps at the image's
-    own resolution (see maps_at_gsd)."""
+def bijie_maps(model, root, names: List[str], batch_size: int = 32, gsd: float = BIJIE_GSD,
+               jpeg_quality: Optional[int] = None):
+    """Yield (name, stitched maps, mask) for Bijie images (taken as `gsd` metres; through a JPEG round
+    trip at `jpeg_quality` when given), maps at the image's own resolution (see maps_at_gsd)."""
     from .datasets.bijie import load_image, load_mask
     root = Path(root)
     for n in names:
-        native = load_image(root, n)
+        native = load_image(root, n, jpeg_quality)
         maps = maps_at_gsd(model, native, None, gsd, batch_size=batch_size)
         yield n, maps, load_mask(root, n, native.shape[1:])
 
@@ -126,13 +127,16 @@ def save_pr_plot(path, hist_pos: np.ndarray, hist_neg: np.ndarray, title: str) -
 def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_path=None, device: str = "auto",
                    model=None, limit: Optional[int] = None, params: Optional[dict] = None,
                    gallery=None, gallery_max: int = 48, pr_plot=None, gsd: float = BIJIE_GSD,
-                   runtime: str = "auto") -> dict:
+                   runtime: str = "auto", jpeg_quality: Optional[int] = None) -> dict:
     """See the module docstring. gsd: the images' ground sampling distance (metres). gallery: a folder for per-image overlay PNGs (the first
-    `gallery_max` images); pr_plot: a PNG of precision/recall/IoU against the score threshold."""
+    `gallery_max` images); pr_plot: a PNG of precision/recall/IoU against the score threshold;
+    jpeg_quality: measure each image after a JPEG round trip at this quality (1-95)."""
     from .datasets.bijie import read_split
     from .runtime import available
     if pr_plot is not None and not available("matplotlib"):
         raise InputError("--pr-plot needs matplotlib: pip install 'landslide_wsss[preview]'")
+    if jpeg_quality is not None and not 1 <= int(jpeg_quality) <= 95:
+        raise InputError(f"JPEG quality {jpeg_quality}: give 1 to 95")
     t0 = time.time()
     data_dir = Path(data_dir)
     if not (data_dir / "images").is_dir():
@@ -151,7 +155,7 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     if gallery is not None:
         Path(gallery).mkdir(parents=True, exist_ok=True)
     try:
-        for k, (name, maps, mask) in enumerate(bijie_maps(model, data_dir, names, gsd=gsd)):
+        for k, (name, maps, mask) in enumerate(bijie_maps(model, data_dir, names, gsd=gsd, jpeg_quality=jpeg_quality)):
             score, pred = model.fuse(maps, image_stats(maps))
             conf.update(pred, mask)
             if not (mask == 1).any():
@@ -163,7 +167,7 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
                 hist_neg += np.bincount(bins[mask == 0], minlength=PR_BINS)
             if gallery is not None and k < gallery_max:
                 from .datasets.bijie import load_image
-                save_overlay(Path(gallery) / f"{Path(name).stem}.png", load_image(data_dir, name), mask, pred)
+                save_overlay(Path(gallery) / f"{Path(name).stem}.png", load_image(data_dir, name, jpeg_quality), mask, pred)
     finally:
         if saved is not None:  # the profile applies to this evaluation only
             model.settings = saved
@@ -173,7 +177,7 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
                free_images_flagged_share=free_flagged / n_free if n_free else 0.0,
                free_pixels_flagged_share=free.false_alarm)
     out.update(method=model.name, seconds=round(time.time() - t0, 2), images=len(names), dataset="bijie",
-               split=str(split), profile="bijie" if profile else "scene")
+               split=str(split), profile="bijie" if profile else "scene", jpeg_quality=jpeg_quality)
     if pr_plot is not None:
         save_pr_plot(pr_plot, hist_pos, hist_neg, f"{model.name} on {len(names)} images of {split.name}")
         out["pr_plot"] = str(pr_plot)

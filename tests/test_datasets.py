@@ -141,3 +141,28 @@ def test_scene_chips_at_a_coarser_gsd(tmp_path):
     assert len(chips) == 4 and chips.images.shape == (4, 3, 32, 32)
     assert chips.labels.tolist() == [1, 0, 0, 0]
     assert chips.names[-1].endswith("_r32_c32")
+
+
+def test_jpeg_round_trip_changes_texture_not_size_and_is_measured_as_asked(tmp_path):
+    """load_image(jpeg_quality=Q): the image as the JPEG-stored training split would hold it (same size,
+    pixels changed, the same file read alike twice); `evaluate bijie --jpeg-quality` records it, and a
+    quality outside 1-95 is one error line with exit 2."""
+    import json
+    import subprocess
+    import sys
+
+    from landslide_wsss.datasets.bijie import load_image
+    root = make_bijie(tmp_path / "bijie")
+    png = load_image(root, "ls_0002")
+    jpg = load_image(root, "ls_0002", jpeg_quality=95)
+    assert jpg.shape == png.shape and jpg.dtype == np.uint8
+    assert not np.array_equal(jpg, png) and np.array_equal(jpg, load_image(root, "ls_0002", jpeg_quality=95))
+    assert np.abs(jpg.astype(int) - png).mean() < np.abs(load_image(root, "ls_0002", 10).astype(int) - png).mean()
+    argv = [sys.executable, "-m", "landslide_wsss.cli", "evaluate", "bijie", str(root), "--split",
+            str(root / "train.txt"), "--json", "--limit", "1"]
+    ok = subprocess.run(argv + ["--jpeg-quality", "95"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["jpeg_quality"] == 95
+    bad = subprocess.run(argv + ["--jpeg-quality", "100"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert [line for line in bad.stderr.splitlines() if line.strip()] == ["error: JPEG quality 100: give 1 to 95"]

@@ -9,6 +9,7 @@ training/cyclegan.py). Evaluation keeps the original images and masks (see evalu
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import List, Optional
 
@@ -51,9 +52,15 @@ def _find(folder: Path, name: str) -> Path:
     raise InputError(f"{folder / name}: image not found (.png/.jpg/.tif)")
 
 
-def load_image(root, name: str) -> np.ndarray:
-    """Original RGB image as uint8 (3, H, W)."""
+def load_image(root, name: str, jpeg_quality: Optional[int] = None) -> np.ndarray:
+    """Original RGB image as uint8 (3, H, W); with `jpeg_quality`, after one JPEG round trip at that
+    quality (the training split is stored as JPEG 95, val as PNG: measuring val both ways shows what
+    the format change alone does)."""
     img = Image.open(_find(Path(root) / "images", name)).convert("RGB")
+    if jpeg_quality is not None:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=int(jpeg_quality))
+        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     return np.asarray(img).transpose(2, 0, 1).copy()
 
 
