@@ -92,7 +92,7 @@ def test_command_line_lengths_are_steps_and_budgets_only_stop_early(tmp_path):
     s, stage = settings_from_args(["--stage", "unet", "--log-dir", str(tmp_path), "--unet-minutes", "25",
                                    "--rule-seeds", "3"])
     assert stage == "unet" and s.work.root == tmp_path and s.rules == Rules.with_seeds(3)
-    assert (s.rules.scale_seeds, s.rules.area_share_seeds, s.rules.length_seeds) == (0, 0, 3)
+    assert (s.rules.scale_seeds, s.rules.area_share_seeds, s.rules.length_seeds) == (0, 0, 0)
     swept, _ = settings_from_args(["--sweep", "scale,length"])
     assert (swept.rules.scale_seeds, swept.rules.area_share_seeds, swept.rules.length_seeds) == (2, 0, 2)
     with pytest.raises(SystemExit) as e:
@@ -179,31 +179,33 @@ def _recording_trainer(trained, gain):
 
 def test_rules_without_seeds_keep_their_documented_values_and_the_length_rule_trains_on_work_samples(
         tmp_path, monkeypatch):
-    """By default the scale and area-share rules train nothing (their fixed values stand, recorded as
-    fixed); the length rule, with no scale trial to reuse, trains its short students on WORK's samples
-    at the fixed share, beside the full ones, and keeps the short incumbent within the spread."""
+    """By default no rule trains: the scale and area share keep their fixed values and the student is
+    the full-length one of the rebuild seed, each recorded as fixed. Swept, the length rule (with no
+    scale trial to reuse) trains its short students on WORK's samples at the share, beside the full
+    ones, and keeps the short incumbent within the spread."""
     from landslide_wsss.training.rebuild import sweeps, teacher
     wd = WorkDir(tmp_path)
     wd.second.mkdir(parents=True)
     teacher.save_samples(wd.samples("weak"), [st.Sample(np.zeros((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8),
                                                         "ls_0.png", True)], {"gsd": teacher.GSD})
     trained = []
-    monkeypatch.setattr(sweeps, "train_network", _recording_trainer(trained, {Rules().full_steps: 0.005}))
     rules = Rules()
-    assert (rules.scale_seeds, rules.area_share_seeds, rules.length_seeds) == (0, 0, 2)
+    full, short = rules.full_steps, rules.short_steps
+    monkeypatch.setattr(sweeps, "train_network", _recording_trainer(trained, {full: 0.005}))
+    assert (rules.scale_seeds, rules.area_share_seeds, rules.length_seeds) == (0, 0, 0)
     sc = sweeps.scale("data", wd, 0, rules, log=_quiet)  # no teacher file needed: nothing is made
     assert sc["gsd"] == teacher.GSD == 1.0 and sc["seeds"] == [] and "fixed" in sc["rule"]
     sh = sweeps.area_share("data", wd, 0, rules, log=_quiet)
     assert sh["share"] == teacher.AREA_SHARE and sh["gsd"] == 1.0 and "fixed" in sh["rule"] and trained == []
-    r = sweeps.length("data", wd, 0, rules, sh, selftrain_steps=3, log=_quiet)
-    full, short = rules.full_steps, rules.short_steps
-    assert trained == [("second_stage", 0.3, 0, full), ("share0.3", 0.3, 0, short),
-                       ("seed1", 0.3, 1, full), ("seed1", 0.3, 1, short)]
+    fixed = sweeps.length("data", wd, 0, rules, sh, selftrain_steps=3, log=_quiet)
+    assert trained == [("second_stage", 0.3, 0, full)] and "fixed" in fixed["rule"]
+    assert fixed["chosen"] == "full" and fixed["file"] == str(wd.network("student", wd.second))
+    assert fixed["table"]["full"]["mean_iou"] == pytest.approx(0.405)
+    trained.clear()
+    r = sweeps.length("data", wd, 0, Rules.with_seeds(2, ("length",)), sh, selftrain_steps=3, log=_quiet)
+    assert trained == [("share0.3", 0.3, 0, short), ("seed1", 0.3, 1, full), ("seed1", 0.3, 1, short)]
     assert r["chosen"] == "short" and r["file"] == str(wd.network("student", wd.share_trial(0.3)))
     assert [f["mean_iou"] for f in r["table"]["short"]["per_seed"]] == pytest.approx([0.40, 0.41])
-    trained.clear()
-    fixed = sweeps.length("data", wd, 0, Rules(length_seeds=0), sh, selftrain_steps=3, log=_quiet)
-    assert trained == [] and fixed["chosen"] == "short" and fixed["file"] == r["file"]  # already made: reused
 
 
 def test_choose_keeps_the_incumbent_unless_beaten_by_more_than_the_spread():

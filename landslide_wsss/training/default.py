@@ -26,8 +26,8 @@ that make its missing work files):
   pseudo      the three-band pseudo-masks (and true masks) as samples at that GSD.
   area-share  the share of crops from area A: 0.3; with --sweep area-share, by the scale rule (0.3 / 0.5 ...).
   student     the full-length student (706 steps + one 350-step self-training round + one 350-step hard-negative
-              round on its own false alarms over the landslide-free samples, each kept by the hold-out)
-              against the 400-step one, from two seeds (the length rule); embedded as student.*.
+              round on its own false alarms over the landslide-free samples, each kept by the hold-out);
+              with --sweep length, against the 400-step one from --rule-seeds seeds; embedded as student.*.
   unet        the supervised yardstick: the student's network, data, GSD, area share and crops on the true
               masks, 3186 steps, embedded as unet.* (int8).
   gate        the student's and the yardstick's mask threshold + hysteresis gate (student.choose_gate) on
@@ -37,8 +37,8 @@ that make its missing work files):
   evaluate    landslide IoU/F1/precision/recall/mIoU on Bijie val and AMU-Net area B for every method,
               written into the model metadata and runs/default_eval.json.
 Every length is a step count; the --*-minutes options only stop a run early (the metadata says where).
-The rules that train (--sweep; the length rule by default) compare candidates on the mean over
---rule-seeds seeds, with a margin above their spread.
+The rules that train (--sweep; none by default, each then keeps its documented value) compare
+candidates on the mean over --rule-seeds seeds, with a margin above their spread.
 """
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def settings_from_args(argv=None) -> tuple:
     ap.add_argument("--rule-seeds", type=int, default=RULE_SEEDS,
                     help=f"seeds per trial of each rule that trains (default {RULE_SEEDS})")
     ap.add_argument("--sweep", default=",".join(SWEPT),
-                    help="the rules that train to choose, of scale, area-share, length (default: length; "
-                         "the others keep their documented values; each sweep adds about half an hour)")
+                    help="the rules that train to choose, of scale, area-share, length (default: none; a rule "
+                         "not swept keeps its documented value; each sweep adds half an hour to an hour)")
     ap.add_argument("--minutes", type=float, help="stop the full-length student early after this long")
     ap.add_argument("--selftrain-minutes", type=float, help="stop a self-training or hard-negative round early after this long")
     ap.add_argument("--unet-minutes", type=float, help="stop the yardstick early after this long")

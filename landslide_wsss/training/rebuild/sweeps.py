@@ -1,9 +1,10 @@
 """The rules that train to choose: the working scale, the share of crops from area A, and the
 student's training length.
 
-A rule with no seeds does not train: its documented value stands (the scale and the area share by
-default, see Rules; the scale rule flipped between rebuilds, and the two sweeps cost about an hour of
-the rebuild's budget). Each trial is a student trained from several seeds (`Rules`: a seed count per rule, the first seed
+A rule with no seeds does not train: its documented value stands (by default, see SWEPT: the scale
+rule flipped between rebuilds, and the three rules' trials cost about 1 h 40 min, more than half the
+rebuild's 2.5-hour budget on this CPU). Not swept, the student is the full-length one (its hard-negative
+round is what teaches it landslide-free ground), the working GSD 1.0 m and the area share 0.3. Each trial is a student trained from several seeds (`Rules`: a seed count per rule, the first seed
 being the rebuild's); a candidate is judged on its mean hold-out IoU over those seeds (holdout.score),
 and it replaces the rule's incumbent (the documented fixed value) only when it beats it by a margin
 above the measured seed spread (holdout.choose). So a choice that the seeds cannot tell apart
@@ -32,7 +33,7 @@ SCALE_STEP, SCALE_MAX = 0.8, 3.2  # while the coarsest GSD wins, the grid grows 
 AREA_SHARES = (0.3, 0.5)               # shares of the crops from area A tried at the working GSD
 AREA_SHARE_STEP, AREA_SHARE_MAX = 0.2, 0.7  # while the largest share wins, one step more, up to this
 RULE_SEEDS = 2       # seeds per trial of a rule that trains (see the cost above)
-SWEPT = ("length",)  # the rules that train by default; the others keep their documented values
+SWEPT = ()           # the rules that train by default (none: each keeps its documented value; --sweep)
 RULE_MARGIN = 0.01   # the least margin a candidate needs over the incumbent (more when the seeds spread more)
 
 
@@ -42,7 +43,7 @@ class Rules:
     value without training), the least margin, steps of a short and of a full-length student."""
     scale_seeds: int = 0
     area_share_seeds: int = 0
-    length_seeds: int = RULE_SEEDS
+    length_seeds: int = 0
     margin: float = RULE_MARGIN
     short_steps: int = SHORT_STEPS
     full_steps: int = STUDENT_STEPS
@@ -177,16 +178,18 @@ def length(data, wd: WorkDir, seed: int, rules: Rules, shares: dict, selftrain_s
     round when kept) or the short one at the chosen share, by mean hold-out IoU over the rule
     seeds; the full one replaces the short incumbent only with a margin above the seed spread
     (long training on pseudo-masks can learn their noise). Returns the table and the file of the
-    rebuild seed's chosen student (with no rule seeds: the short incumbent of the rebuild seed)."""
+    rebuild seed's chosen student (with no rule seeds: the full-length one of the rebuild seed)."""
     share, gsd = shares["share"], shares["gsd"]
     figures: Dict[str, list] = {"full": [], "short": []}
     files = {}
     seeds = rules.seed_list(seed, "length")
-    if not seeds:
-        share_student(data, wd, share, gsd, seed, seed, rules, log)
-        result = {"chosen": "short", "table": {}, "seeds": [], "steps": {"short": rules.short_steps},
-                  "rule": "fixed: the short student (the length rule not swept)",
-                  "file": str(wd.network("student", share_folder(wd, share, gsd)))}
+    if not seeds:  # not swept: the full-length student of the rebuild seed, its rounds kept by the hold-out
+        full = full_student(data, wd, seed, seed, share, rules, selftrain_steps, max_minutes, selftrain_max_minutes, log)
+        result = {"chosen": "full", "table": {"full": holdout.over_seeds([read_json(full.with_suffix(".json"))["holdout"]])},
+                  "seeds": [], "steps": {"full": rules.full_steps},
+                  "rule": "fixed: the full-length student with its self-training and hard-negative rounds, each kept "
+                          "only when the hold-out rises (the length rule not swept)",
+                  "file": str(full)}
         write_json(wd.length, result)
         return result
     for s in seeds:
