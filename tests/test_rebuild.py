@@ -295,3 +295,29 @@ def test_hard_negative_round_trains_on_mined_samples_and_keeps_only_a_better_net
     assert record["kept_rounds"] == 0 and kept == start and len(record["runs"]) == 1
     assert record["runs"][0]["done"] == 3 and record["runs"][0]["seed"] == 101
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_stage_times_read_the_drivers_log_and_count_a_resumed_stage_once(tmp_path, recorded):
+    """benchmarks/rebuild_times.py reads the wall seconds the driver logs per stage; an interrupted
+    run of a stage is listed apart, its finished run counted once; a cut-short line is skipped."""
+    import sys
+    from pathlib import Path
+
+    from landslide_wsss.training.common import Logger
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.rebuild_times import stage_times
+    _, fail = recorded
+    s = _settings(tmp_path)
+    log = Logger(s.work.log, quiet=True)
+    fail.add("cyclegan")
+    with pytest.raises(KeyboardInterrupt):
+        stages.run(s, "all", log=log)
+    with open(s.work.log, "a") as fh:
+        fh.write('{"t": 1.0, "event": "sta')  # a kill mid-line
+        fh.write("\n")
+    stages.run(s, "all", log=log)
+    times = stage_times(s.work.log)
+    assert list(times["stages"]) == list(stages.STAGE_NAMES)
+    assert times["interrupted"] == {"cyclegan": 1} and times["unfinished"] == []
+    assert all(v["seconds"] >= 0 and v["started"] for v in times["stages"].values())
+    assert times["total_seconds"] == pytest.approx(sum(v["seconds"] for v in times["stages"].values()), abs=0.1)
