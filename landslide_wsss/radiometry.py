@@ -168,15 +168,18 @@ def sample(scene, max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
+    from .raster import mask_bands
+
     ds, bands = scene.dataset, scene.bands
+    mbands = mask_bands(ds, bands)
     w, h = scene.width, scene.height
     if w * h <= max_pixels:
-        parts = [(ds.read(bands), ds.read_masks(bands))]
+        parts = [(ds.read(bands), ds.read_masks(mbands))]
     elif ds.overviews(bands[0]):
         f = math.sqrt(w * h / max_pixels)
         shape = (len(bands), max(1, int(h / f)), max(1, int(w / f)))
         parts = [(ds.read(bands, out_shape=shape, resampling=Resampling.nearest),
-                  ds.read_masks(bands, out_shape=shape, resampling=Resampling.nearest))]
+                  ds.read_masks(mbands, out_shape=(len(mbands),) + shape[1:], resampling=Resampling.nearest))]
     else:
         n = SAMPLE_WINDOWS
         side = max(1, int(math.sqrt(max_pixels / n ** 2)))
@@ -185,11 +188,11 @@ def sample(scene, max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
         for r in np.linspace(0, h - sh, n).astype(int):
             for c in np.linspace(0, w - sw, n).astype(int):
                 win = Window(int(c), int(r), sw, sh)
-                parts.append((ds.read(bands, window=win), ds.read_masks(bands, window=win)))
+                parts.append((ds.read(bands, window=win), ds.read_masks(mbands, window=win)))
     values = []
     for data, masks in parts:
         data = data.astype(np.float64).reshape(len(bands), -1)
-        valid = np.all(masks.reshape(len(bands), -1) > 0, axis=0) & np.isfinite(data).all(axis=0)
+        valid = np.all(masks.reshape(len(mbands), -1) > 0, axis=0) & np.isfinite(data).all(axis=0)
         values.append(data[:, valid])
     return np.concatenate(values, axis=1)
 

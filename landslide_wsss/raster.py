@@ -135,6 +135,10 @@ class Scene:
             return [self.dataset.nodatavals[b - 1] for b in self.bands]
         return None
 
+    @functools.cached_property
+    def _mask_bands(self) -> Tuple[int, ...]:
+        return mask_bands(self.dataset, self.bands)
+
     def _mask_valid(self, window: Window, boundless: bool, data: Optional[np.ndarray] = None) -> np.ndarray:
         """GDAL's valid mask of the chosen bands in `window` (outside the scene: invalid). A nodata mask
         is computed from the values `data` already read: GDAL's nodata mask band reads each band again,
@@ -142,7 +146,7 @@ class Scene:
         nodata: a 1.6 Gpx VRT spent 62 % of its time there)."""
         nodata = self._nodata_masks
         if not self._all_valid and (nodata is None or data is None):
-            masks = self._padded(lambda w: self.dataset.read_masks(self.bands, window=w), window, boundless)
+            masks = self._padded(lambda w: self.dataset.read_masks(self._mask_bands, window=w), window, boundless)
             return np.all(masks > 0, axis=0)
         valid = self._padded(lambda w: np.ones((1, int(w.height), int(w.width)), bool), window, boundless)[0]
         for k, value in enumerate(nodata or ()):
@@ -176,6 +180,15 @@ class Scene:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def mask_bands(ds, bands: Sequence[int]) -> Tuple[int, ...]:
+    """The bands whose GDAL masks together say which pixels of `bands` are valid: one band when every
+    chosen band's mask is the dataset's own (an internal mask or an alpha band; reading it per band
+    reads the same mask again for each), else each band."""
+    if all(MaskFlags.per_dataset in ds.mask_flag_enums[b - 1] for b in bands):
+        return (int(bands[0]),)
+    return tuple(int(b) for b in bands)
 
 
 def resampled_scene(scene: Scene, gsd: float) -> Scene:

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import rasterio
+from rasterio.enums import ColorInterp
 from rasterio.transform import Affine, from_origin
 from rasterio.windows import Window
 
@@ -67,6 +68,39 @@ def test_internal_mask_is_respected(tmp_path):
     with open_scene(p) as sc:
         _, valid = sc.read(Window(0, 0, 16, 16))
     assert not valid[:, :4].any() and valid[:, 4:].all()
+
+
+@pytest.mark.parametrize("kind", ["internal", "alpha", "nodata"])
+def test_a_dataset_mask_is_read_once_and_each_band_mask_per_band(tmp_path, kind):
+    from landslide_wsss.radiometry import sample
+    from landslide_wsss.raster import mask_bands
+    p = tmp_path / f"{kind}.tif"
+    data = np.full((3, 16, 16), 7, np.uint8)
+    data[1, :, 12:] = 0  # nodata in one band only: its pixels are invalid for the scene
+    count = 4 if kind == "alpha" else 3
+    kw = {"nodata": 0} if kind == "nodata" else {}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(p, "w", driver="GTiff", width=16, height=16, count=count, dtype="uint8",
+                           crs="EPSG:32647", transform=from_origin(0, 16, 1, 1), **kw) as dst:
+            dst.write(data, indexes=[1, 2, 3])
+            keep = np.full((16, 16), 255, np.uint8)
+            keep[:, :4] = 0
+            if kind == "alpha":
+                dst.write(keep, 4)
+                dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+            elif kind == "internal":
+                dst.write_mask(keep)
+    with open_scene(p, bands=(1, 2, 3)) as sc:
+        _, valid = sc.read(Window(0, 0, 16, 16))
+        expected = np.ones((16, 16), bool)
+        if kind == "nodata":
+            expected[:, 12:] = False
+            assert mask_bands(sc.dataset, sc.bands) == (1, 2, 3)
+        else:
+            expected[:, :4] = False
+            assert mask_bands(sc.dataset, sc.bands) == (1,)
+        assert (valid == expected).all()
+        assert sample(sc).shape == (3, int(expected.sum()))
 
 
 def test_boundless_read_marks_outside_invalid(tmp_path):
