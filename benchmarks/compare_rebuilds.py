@@ -2,12 +2,17 @@
 validation figure it recorded, with the largest difference of each figure between the files.
 
     python benchmarks/compare_rebuilds.py A=/path/a.safetensors B=/path/b.safetensors [--tolerance 0.01]
+    python benchmarks/compare_rebuilds.py --save-metadata benchmarks/results/rebuild_A.json /path/a.safetensors
+
+A PATH may also be such a saved metadata JSON: a rebuild's work directory does not outlive its
+machine, so its file's choices and figures are kept in the repository to compare the next one with.
 
 Prints a markdown table and writes benchmarks/results/compare_rebuilds.json. The figures are the ones
 each file's `evaluate` stage wrote (val.txt and area B); nothing is re-measured here."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -65,13 +70,30 @@ def figures(meta: dict) -> dict:
     return out
 
 
+def load_metadata(path) -> dict:
+    """A model file's metadata, or a metadata JSON saved by --save-metadata."""
+    if str(path).endswith(".json"):
+        return json.loads(Path(path).read_text())
+    return read_metadata(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", help="LABEL=PATH of each model file")
+    ap.add_argument("models", nargs="+", help="LABEL=PATH of each model file or saved metadata JSON")
     ap.add_argument("--tolerance", type=float, default=0.01, help="the IoU agreement the rebuilds must reach")
+    ap.add_argument("--save-metadata", metavar="JSON", help="write the one model file's metadata to JSON and stop")
     a = ap.parse_args(argv)
+    if a.save_metadata:
+        if len(a.models) != 1:
+            ap.error("--save-metadata takes one model file")
+        Path(a.save_metadata).write_text(json.dumps(read_metadata(a.models[0].split("=", 1)[-1]), indent=1) + "\n")
+        print(a.save_metadata)
+        return 0
+    bad = [m for m in a.models if "=" not in m]
+    if bad:
+        ap.error(f"give each model as LABEL=PATH: {', '.join(bad)}")
     files = dict(m.split("=", 1) for m in a.models)
-    metas = {label: read_metadata(path) for label, path in files.items()}
+    metas = {label: load_metadata(path) for label, path in files.items()}
     labels = list(metas)
     chosen = {label: choices(m) for label, m in metas.items()}
     figs = {label: figures(m) for label, m in metas.items()}

@@ -321,3 +321,29 @@ def test_stage_times_read_the_drivers_log_and_count_a_resumed_stage_once(tmp_pat
     assert times["interrupted"] == {"cyclegan": 1} and times["unfinished"] == []
     assert all(v["seconds"] >= 0 and v["started"] for v in times["stages"].values())
     assert times["total_seconds"] == pytest.approx(sum(v["seconds"] for v in times["stages"].values()), abs=0.1)
+
+
+def test_a_saved_metadata_json_compares_as_its_model_file(tmp_path):
+    """compare_rebuilds.py --save-metadata keeps a rebuild's choices and figures beyond its work
+    directory; the saved JSON then reads as the model file did, and a changed figure shows."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from landslide_wsss.checkpoint import save_checkpoint
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.compare_rebuilds import choices, figures, load_metadata, main
+    meta = {"architecture": "test", "in_bands": 3, "version": "0", "method_default": "student", "student": {"gsd": 1.0, "teacher": {"method": "cam", "refine": "slic"}},
+            "validation": {"note": "text", "student": {"bijie_val": {"iou": 0.3, "precision": 0.4},
+                                                        "areaB": {"iou": 0.31}}}}
+    model = save_checkpoint(tmp_path / "a.safetensors", {"w": torch.zeros(1)}, meta)
+    saved = tmp_path / "a.json"
+    assert main(["--save-metadata", str(saved), str(model)]) == 0
+    a, b = load_metadata(model), load_metadata(saved)
+    assert choices(a) == choices(b) and figures(a) == figures(b)
+    assert figures(b) == {"student areaB iou": 0.31, "student bijie_val iou": 0.3, "student bijie_val precision": 0.4}
+    assert choices(b)["working GSD (m)"] == 1.0 and choices(b)["teacher refinement"] == "slic"
+    with pytest.raises(SystemExit) as exc:
+        main([str(model)])  # no LABEL=
+    assert exc.value.code == 2

@@ -519,3 +519,35 @@ def test_gate_stage_caches_the_network_maps(tmp_path):
         if low == 0.5:
             first = n
     assert first > 0 and len(calls) == first
+
+
+def test_the_evaluate_stage_also_measures_val_after_a_jpeg_round_trip(tmp_path):
+    """The rebuild's evaluate stage: val (PNG) and area B for each method, and for the networks
+    trained on the JPEG training split also val through a quality-95 JPEG round trip, all in the
+    report and the model file's metadata."""
+    from PIL import Image
+
+    from landslide_wsss.checkpoint import read_metadata
+    from landslide_wsss.training.tune import stage_evaluate
+    bijie = tmp_path / "data" / "bijie"
+    (bijie / "images").mkdir(parents=True)
+    (bijie / "masks").mkdir()
+    for k, name in enumerate(("ls_0001", "nls_0001")):
+        img, mask = blob_scene(64, 64, boxes=((10, 10, 40, 40),) if k == 0 else (), seed=k)
+        Image.fromarray(img.transpose(1, 2, 0)).save(bijie / "images" / f"{name}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(bijie / "masks" / f"{name}.png")
+    (bijie / "val.txt").write_text("ls_0001\nnls_0001\n")
+    img, mask = blob_scene(96, 96, seed=3)
+    amunet = tmp_path / "data" / "amunet"
+    amunet.mkdir()
+    write_tif(amunet / "areaB_rgb.tif", img)
+    write_tif(amunet / "areaB_mask.tif", mask.astype(np.uint8)[None])
+    net, _ = _trained_student(steps=2)
+    model = _student_file(tmp_path, net, gsd=1.0)
+    report = tmp_path / "eval.json"
+    res = stage_evaluate(tmp_path / "data", model, ["student"], report)
+    assert set(res["student"]) == {"bijie_val", "areaB", "bijie_val_jpeg95"}
+    assert res["student"]["bijie_val_jpeg95"]["jpeg_quality"] == 95 and res["student"]["bijie_val"].get("jpeg_quality") is None
+    assert json.loads(report.read_text()) == json.loads(json.dumps(res))
+    val = read_metadata(model)["validation"]["student"]
+    assert set(val) == {"bijie_val", "areaB", "bijie_val_jpeg95"} and "iou" in val["bijie_val_jpeg95"]

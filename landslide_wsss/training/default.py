@@ -34,8 +34,9 @@ that make its missing work files):
               the evaluate path's hold-out figures.
   select      the default method: best mean landslide IoU over the Bijie hold-out and the area A strip.
   graphs      the ONNX graphs of the forward-only networks (the light runtime; evaluate runs on it).
-  evaluate    landslide IoU/F1/precision/recall/mIoU on Bijie val and AMU-Net area B for every method,
-              written into the model metadata and runs/default_eval.json.
+  evaluate    landslide IoU/F1/precision/recall/mIoU on Bijie val and AMU-Net area B for every method
+              (student and yardstick also on val after a quality-95 JPEG round trip, as the training
+              images are stored), written into the model metadata and runs/default_eval.json.
 Every length is a step count; the --*-minutes options only stop a run early (the metadata says where).
 The rules that train (--sweep; none by default, each then keeps its documented value) compare
 candidates on the mean over --rule-seeds seeds, with a margin above their spread.

@@ -107,6 +107,10 @@ def apply_tuning(out, report):
     return default
 
 
+JPEG_METHODS = ("student", "unet")  # the networks trained on the (JPEG) training images' pixels
+VAL_JPEG_QUALITY = 95  # the training split's own quality (data README)
+
+
 def stage_evaluate(data, out, methods, report_path="runs/default_eval.json"):
     from ..evaluation import evaluate_bijie, evaluate_scene
     from ..wsss import load_model
@@ -125,6 +129,11 @@ def stage_evaluate(data, out, methods, report_path="runs/default_eval.json"):
         r2 = evaluate_scene(p["b_rgb"], p["b_mask"], model=model)
         print(f"areaB {method}: {json.dumps(r2)}", flush=True)
         results[method] = {"bijie_val": r1, "areaB": r2}
+        if method in JPEG_METHODS:  # the training images are JPEG (quality 95), val's are PNG: both figures
+            model = load_model(out, method=method, device="cpu")
+            r3 = evaluate_bijie(p["bijie"], p["bijie"] / "val.txt", model=model, jpeg_quality=VAL_JPEG_QUALITY)
+            print(f"bijie val (JPEG {VAL_JPEG_QUALITY}) {method}: {json.dumps(r3)}", flush=True)
+            results[method]["bijie_val_jpeg95"] = r3
         path.write_text(json.dumps(results, indent=1))
     keep = ("iou", "f1", "precision", "recall", "miou", "seconds", "false_alarm", "free_images_flagged_share",
             "free_pixels_flagged_share")
@@ -135,8 +144,9 @@ def stage_evaluate(data, out, methods, report_path="runs/default_eval.json"):
             del val[m]  # figures of methods not measured in this run belong to an earlier file
         for m, r in results.items():
             val[m] = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in r[k].items() if kk in keep}
-                      for k in ("bijie_val", "areaB")}
+                      for k in ("bijie_val", "areaB", "bijie_val_jpeg95") if k in r}
         val["note"] = ("landslide-class IoU/F1/precision/recall and 2-class mIoU; the whole Bijie val list and "
-                       "AMU-Net area B, neither used in training, tuning or selection")
+                       "AMU-Net area B, neither used in training, tuning or selection; bijie_val_jpeg95: val's images "
+                       "after a JPEG round trip at quality 95, as the training images are stored")
     _update_meta(out, apply)
     return results
