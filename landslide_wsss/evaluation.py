@@ -11,7 +11,9 @@ evaluate_scene(image, mask, dsm=None, method=None, model_path=None, device="auto
     api.predict_scene (the same bands, radiometry, tiling / stitching / fusion path as `detect`) and
     compares with the mask (255 = not covered, ignored).
 Both return {"iou", "f1", "precision", "recall", "miou", "method", "seconds", ...}: landslide-class
-IoU etc. with pixel counts accumulated over the whole split; miou is the 2-class mean.
+IoU etc. with pixel counts accumulated over the whole split; miou is the 2-class mean. evaluate_bijie
+also says where its false pixels lie: on the landslide-free images, within NEAR_M metres of a
+landslide (its mask drawn too wide), or elsewhere in a landslide image (a false landslide).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .metrics import Confusion
 from .scoring import SceneStats
 
 BIJIE_GSD = 0.8  # TripleSat crops of the Bijie dataset (PNG files: no pixel size of their own)
+NEAR_M = 10.0  # false pixels this close to a landslide are its mask drawn too wide, not a false landslide
 
 
 def _model(model, model_path, method, device, params=None, runtime: str = "auto"):
@@ -151,6 +154,7 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     conf = Confusion()
     free = Confusion()  # the landslide-free images alone
     free_flagged = 0
+    false_near = false_far = 0  # false pixels of the landslide images: within NEAR_M of a landslide, beyond
     hist_pos, hist_neg = np.zeros(PR_BINS, np.int64), np.zeros(PR_BINS, np.int64)
     if gallery is not None:
         Path(gallery).mkdir(parents=True, exist_ok=True)
@@ -161,6 +165,12 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
             if not (mask == 1).any():
                 free.update(pred, mask)
                 free_flagged += bool(pred.any())
+            else:
+                from scipy.ndimage import distance_transform_edt
+                false = pred & (mask == 0)
+                near = distance_transform_edt(mask != 1) * gsd <= NEAR_M
+                false_near += int((false & near).sum())
+                false_far += int((false & ~near).sum())
             if pr_plot is not None:
                 bins = np.clip((score * PR_BINS).astype(np.int64), 0, PR_BINS - 1)
                 hist_pos += np.bincount(bins[mask == 1], minlength=PR_BINS)
@@ -175,7 +185,9 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     n_free = sum(1 for n in names if Path(n).stem.startswith("nls_"))
     out.update(free_images=n_free, free_images_flagged=free_flagged,
                free_images_flagged_share=free_flagged / n_free if n_free else 0.0,
-               free_pixels_flagged_share=free.false_alarm)
+               free_pixels_flagged_share=free.false_alarm,
+               false_pixels_free_images=int(free.fp), false_pixels_near_landslide=false_near,
+               false_pixels_elsewhere=false_far, near_m=NEAR_M)
     out.update(method=model.name, seconds=round(time.time() - t0, 2), images=len(names), dataset="bijie",
                split=str(split), profile="bijie" if profile else "scene", jpeg_quality=jpeg_quality)
     if pr_plot is not None:

@@ -44,3 +44,37 @@ def test_iadd():
     a = Confusion(1, 2, 3, 4)
     a += Confusion(1, 1, 1, 1)
     assert (a.tp, a.fp, a.fn, a.tn) == (2, 3, 4, 5)
+
+
+def test_evaluate_bijie_says_where_its_false_pixels_lie(tmp_path):
+    """On the landslide-free images; within NEAR_M of a landslide (a mask drawn too wide); elsewhere
+    in a landslide image (a false landslide): counted exactly with a scorer whose marks are known."""
+    from PIL import Image
+
+    from conftest import ThresholdScorer
+    from landslide_wsss.evaluation import NEAR_M, evaluate_bijie
+    root = tmp_path / "bijie"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+
+    def put(name, bright, truth=None):
+        img = np.full((64, 64, 3), 30, np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        for r0, c0, r1, c1 in bright:
+            img[r0:r1, c0:c1] = 220
+        if truth:
+            r0, c0, r1, c1 = truth
+            mask[r0:r1, c0:c1] = 255
+        Image.fromarray(img).save(root / "images" / f"{name}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    # a 10 px landslide marked 2 px too wide all round (96 near pixels) and a false 10 x 10 px
+    # landslide 20 px (16 m) away; one free image with a 5 x 10 px mark, one unmarked
+    put("ls_0001", [(18, 18, 32, 32), (50, 50, 60, 60)], truth=(20, 20, 30, 30))
+    put("nls_0001", [(5, 5, 10, 15)])
+    put("nls_0002", [])
+    (root / "val.txt").write_text("ls_0001\nnls_0001\nnls_0002\n")
+    r = evaluate_bijie(root, root / "val.txt", model=ThresholdScorer(), gsd=0.8)
+    assert 2 * 0.8 <= NEAR_M < 20 * 0.8
+    assert (r["false_pixels_near_landslide"], r["false_pixels_elsewhere"], r["false_pixels_free_images"]) == (96, 100, 50)
+    assert r["fp"] == 96 + 100 + 50 and r["tp"] == 100
+    assert r["free_images_flagged"] == 1 and r["free_images_flagged_share"] == 0.5

@@ -551,3 +551,4 @@ def test_the_evaluate_stage_also_measures_val_after_a_jpeg_round_trip(tmp_path):
     assert json.loads(report.read_text()) == json.loads(json.dumps(res))
     val = read_metadata(model)["validation"]["student"]
     assert set(val) == {"bijie_val", "areaB", "bijie_val_jpeg95"} and "iou" in val["bijie_val_jpeg95"]
+    assert {"tp", "false_pixels_near_landslide", "false_pixels_elsewhere"} <= set(val["bijie_val"])

@@ -136,7 +136,8 @@ def stage_evaluate(data, out, methods, report_path="runs/default_eval.json"):
             results[method]["bijie_val_jpeg95"] = r3
         path.write_text(json.dumps(results, indent=1))
     keep = ("iou", "f1", "precision", "recall", "miou", "seconds", "false_alarm", "free_images_flagged_share",
-            "free_pixels_flagged_share")
+            "free_pixels_flagged_share", "false_pixels_free_images", "false_pixels_near_landslide",
+            "false_pixels_elsewhere", "tp")
 
     def apply(meta):
         val = meta.setdefault("validation", {})
