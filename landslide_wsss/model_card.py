@@ -59,6 +59,18 @@ def _summary(meta: dict, path: Path) -> List[str]:
     return lines
 
 
+def training_rounds(tr: dict) -> list:
+    """(name, hold-out figures, kept) of a network's training and of each fine-tuning round after it:
+    self-training, then hard negatives (a file from before the hard-negative round has only the first)."""
+    rows = [("trained", tr["rounds"][0], "")]
+    kinds = [("self-training", tr.get("self_training") or {"rounds": tr["rounds"], "kept_rounds": tr.get("kept_rounds")}),
+             ("hard negatives", tr.get("hard_negatives") or {})]
+    for name, rec in kinds:
+        for r, figures in enumerate((rec.get("rounds") or [])[1:], start=1):
+            rows.append((f"{name} {r}", figures, "yes" if r <= int(rec.get("kept_rounds") or 0) else "no"))
+    return rows
+
+
 def render(meta: dict, path) -> str:
     """The model card of a model file, as markdown."""
     path = Path(path)
@@ -85,10 +97,10 @@ def render(meta: dict, path) -> str:
     for comp in ("student", "unet"):
         tr = (meta.get(comp) or {}).get("training") or {}
         if tr.get("rounds"):
-            out(f"### {NAMES[comp]}: hold-out per round (kept rounds: {tr.get('kept_rounds')})\n")
-            out(table(["round", "Bijie hold-out IoU", "area A strip IoU", "mean", "threshold"],
-                        [(i, r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"], r["threshold"])
-                         for i, r in enumerate(tr["rounds"])]), "\n")
+            out(f"### {NAMES[comp]}: hold-out per round\n")
+            out(table(["round", "Bijie hold-out IoU", "area A strip IoU", "mean", "threshold", "kept"],
+                      [(name, r["bijie_holdout_iou"], r["areaA_strip_iou"], r["mean_iou"], r["threshold"], kept)
+                       for name, r, kept in training_rounds(tr)]), "\n")
     for comp in ("student", "unet"):
         gate = (meta.get(comp) or {}).get("gate") or {}
         if gate.get("chosen"):

@@ -347,3 +347,20 @@ def test_a_saved_metadata_json_compares_as_its_model_file(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main([str(model)])  # no LABEL=
     assert exc.value.code == 2
+
+
+def test_the_model_card_lists_every_fine_tuning_round_and_whether_it_was_kept():
+    """A student record with a self-training and a hard-negative round shows both, each marked kept
+    or not; an older record (self-training rounds only, at the top level) reads as before."""
+    from landslide_wsss.model_card import training_rounds
+
+    def fig(m):
+        return {"bijie_holdout_iou": m / 4, "areaA_strip_iou": m, "mean_iou": m, "threshold": 0.5}
+    new = {"rounds": [fig(0.36), fig(0.33)], "kept_rounds": 0,
+           "self_training": {"rounds": [fig(0.36), fig(0.33)], "kept_rounds": 0},
+           "hard_negatives": {"rounds": [fig(0.36), fig(0.41), fig(0.40)], "kept_rounds": 1}}
+    assert [(n, r["mean_iou"], k) for n, r, k in training_rounds(new)] == [
+        ("trained", 0.36, ""), ("self-training 1", 0.33, "no"), ("hard negatives 1", 0.41, "yes"),
+        ("hard negatives 2", 0.40, "no")]
+    old = {"rounds": [fig(0.44), fig(0.45)], "kept_rounds": 1}
+    assert [(n, k) for n, _, k in training_rounds(old)] == [("trained", ""), ("self-training 1", "yes")]
