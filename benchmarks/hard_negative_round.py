@@ -23,11 +23,10 @@ from landslide_wsss.paths import DATA_DIR  # noqa: E402
 def main(argv=None) -> int:
     from landslide_wsss.checkpoint import load_checkpoint
     from landslide_wsss.training import holdout
-    from landslide_wsss.training import student as st
     from landslide_wsss.training.common import set_threads
     from landslide_wsss.training.rebuild.networks import new_student
     from landslide_wsss.training.rebuild.teacher import load_samples, weights
-    from landslide_wsss.training.selftrain import NEGATIVES_SEED, SELFTRAIN_LR, SELFTRAIN_STEPS
+    from landslide_wsss.training.selftrain import hard_negatives
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("work", help="the rebuild's --log-dir")
@@ -49,13 +48,14 @@ def main(argv=None) -> int:
     tensors, _ = load_checkpoint(second / f"student.neg{done}.state.safetensors")
     net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     t0 = time.time()
-    start = holdout.score(net.eval(), items)
-    remade = st.mine_negatives(net, samples, float(start["threshold"]))
-    net, _ = st.fit_student(remade, net, SELFTRAIN_STEPS, lr=SELFTRAIN_LR, seed=a.seed + NEGATIVES_SEED + done + 1,
-                            progress=False)
-    after = holdout.score(net, items)
+
+    def measure(n):
+        return holdout.score(n, items)
+    start = measure(net.eval())
+    # the rebuild's own round and rule; seed + done makes this round draw as round done + 1 would
+    _, _, record = hard_negatives(net, samples, measure, start, rounds=1, seed=a.seed + done)
     out = {"work": str(a.work), "kept_rounds": done, "recorded": rec["holdout"], "start": start,
-           f"round_{done + 1}": after, "kept_by_rule": after["mean_iou"] > start["mean_iou"],
+           f"round_{done + 1}": record["rounds"][1], "kept_by_rule": record["kept_rounds"] == 1,
            "seconds": round(time.time() - t0, 1)}
     print(json.dumps(out))
     print(save("hard_negative_round", out))

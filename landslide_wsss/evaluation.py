@@ -134,6 +134,8 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
     """See the module docstring. gsd: the images' ground sampling distance (metres). gallery: a folder for per-image overlay PNGs (the first
     `gallery_max` images); pr_plot: a PNG of precision/recall/IoU against the score threshold;
     jpeg_quality: measure each image after a JPEG round trip at this quality (1-95)."""
+    from scipy.ndimage import distance_transform_edt
+
     from .datasets.bijie import read_split
     from .runtime import available
     if pr_plot is not None and not available("matplotlib"):
@@ -166,7 +168,6 @@ def evaluate_bijie(data_dir, split_list, method: Optional[str] = None, model_pat
                 free.update(pred, mask)
                 free_flagged += bool(pred.any())
             else:
-                from scipy.ndimage import distance_transform_edt
                 false = pred & (mask == 0)
                 near = distance_transform_edt(mask != 1) * gsd <= NEAR_M
                 false_near += int((false & near).sum())
