@@ -84,9 +84,10 @@ def render(meta: dict, path) -> str:
     if teacher.get("holdout"):
         out(f"### Teacher (chosen: {teacher['method']} + {teacher.get('refine', 'none')}, "
               f"bands >= {teacher['t_fg']} / < {teacher['t_bg']})\n")
-        rows = [(k, v["fg_iou"], v["bg_precision"], v["ignored"], v["t_fg"], v["t_bg"])
+        rows = [(k, v["fg_iou"], v["bg_precision"], v.get("leak", "-"), v["ignored"], v["t_fg"], v["t_bg"])
                 for k, v in teacher["holdout"].items()]
-        out(table(["teacher + refinement", "confident-band IoU", "background precision", "ignored", "t_fg", "t_bg"],
+        out(table(["teacher + refinement", "confident-band IoU", "background precision", "landslide in background",
+                   "ignored", "t_fg", "t_bg"],
                     rows), "\n")
     scale = st.get("scale") or {}
     if scale.get("table"):

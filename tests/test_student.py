@@ -46,6 +46,20 @@ def test_choose_bands_follows_the_masks():
     assert 0.2 < q["t_bg"] <= 0.45  # the background is confident background, the noise is not
     assert q["ignored"] == pytest.approx(1 / cam.size)  # only the noise pixel is left out
     assert q["bg_precision"] == pytest.approx(1.0)
+    assert q["leak"] == 0.0
+
+
+def test_band_quality_counts_the_landslide_pixels_in_the_background_band():
+    # the CAM finds the landslide's core only: its rim reads as low as the ground around it
+    mask = np.zeros((20, 20), np.uint8)
+    mask[4:12, 4:12] = 1
+    cam = np.full((20, 20), 0.02, np.float32)
+    cam[6:10, 6:10] = 1.0
+    q = st.band_quality([cam], [mask], 0.5, 0.2)
+    assert q["leak"] == pytest.approx(48 / 64)  # the rim: 48 of the 64 landslide pixels
+    assert q["fg_iou"] == pytest.approx(16 / 64)
+    assert q["bg_precision"] == pytest.approx((400 - 64) / (400 - 16))
+    assert st.band_quality([cam], [mask], 0.5, 0.01)["leak"] == 0.0
 
 
 def test_resample_target_majority_and_ignore():
