@@ -385,6 +385,7 @@ def _add_model_card(sub) -> None:
     p = sub.add_parser("model-card", help="write MODEL_CARD.md from a model file's metadata")
     p.add_argument("--model", help="model file (default: the embedded model)")
     p.add_argument("-o", "--output", default="MODEL_CARD.md", help="output markdown (default MODEL_CARD.md)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_cmd_model_card)
 
 
@@ -392,7 +393,7 @@ def _cmd_model_card(args) -> int:
     from .model_card import write
     from .wsss import DEFAULT_MODEL
 
-    print(write(args.model or DEFAULT_MODEL, args.output))
+    print(write(args.model or DEFAULT_MODEL, args.output, overwrite=args.overwrite))
     return 0
 
 

@@ -1,6 +1,6 @@
 """MODEL_CARD.md from a model file's own metadata: what the networks are, the data they were trained
 on, every choice the rebuild's rules made on the hold-outs, and the figures measured once on Bijie
-val.txt and AMU-Net area B. `landslide-wsss model-card [--model M] -o MODEL_CARD.md`; no torch.
+val.txt and AMU-Net area B. `landslide-wsss model-card [--model M] -o MODEL_CARD.md [--overwrite]`; no torch.
 """
 from __future__ import annotations
 
@@ -138,11 +138,12 @@ def render(meta: dict, path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(model_path, out) -> Path:
+def write(model_path, out, overwrite: bool = False) -> Path:
     from .checkpoint import read_metadata
-    from .raster import atomic_output
+    from .raster import atomic_output, check_output
 
+    check_output(out, overwrite)  # before reading the model: an existing card is refused at once
     text = render(read_metadata(model_path), model_path)
-    with atomic_output(out, overwrite=True) as tmp:
+    with atomic_output(out, overwrite=overwrite) as tmp:
         Path(tmp).write_text(text)
     return Path(out)

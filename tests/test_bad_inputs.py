@@ -206,3 +206,14 @@ def test_vectorize_polygons_valid_and_areas_add_up(tmp_path_factory, seed, h, w)
     gdf = vectorize(m, s, scene="p", method="m", model_version="v", simplify_px=0, min_area_m2=0, strip_rows=16)
     assert gdf.is_valid.all()
     assert gdf.area_m2.sum() == pytest.approx(mask.sum() * 4.0, rel=1e-6, abs=1e-6)
+
+
+def test_model_card_refuses_an_existing_file_without_overwrite(tmp_path, tiny_model_path, capsys):
+    card = tmp_path / "CARD.md"
+    card.write_text("mine")
+    assert main(["model-card", "--model", str(tiny_model_path), "-o", str(card)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--overwrite" in err[0]
+    assert card.read_text() == "mine"
+    assert main(["model-card", "--model", str(tiny_model_path), "-o", str(card), "--overwrite"]) == 0
+    assert card.read_text().startswith("# Model card")
