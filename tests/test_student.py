@@ -473,7 +473,8 @@ def test_student_scorer_applies_its_gate(tmp_path):
 
 
 def test_area_share_weights_the_draw():
-    """rebuild.teacher.weights: `share` of the draw on area A blocks, the rest on Bijie images."""
+    """rebuild.teacher.weights: `share` of the draw on area A blocks, the rest on Bijie images, of
+    which `landslide_share` on the landslide images."""
     from landslide_wsss.training.rebuild import teacher as ss
     img, tgt = np.zeros((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8)
     samples = [st.Sample(img, tgt, f"areaA_{k}", False) for k in range(3)] + \
@@ -482,6 +483,12 @@ def test_area_share_weights_the_draw():
         w = ss.weights(samples, share)
         assert abs(sum(s.weight for s in w if s.name.startswith("areaA")) - share) < 1e-9
         assert abs(sum(s.weight for s in w) - 1) < 1e-9
+    # with landslide-free images too: the landslide images keep their share of the Bijie draw
+    samples += [st.Sample(img, tgt, f"nls_{k}.png", False) for k in range(15)]
+    w = ss.weights(samples, 0.3, landslide_share=0.6)
+    assert sum(s.weight for s in w if s.name.startswith("ls_")) == pytest.approx(0.7 * 0.6)
+    assert sum(s.weight for s in w if s.name.startswith("nls_")) == pytest.approx(0.7 * 0.4)
+    assert {round(s.weight, 12) for s in w if s.name.startswith("nls_")} == {round(0.28 / 15, 12)}
 
 
 def test_sweep_upward_extends_while_the_largest_is_chosen_and_keeps_the_incumbent_within_the_spread():
