@@ -364,3 +364,31 @@ def test_the_model_card_lists_every_fine_tuning_round_and_whether_it_was_kept():
         ("hard negatives 2", 0.40, "no")]
     old = {"rounds": [fig(0.44), fig(0.45)], "kept_rounds": 1}
     assert [(n, k) for n, _, k in training_rounds(old)] == [("trained", ""), ("self-training 1", "yes")]
+
+
+def test_student_trials_weigh_the_bijie_draw_as_each_trial_says(tmp_path):
+    """benchmarks/student_trials.py: `even` draws every Bijie image alike (the landslide images'
+    share is their count's), `landslide-share` gives them teacher.LANDSLIDE_SHARE; area A keeps the
+    rebuild's area share in both."""
+    import sys
+    from pathlib import Path
+
+    from landslide_wsss.training import student as st
+    from landslide_wsss.training.rebuild import teacher as tc
+    from landslide_wsss.training.rebuild.workdir import write_json
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.student_trials import trial_samples
+    def sample(name, positive):
+        return st.Sample(np.zeros((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8), name, positive)
+    samples = ([sample(f"areaA_r{k}", True) for k in range(2)] + [sample(f"ls_{k}", True) for k in range(2)]
+               + [sample(f"nls_{k}", False) for k in range(6)])
+    second = tmp_path / "work" / "second_stage"
+    tc.save_samples(second / "weak_samples.safetensors", samples, {"gsd": 1.0})
+    write_json(second / "area_share.json", {"share": 0.4})
+    for trial, slides in (("even", 0.6 * 2 / 8), ("landslide-share", 0.6 * tc.LANDSLIDE_SHARE)):
+        path = trial_samples(trial, tmp_path / "work", None, None, 0, tmp_path / "trials", print)
+        got, meta = tc.load_samples(path)
+        assert sum(s.weight for s in got if s.name.startswith("areaA")) == pytest.approx(0.4)
+        assert sum(s.weight for s in got if s.name.startswith("ls_")) == pytest.approx(slides)
+        assert sum(s.weight for s in got) == pytest.approx(1.0)
+        assert meta["landslide_share"] == pytest.approx(slides / 0.6)
