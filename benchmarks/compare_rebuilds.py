@@ -29,6 +29,7 @@ CHOICES = [
     ("teacher bands (fg, bg)", ("student/teacher/t_fg", "student/teacher/t_bg")),
     ("working GSD (m)", "student/gsd"),
     ("area A share", "student/area_share"),
+    ("landslide images' share of the Bijie draw", "student/landslide_share"),
     ("student length", "student/training/length_rule/chosen"),
     ("self-training rounds kept", "student/training/self_training/kept_rounds"),
     ("hard-negative rounds kept", "student/training/hard_negatives/kept_rounds"),

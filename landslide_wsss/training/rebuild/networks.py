@@ -18,7 +18,7 @@ from ...checkpoint import load_checkpoint, save_checkpoint
 from .. import holdout
 from .. import student as st
 from ..selftrain import SELFTRAIN_STEPS, hard_negatives, self_train
-from .teacher import AREA_SHARE, GSD, load_samples, weights
+from .teacher import AREA_SHARE, GSD, LANDSLIDE_SHARE, load_samples, weights
 from .workdir import read_json, write_json
 
 STUDENT_STEPS = 706     # the full-length student (the rebuild's former 10-minute budget on this CPU)
@@ -73,7 +73,8 @@ def train_network(data, samples_file, folder, *, name: str, steps: int, seed: in
     out = {"config": net.config(), "gsd": gsd, "tile_size": INFER_TILE, "overlap": INFER_TILE // 8,
            "crop": st.CROP, "threshold": best["threshold"], "holdout": best, "training": record,
            "teacher": meta["teacher"] if name == "student" else None,
-           "area_share": area_share if area_share is not None else AREA_SHARE}
+           "area_share": area_share if area_share is not None else AREA_SHARE,
+           "landslide_share": LANDSLIDE_SHARE if area_share is not None else meta.get("landslide_share", LANDSLIDE_SHARE)}
     save_checkpoint(folder / f"{name}.safetensors", st.student_tensors(net),
                     {"architecture": name, "in_bands": 3, "version": __version__, **out})
     write_json(folder / f"{name}.json", out)

@@ -185,7 +185,8 @@ def make_samples(data, folder, seed, gsd, targets: dict, log=print) -> dict:
     sup += st.cut_blocks(a_small, resample_target(a_mask[:cut], size), "areaA", block, min_labelled=0.05)
     choice = targets["teacher"]
     meta = {"gsd": gsd, "teacher": {**choice, "train_band_quality": targets["quality"]},
-            "seed": seed, "strip_row": cut, "seconds": round(time.time() - t0 + targets["seconds"], 1)}
+            "seed": seed, "strip_row": cut, "landslide_share": LANDSLIDE_SHARE,
+            "seconds": round(time.time() - t0 + targets["seconds"], 1)}
     save_samples(folder / "weak_samples.safetensors", weights(weak), meta)
     save_samples(folder / "supervised_samples.safetensors", weights(sup), meta)
     log(event="pseudo", n_weak=len(weak), n_pos=sum(s.positive for s in weak), teacher=choice["method"],
