@@ -368,7 +368,7 @@ def test_the_model_card_lists_every_fine_tuning_round_and_whether_it_was_kept():
 
 def test_student_trials_weigh_the_bijie_draw_as_each_trial_says(tmp_path):
     """benchmarks/student_trials.py: `even` draws every Bijie image alike (the landslide images'
-    share is their count's), `landslide-share` gives them teacher.LANDSLIDE_SHARE; area A keeps the
+    share is their count's), `landslide-share` gives them 60 %; area A keeps the
     rebuild's area share in both."""
     import sys
     from pathlib import Path
@@ -385,7 +385,7 @@ def test_student_trials_weigh_the_bijie_draw_as_each_trial_says(tmp_path):
     second = tmp_path / "work" / "second_stage"
     tc.save_samples(second / "weak_samples.safetensors", samples, {"gsd": 1.0})
     write_json(second / "area_share.json", {"share": 0.4})
-    for trial, slides in (("even", 0.6 * 2 / 8), ("landslide-share", 0.6 * tc.LANDSLIDE_SHARE)):
+    for trial, slides in (("even", 0.6 * 2 / 8), ("landslide-share", 0.6 * 0.6)):
         path = trial_samples(trial, tmp_path / "work", None, None, 0, tmp_path / "trials", print)
         got, meta = tc.load_samples(path)
         assert sum(s.weight for s in got if s.name.startswith("areaA")) == pytest.approx(0.4)

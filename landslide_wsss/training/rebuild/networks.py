@@ -74,7 +74,8 @@ def train_network(data, samples_file, folder, *, name: str, steps: int, seed: in
            "crop": st.CROP, "threshold": best["threshold"], "holdout": best, "training": record,
            "teacher": meta["teacher"] if name == "student" else None,
            "area_share": area_share if area_share is not None else AREA_SHARE,
-           "landslide_share": LANDSLIDE_SHARE if area_share is not None else meta.get("landslide_share", LANDSLIDE_SHARE)}
+           "landslide_share": (LANDSLIDE_SHARE if area_share is not None else meta.get("landslide_share", LANDSLIDE_SHARE))
+           or "even"}
     save_checkpoint(folder / f"{name}.safetensors", st.student_tensors(net),
                     {"architecture": name, "in_bands": 3, "version": __version__, **out})
     write_json(folder / f"{name}.json", out)
