@@ -30,13 +30,6 @@ TRIALS = ("even", "landslide-share", "no-background")
 TRIAL_SHARE = 0.6  # the `landslide-share` trial: the 543 + 350 subset's 61 %
 
 
-def even_share(samples) -> float:
-    """The landslide images' share of the Bijie draw when every Bijie image is drawn alike."""
-    from landslide_wsss.training.student import sample_source
-    bijie = [s for s in samples if sample_source(s.name) != "areaA"]
-    return sum(s.positive for s in bijie) / max(len(bijie), 1)
-
-
 def trial_samples(trial: str, work: Path, model, data, seed: int, folder: Path, log) -> Path:
     """The samples file of a trial (made once under `folder`), weighted as the trial says."""
     from landslide_wsss.training.rebuild import teacher as tc
@@ -53,7 +46,7 @@ def trial_samples(trial: str, work: Path, model, data, seed: int, folder: Path, 
         source = folder / "no_background" / "weak_samples.safetensors"
     samples, meta = tc.load_samples(source)
     area = float(read_json(second / "area_share.json")["share"])
-    share = TRIAL_SHARE if trial == "landslide-share" else even_share(samples)
+    share = TRIAL_SHARE if trial == "landslide-share" else tc.even_landslide_share(samples)
     tc.save_samples(path, tc.weights(samples, area, share), {**meta, "landslide_share": share})
     return path
 

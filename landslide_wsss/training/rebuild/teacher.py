@@ -86,6 +86,12 @@ def samples_gsd(path) -> float:
     return float(read_metadata(path).get("gsd") or GSD)
 
 
+def even_landslide_share(samples) -> float:
+    """The landslide images' share of the Bijie draw when every Bijie image is drawn alike."""
+    bijie = [s for s in samples if st.sample_source(s.name) != "areaA"]
+    return sum(s.positive for s in bijie) / max(len(bijie), 1)
+
+
 def weights(samples, share=AREA_SHARE, landslide_share=LANDSLIDE_SHARE):
     """`share` of the crops from area A blocks, the rest from Bijie images, of which
     `landslide_share` from the landslide images (each group evenly; None: every Bijie image alike)."""
@@ -93,7 +99,7 @@ def weights(samples, share=AREA_SHARE, landslide_share=LANDSLIDE_SHARE):
     slides = [s for s in samples if st.sample_source(s.name) != "areaA" and s.positive]
     free = [s for s in samples if st.sample_source(s.name) != "areaA" and not s.positive]
     if landslide_share is None:
-        landslide_share = len(slides) / max(len(slides) + len(free), 1)
+        landslide_share = even_landslide_share(samples)
     if not slides or not free:  # one Bijie group alone takes the whole Bijie share
         landslide_share = 1.0 if slides else 0.0
     for group, w in ((a, share), (slides, (1 - share) * landslide_share), (free, (1 - share) * (1 - landslide_share))):
